@@ -1,0 +1,175 @@
+//! Prometheus metrics of every stage, in one registry served at `/metrics`.
+
+use std::sync::LazyLock;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+/// Every metric marketflow exports.
+pub struct Metrics {
+    pub registry: Registry,
+    pub source_records: IntCounterVec,
+    pub source_watermark: IntGaugeVec,
+    pub source_reconnects: IntCounterVec,
+    pub operator_in: IntCounterVec,
+    pub operator_out: IntCounterVec,
+    pub late_records: IntCounterVec,
+    pub outside_session: IntCounterVec,
+    pub discarded_at_shutdown: IntCounterVec,
+    pub dead_letters: IntCounterVec,
+    pub sink_records: IntCounterVec,
+    pub sink_batches: IntCounterVec,
+    pub sink_errors: IntCounterVec,
+    pub sink_retries: IntCounterVec,
+    pub sink_batch_seconds: HistogramVec,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let metric =
+        IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric registered once");
+    metric
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let metric = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric registered once");
+    metric
+}
+
+/// A latency histogram with buckets from 100 µs to 10 s.
+pub fn latency_histogram(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> HistogramVec {
+    let buckets = vec![
+        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+        5.0, 10.0,
+    ];
+    let metric = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+        .expect("valid metric definition");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric registered once");
+    metric
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let registry = Registry::new();
+        let r = &registry;
+        Metrics {
+            source_records: counter(
+                r,
+                "marketflow_source_records_total",
+                "Records read by a source.",
+                &["source"],
+            ),
+            source_watermark: gauge(
+                r,
+                "marketflow_source_watermark_ms",
+                "Watermark of a source, ms since the epoch.",
+                &["source"],
+            ),
+            source_reconnects: counter(
+                r,
+                "marketflow_source_reconnects_total",
+                "Reconnections of a live source.",
+                &["source"],
+            ),
+            operator_in: counter(
+                r,
+                "marketflow_operator_records_in_total",
+                "Records received by an operator.",
+                &["operator"],
+            ),
+            operator_out: counter(
+                r,
+                "marketflow_operator_records_out_total",
+                "Records emitted by an operator.",
+                &["operator"],
+            ),
+            late_records: counter(
+                r,
+                "marketflow_late_records_total",
+                "Records behind the watermark of their window.",
+                &["operator"],
+            ),
+            outside_session: counter(
+                r,
+                "marketflow_outside_session_total",
+                "Records outside every session of the calendar.",
+                &["operator"],
+            ),
+            discarded_at_shutdown: counter(
+                r,
+                "marketflow_discarded_at_shutdown_total",
+                "Incomplete bars dropped by an interrupted run.",
+                &["operator"],
+            ),
+            dead_letters: counter(
+                r,
+                "marketflow_dead_letters_total",
+                "Records sent to the dead-letter path.",
+                &["stage", "reason"],
+            ),
+            sink_records: counter(
+                r,
+                "marketflow_sink_records_total",
+                "Records written by a sink.",
+                &["sink"],
+            ),
+            sink_batches: counter(
+                r,
+                "marketflow_sink_batches_total",
+                "Batches committed by a sink.",
+                &["sink"],
+            ),
+            sink_errors: counter(
+                r,
+                "marketflow_sink_errors_total",
+                "Failed writes of a sink.",
+                &["sink"],
+            ),
+            sink_retries: counter(
+                r,
+                "marketflow_sink_retries_total",
+                "Retried writes of a sink.",
+                &["sink"],
+            ),
+            sink_batch_seconds: latency_histogram(
+                r,
+                "marketflow_sink_batch_seconds",
+                "Time to commit one batch.",
+                &["sink"],
+            ),
+            registry,
+        }
+    }
+
+    /// The registry as Prometheus text.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// The process-wide metrics.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+    &METRICS
+}
+
+/// Times a block into a histogram.
+pub fn observe_since(histogram: &Histogram, start: std::time::Instant) {
+    histogram.observe(start.elapsed().as_secs_f64());
+}

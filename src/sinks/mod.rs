@@ -1,0 +1,99 @@
+//! Sinks: one module per `type`, each with one config struct and one `build`.
+//!
+//! The dataflow hands each sink batches of records over a bounded channel (see
+//! `engine::bridge`); a slow sink therefore slows the pipeline instead of growing memory.
+
+pub mod file;
+pub mod stdout;
+
+use marketflow_operators::Record;
+use tokio::sync::mpsc;
+
+use crate::codec::RecordKind;
+use crate::engine::Task;
+use crate::shutdown::Shutdown;
+use crate::spec::de::{from_map_without, DeError, Spanned};
+use crate::spec::diagnostic::Diagnostic;
+use crate::spec::graph::StreamType;
+use crate::spec::yaml::Node;
+
+/// The `type`s a sink may have.
+pub const SINK_TYPES: &[&str] = &["stdout", "file"];
+
+/// A configured sink.
+#[derive(Debug, Clone)]
+pub enum SinkSpec {
+    Stdout(stdout::StdoutSinkConfig),
+    File(file::FileSinkConfig),
+}
+
+impl SinkSpec {
+    pub fn from_node(kind: &str, node: &Node, path: &str) -> Result<SinkSpec, DeError> {
+        Ok(match kind {
+            "stdout" => SinkSpec::Stdout(from_map_without(node, path, &["type"])?),
+            "file" => SinkSpec::File(from_map_without(node, path, &["type"])?),
+            _ => unreachable!("callers check SINK_TYPES"),
+        })
+    }
+
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            SinkSpec::Stdout(_) => "stdout",
+            SinkSpec::File(_) => "file",
+        }
+    }
+
+    /// The streams this sink reads.
+    pub fn inputs(&self) -> &[Spanned<String>] {
+        match self {
+            SinkSpec::Stdout(c) => &c.from.0,
+            SinkSpec::File(c) => &c.from.0,
+        }
+    }
+
+    /// Checks against the types of the input streams, in `inputs()` order.
+    pub fn check(&self, path: &str, inputs: &[StreamType]) -> Vec<Diagnostic> {
+        match self {
+            SinkSpec::Stdout(c) => file::check_format(c.format, &c.from, path, inputs),
+            SinkSpec::File(c) => file::check_format(
+                c.format.or_else(|| c.implied_format()),
+                &c.from,
+                path,
+                inputs,
+            ),
+        }
+    }
+
+    pub fn build(&self, ctx: SinkContext) -> Task {
+        match self {
+            SinkSpec::Stdout(c) => c.build(ctx),
+            SinkSpec::File(c) => c.build(ctx),
+        }
+    }
+}
+
+/// What a sink needs to run.
+pub struct SinkContext {
+    pub name: String,
+    pub records: mpsc::Receiver<SinkEvent>,
+    /// Kinds of the records it will receive.
+    pub kinds: Vec<RecordKind>,
+    pub shutdown: Shutdown,
+}
+
+/// One batch from the dataflow to a sink.
+#[derive(Debug)]
+pub enum SinkEvent {
+    Records(Vec<Record>),
+    /// Every record with an event-time watermark below this has been delivered.
+    Progress(i64),
+}
+
+/// The record kind carried by a stream type.
+pub fn record_kind(stream: &StreamType) -> RecordKind {
+    match stream {
+        StreamType::Ticks => RecordKind::Tick,
+        StreamType::Bars { .. } => RecordKind::Bar,
+        StreamType::Indicators { .. } => RecordKind::Indicator,
+    }
+}

@@ -1,0 +1,261 @@
+//! Resolving the graph: every `from` names a stream, no cycles, and each operator and
+//! sink gets input of a type it can take. Operators come out in topological order.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+use marketflow_operators::Interval;
+
+use super::de::suggest;
+use super::diagnostic::Diagnostic;
+use super::session::SessionSpec;
+use super::Named;
+use crate::engine::OperatorSpec;
+use crate::sinks::SinkSpec;
+use crate::sources::SourceSpec;
+
+/// The type of records on a stream.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StreamType {
+    Ticks,
+    Bars {
+        interval: Interval,
+        session: Option<SessionSpec>,
+    },
+    Indicators {
+        interval: Interval,
+    },
+}
+
+impl fmt::Display for StreamType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StreamType::Ticks => f.write_str("ticks"),
+            StreamType::Bars {
+                interval,
+                session: None,
+            } => write!(f, "bars({interval})"),
+            StreamType::Bars {
+                interval,
+                session: Some(s),
+            } => write!(f, "bars({interval}, {s})"),
+            StreamType::Indicators { interval } => write!(f, "indicators({interval})"),
+        }
+    }
+}
+
+/// Checks references and types; returns operators in topological order and the type of
+/// every source and operator stream.
+pub fn resolve(
+    sources: &[Named<SourceSpec>],
+    operators: Vec<Named<OperatorSpec>>,
+    sinks: &[Named<SinkSpec>],
+    declared: &[String],
+    errors: &mut Vec<Diagnostic>,
+) -> (Vec<Named<OperatorSpec>>, BTreeMap<String, StreamType>) {
+    // Names are shared by all sections: a `from` must be unambiguous.
+    let mut seen: HashMap<&str, (&str, usize)> = HashMap::new();
+    let all = sources
+        .iter()
+        .map(|n| (&n.name, n.pos, "sources"))
+        .chain(operators.iter().map(|n| (&n.name, n.pos, "operators")))
+        .chain(sinks.iter().map(|n| (&n.name, n.pos, "sinks")));
+    for (name, pos, section) in all {
+        if let Some((other, line)) = seen.get(name.as_str()) {
+            errors.push(Diagnostic::new(
+                pos,
+                format!("{section}.{name}"),
+                format!("the name `{name}` is already used in {other} (line {line})"),
+            ));
+        } else {
+            seen.insert(name, (section, pos.line));
+        }
+    }
+
+    let mut types: BTreeMap<String, StreamType> = sources
+        .iter()
+        .map(|s| (s.name.clone(), s.spec.output()))
+        .collect();
+    let stream_refs: Vec<&str> = declared.iter().map(String::as_str).collect();
+    let sink_names: Vec<&str> = sinks.iter().map(|s| s.name.as_str()).collect();
+
+    let unknown = |path: String, name: &super::de::Spanned<String>| {
+        let message = if sink_names.contains(&name.value.as_str()) {
+            format!(
+                "`{}` is a sink; only sources and operators produce streams",
+                name.value
+            )
+        } else {
+            format!("unknown stream `{}`", name.value)
+        };
+        Diagnostic::new(name.pos, path, message).help_opt(suggest(&name.value, &stream_refs))
+    };
+
+    // Kahn's algorithm over operators; sources are ready from the start.
+    let mut pending: Vec<Named<OperatorSpec>> = Vec::new();
+    for op in operators {
+        let mut ok = true;
+        for input in op.spec.inputs() {
+            if !stream_refs.contains(&input.value.as_str()) {
+                errors.push(unknown(format!("operators.{}.from", op.name), input));
+                ok = false;
+            }
+        }
+        if ok {
+            pending.push(op);
+        }
+    }
+    let mut ordered = Vec::new();
+    loop {
+        let ready = pending.iter().position(|op| {
+            op.spec
+                .inputs()
+                .iter()
+                .all(|i| types.contains_key(&i.value))
+        });
+        let Some(index) = ready else { break };
+        let op = pending.remove(index);
+        let path = format!("operators.{}", op.name);
+        let inputs: Vec<StreamType> = op
+            .spec
+            .inputs()
+            .iter()
+            .map(|i| types[&i.value].clone())
+            .collect();
+        match op.spec.output(&path, &inputs) {
+            Ok(output) => {
+                types.insert(op.name.clone(), output);
+                ordered.push(op);
+            }
+            Err(problems) => errors.extend(problems),
+        }
+    }
+    // What is left waits on a cycle, or on an operator that failed its type check
+    // (already reported). Each cycle is reported once, at its first name.
+    for op in &pending {
+        if let Some(cycle) = find_cycle(&op.name, &pending) {
+            if cycle.iter().min() == Some(&op.name) {
+                errors.push(Diagnostic::new(
+                    op.pos,
+                    format!("operators.{}", op.name),
+                    format!("cycle: {}", cycle.join(" -> ")),
+                ));
+            }
+        }
+    }
+
+    for sink in sinks {
+        let path = format!("sinks.{}", sink.name);
+        let mut inputs = Vec::new();
+        for input in sink.spec.inputs() {
+            match types.get(&input.value) {
+                Some(t) => inputs.push(t.clone()),
+                None if !stream_refs.contains(&input.value.as_str()) => {
+                    errors.push(unknown(format!("{path}.from"), input))
+                }
+                None => {}
+            }
+        }
+        if inputs.len() == sink.spec.inputs().len() {
+            errors.extend(sink.spec.check(&path, &inputs));
+        }
+    }
+    (ordered, types)
+}
+
+/// A path from `start` back to itself through `from` links, if there is one.
+fn find_cycle(start: &str, operators: &[Named<OperatorSpec>]) -> Option<Vec<String>> {
+    let by_name: HashMap<&str, &Named<OperatorSpec>> =
+        operators.iter().map(|o| (o.name.as_str(), o)).collect();
+    let mut path = vec![start.to_owned()];
+    let mut current = start;
+    for _ in 0..=operators.len() {
+        let op = by_name.get(current)?;
+        let next = op
+            .spec
+            .inputs()
+            .iter()
+            .map(|i| i.value.as_str())
+            .find(|i| by_name.contains_key(i))?;
+        path.push(next.to_owned());
+        if next == start {
+            return Some(path);
+        }
+        current = next;
+    }
+    None
+}
+
+/// The resolved graph in Graphviz DOT.
+pub fn render_dot(pipeline: &super::Pipeline) -> String {
+    let mut out = format!(
+        "digraph \"{}\" {{\n  rankdir=LR;\n",
+        pipeline.name.replace('"', "'")
+    );
+    for s in &pipeline.sources {
+        out += &format!(
+            "  \"{}\" [shape=box, label=\"{}\\n{} -> {}\"];\n",
+            s.name,
+            s.name,
+            s.spec.type_name(),
+            pipeline.types[&s.name]
+        );
+    }
+    for o in &pipeline.operators {
+        out += &format!(
+            "  \"{}\" [shape=ellipse, label=\"{}\\n{} -> {}\"];\n",
+            o.name,
+            o.name,
+            o.spec.type_name(),
+            pipeline.types[&o.name]
+        );
+        for input in o.spec.inputs() {
+            out += &format!("  \"{}\" -> \"{}\";\n", input.value, o.name);
+        }
+    }
+    for s in &pipeline.sinks {
+        out += &format!(
+            "  \"{}\" [shape=cylinder, label=\"{}\\n{}\"];\n",
+            s.name,
+            s.name,
+            s.spec.type_name()
+        );
+        for input in s.spec.inputs() {
+            out += &format!("  \"{}\" -> \"{}\";\n", input.value, s.name);
+        }
+    }
+    out + "}\n"
+}
+
+/// The resolved graph as text, one node per line in execution order.
+pub fn render_text(pipeline: &super::Pipeline) -> String {
+    let mut out = format!("pipeline {}\n", pipeline.name);
+    for s in &pipeline.sources {
+        out += &format!(
+            "  source   {:<16} {:<10} -> {}\n",
+            s.name,
+            s.spec.type_name(),
+            pipeline.types[&s.name]
+        );
+    }
+    for o in &pipeline.operators {
+        let from: Vec<&str> = o.spec.inputs().iter().map(|i| i.value.as_str()).collect();
+        out += &format!(
+            "  operator {:<16} {:<10} {} -> {}\n",
+            o.name,
+            o.spec.type_name(),
+            from.join(", "),
+            pipeline.types[&o.name]
+        );
+    }
+    for s in &pipeline.sinks {
+        let from: Vec<&str> = s.spec.inputs().iter().map(|i| i.value.as_str()).collect();
+        out += &format!(
+            "  sink     {:<16} {:<10} {}\n",
+            s.name,
+            s.spec.type_name(),
+            from.join(", ")
+        );
+    }
+    out
+}

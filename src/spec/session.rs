@@ -1,0 +1,129 @@
+//! The `session:` block of bar operators: an exchange's trading hours in its time zone.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono_tz::Tz;
+use marketflow_operators::calendar::{parse_date, parse_time_of_day, WEEKDAY_NAMES};
+use marketflow_operators::Session;
+use serde::Deserialize;
+
+use super::de::suggest;
+
+/// Trading hours: bars are aligned on the open and clipped at the close; `1d` bars are
+/// one per session. Ticks outside the session are counted and skipped.
+#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SessionConfig {
+    /// IANA time zone of the exchange, e.g. `America/New_York`.
+    pub timezone: String,
+    /// Local opening time `HH:MM` (default `00:00`).
+    #[serde(default)]
+    pub open: Option<String>,
+    /// Local closing time `HH:MM` (default `24:00`); at or before `open` means the session
+    /// runs overnight and is labelled by the day it closes.
+    #[serde(default)]
+    pub close: Option<String>,
+    /// Trading weekdays (default all seven), e.g. `[mon, tue, wed, thu, fri]`.
+    #[serde(default)]
+    pub days: Option<Vec<String>>,
+    /// Local dates `YYYY-MM-DD` without a session.
+    #[serde(default)]
+    pub holidays: Vec<String>,
+    /// Local dates that close early, with their closing time: `{"2024-11-29": "13:00"}`.
+    #[serde(default)]
+    pub early_closes: BTreeMap<String, String>,
+}
+
+/// A checked session.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(try_from = "SessionConfig")]
+pub struct SessionSpec {
+    pub session: Session,
+}
+
+/// Why a session block is invalid.
+#[derive(Debug)]
+pub struct SessionError(String);
+
+impl fmt::Display for SessionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<SessionConfig> for SessionSpec {
+    type Error = SessionError;
+
+    fn try_from(raw: SessionConfig) -> Result<Self, Self::Error> {
+        let timezone: Tz = raw.timezone.parse().map_err(|_| {
+            let names: Vec<&str> = chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name()).collect();
+            let hint = suggest(&raw.timezone, &names)
+                .filter(|h| h.starts_with("did you mean"))
+                .map(|h| h.split('?').next().unwrap_or_default().to_owned() + "?")
+                .unwrap_or_else(|| {
+                    "use an IANA name such as America/New_York or Europe/London".to_owned()
+                });
+            SessionError(format!("unknown time zone `{}`; {hint}", raw.timezone))
+        })?;
+        let time = |text: &Option<String>, default: u32, key: &str| match text {
+            None => Ok(default),
+            Some(t) => parse_time_of_day(t).ok_or_else(|| {
+                SessionError(format!(
+                    "`{key}: {t}` is not a time of day; write HH:MM, e.g. 09:30"
+                ))
+            }),
+        };
+        let open = time(&raw.open, 0, "open")?;
+        let close = time(&raw.close, 24 * 60, "close")?;
+        let mut days = [true; 7];
+        if let Some(list) = &raw.days {
+            days = [false; 7];
+            for name in list {
+                let lower = name.to_lowercase();
+                let index = WEEKDAY_NAMES
+                    .iter()
+                    .position(|d| lower.starts_with(d))
+                    .ok_or_else(|| {
+                        SessionError(format!(
+                            "`{name}` is not a weekday; use {}",
+                            WEEKDAY_NAMES.join(", ")
+                        ))
+                    })?;
+                days[index] = true;
+            }
+        }
+        let date = |text: &str| {
+            parse_date(text)
+                .ok_or_else(|| SessionError(format!("`{text}` is not a date; write YYYY-MM-DD")))
+        };
+        let mut holidays = raw
+            .holidays
+            .iter()
+            .map(|d| date(d))
+            .collect::<Result<Vec<_>, _>>()?;
+        holidays.sort_unstable();
+        let mut early_closes = BTreeMap::new();
+        for (day, at) in &raw.early_closes {
+            early_closes.insert(date(day)?, time(&Some(at.clone()), close, "early close")?);
+        }
+        Ok(SessionSpec {
+            session: Session {
+                timezone,
+                open,
+                close,
+                days,
+                holidays,
+                early_closes,
+            },
+        })
+    }
+}
+
+impl fmt::Display for SessionSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.session;
+        let hm = |m: u32| format!("{:02}:{:02}", m / 60, m % 60);
+        write!(f, "{} {}-{}", s.timezone.name(), hm(s.open), hm(s.close))
+    }
+}

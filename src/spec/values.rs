@@ -1,0 +1,69 @@
+//! Value types of pipeline files that are read from text.
+
+use std::fmt;
+use std::str::FromStr;
+
+use marketflow_operators::time::{format_duration, parse_duration, TimeError};
+use serde::de::{self, Deserialize, Deserializer};
+
+use super::de::Spanned;
+use super::yaml::Pos;
+
+/// A value parsed from its text (`FromStr`), with the position it was written at.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Parsed<T> {
+    pub value: T,
+    pub pos: Pos,
+}
+
+impl<T> std::ops::Deref for Parsed<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+impl<'de, T> Deserialize<'de> for Parsed<T>
+where
+    T: FromStr,
+    T::Err: fmt::Display,
+{
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text: Spanned<String> = Spanned::deserialize(deserializer)?;
+        let value = text.value.parse().map_err(de::Error::custom)?;
+        Ok(Parsed {
+            value,
+            pos: text.pos,
+        })
+    }
+}
+
+/// A length of time such as `2s`, `500ms` or `1h30m`, in milliseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Duration(pub i64);
+
+impl FromStr for Duration {
+    type Err = TimeError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_duration(s).map(Duration)
+    }
+}
+
+impl fmt::Display for Duration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&format_duration(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Duration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(de::Error::custom)
+    }
+}
+
+impl Duration {
+    pub fn as_std(self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.0.max(0) as u64)
+    }
+}

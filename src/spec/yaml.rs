@@ -1,0 +1,271 @@
+//! A YAML document as a tree whose every node knows its line and column.
+//!
+//! `serde_yaml` reports only the first error of a document and its `Value` forgets
+//! positions; validation here needs a position for every key to report all mistakes of
+//! a pipeline at once, so the tree is built from `yaml-rust2`'s marked events.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use yaml_rust2::parser::{Event, Parser};
+use yaml_rust2::scanner::TScalarStyle;
+
+/// A 1-based line and column in the source text.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Pos {
+    pub line: usize,
+    pub col: usize,
+}
+
+impl fmt::Display for Pos {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.line, self.col)
+    }
+}
+
+/// A node of the document.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    pub value: Value,
+    pub pos: Pos,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    /// A scalar as written; `plain` scalars may be numbers, booleans or null.
+    Scalar {
+        text: String,
+        plain: bool,
+    },
+    Seq(Vec<Node>),
+    /// Entries in document order; keys are scalars.
+    Map(Vec<(Node, Node)>),
+}
+
+impl Node {
+    /// The text of a scalar node.
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.value {
+            Value::Scalar { text, .. } => Some(text),
+            _ => None,
+        }
+    }
+
+    /// Whether this is a plain `null`, `~` or empty scalar.
+    pub fn is_null(&self) -> bool {
+        matches!(&self.value, Value::Scalar { text, plain: true } if is_null_text(text))
+    }
+
+    /// The value under `key` of a mapping node.
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        match &self.value {
+            Value::Map(entries) => entries
+                .iter()
+                .find(|(k, _)| k.as_str() == Some(key))
+                .map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    /// A short name of the node's kind, for messages.
+    pub fn kind(&self) -> &'static str {
+        match &self.value {
+            Value::Scalar { .. } if self.is_null() => "nothing",
+            Value::Scalar { .. } => "a scalar",
+            Value::Seq(_) => "a list",
+            Value::Map(_) => "a mapping",
+        }
+    }
+}
+
+pub fn is_null_text(text: &str) -> bool {
+    matches!(text, "" | "~" | "null" | "Null" | "NULL")
+}
+
+/// A syntax error with its position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyntaxError {
+    pub pos: Pos,
+    pub message: String,
+}
+
+enum Frame {
+    Seq(Pos, Vec<Node>, Option<usize>),
+    Map(Pos, Vec<(Node, Node)>, Option<Node>, Option<usize>),
+}
+
+/// Parses one YAML document. Anchors and aliases are expanded; duplicate keys and
+/// several documents in one file are errors.
+pub fn parse(text: &str) -> Result<Node, SyntaxError> {
+    let mut parser = Parser::new_from_str(text);
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut anchors: HashMap<usize, Node> = HashMap::new();
+    let mut root: Option<Node> = None;
+    loop {
+        let (event, mark) = parser.next_token().map_err(|e| SyntaxError {
+            pos: Pos {
+                line: e.marker().line(),
+                col: e.marker().col() + 1,
+            },
+            message: e.info().to_owned(),
+        })?;
+        let pos = Pos {
+            line: mark.line(),
+            col: mark.col() + 1,
+        };
+        let complete = match event {
+            Event::StreamEnd => break,
+            Event::DocumentStart if root.is_some() => {
+                return Err(SyntaxError {
+                    pos,
+                    message: "a pipeline file holds one YAML document; found a second `---`".into(),
+                })
+            }
+            Event::Nothing | Event::StreamStart | Event::DocumentStart | Event::DocumentEnd => None,
+            Event::Alias(id) => match anchors.get(&id) {
+                Some(node) => Some(Node {
+                    value: node.value.clone(),
+                    pos,
+                }),
+                None => {
+                    return Err(SyntaxError {
+                        pos,
+                        message: "alias to an unknown anchor".into(),
+                    })
+                }
+            },
+            Event::Scalar(text, style, anchor, tag) => {
+                let plain = style == TScalarStyle::Plain && tag.is_none();
+                let node = Node {
+                    value: Value::Scalar { text, plain },
+                    pos,
+                };
+                remember(&mut anchors, anchor, &node);
+                Some(node)
+            }
+            Event::SequenceStart(anchor, _) => {
+                stack.push(Frame::Seq(pos, Vec::new(), (anchor > 0).then_some(anchor)));
+                None
+            }
+            Event::MappingStart(anchor, _) => {
+                stack.push(Frame::Map(
+                    pos,
+                    Vec::new(),
+                    None,
+                    (anchor > 0).then_some(anchor),
+                ));
+                None
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                let node = match stack.pop() {
+                    Some(Frame::Seq(pos, items, anchor)) => {
+                        let node = Node {
+                            value: Value::Seq(items),
+                            pos,
+                        };
+                        remember(&mut anchors, anchor.unwrap_or(0), &node);
+                        node
+                    }
+                    Some(Frame::Map(pos, entries, _, anchor)) => {
+                        let node = Node {
+                            value: Value::Map(entries),
+                            pos,
+                        };
+                        remember(&mut anchors, anchor.unwrap_or(0), &node);
+                        node
+                    }
+                    None => {
+                        return Err(SyntaxError {
+                            pos,
+                            message: "unbalanced collection end".into(),
+                        })
+                    }
+                };
+                Some(node)
+            }
+        };
+        let Some(node) = complete else { continue };
+        match stack.last_mut() {
+            None => root = Some(node),
+            Some(Frame::Seq(_, items, _)) => items.push(node),
+            Some(Frame::Map(_, entries, pending, _)) => match pending.take() {
+                None => {
+                    let Some(key) = node.as_str() else {
+                        return Err(SyntaxError {
+                            pos: node.pos,
+                            message: "mapping keys must be plain text".into(),
+                        });
+                    };
+                    if let Some((first, _)) = entries.iter().find(|(k, _)| k.as_str() == Some(key))
+                    {
+                        return Err(SyntaxError {
+                            pos: node.pos,
+                            message: format!(
+                                "duplicate key `{key}` (first given at line {})",
+                                first.pos.line
+                            ),
+                        });
+                    }
+                    *pending = Some(node);
+                }
+                Some(key) => entries.push((key, node)),
+            },
+        }
+    }
+    Ok(root.unwrap_or(Node {
+        value: Value::Map(Vec::new()),
+        pos: Pos { line: 1, col: 1 },
+    }))
+}
+
+fn remember(anchors: &mut HashMap<usize, Node>, anchor: usize, node: &Node) {
+    if anchor > 0 {
+        anchors.insert(anchor, node.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_are_one_based() {
+        let doc = parse("a: 1\nb:\n  c: [x, \"y\"]\n").unwrap();
+        assert_eq!(doc.get("a").unwrap().pos, Pos { line: 1, col: 4 });
+        let c = doc.get("b").unwrap().get("c").unwrap();
+        assert_eq!(c.pos, Pos { line: 3, col: 6 });
+        let Value::Seq(items) = &c.value else {
+            panic!()
+        };
+        assert_eq!(
+            items[1].value,
+            Value::Scalar {
+                text: "y".into(),
+                plain: false
+            }
+        );
+        assert_eq!(items[1].pos, Pos { line: 3, col: 10 });
+    }
+
+    #[test]
+    fn duplicate_keys_are_errors() {
+        let err = parse("a: 1\na: 2\n").unwrap_err();
+        assert_eq!(err.pos.line, 2);
+        assert!(err.message.contains("duplicate key `a`"));
+    }
+
+    #[test]
+    fn aliases_expand() {
+        let doc = parse("base: &b {x: 1}\ncopy: *b\n").unwrap();
+        assert_eq!(
+            doc.get("copy").unwrap().get("x").unwrap().as_str(),
+            Some("1")
+        );
+    }
+
+    #[test]
+    fn syntax_errors_have_positions() {
+        let err = parse("a: [1, 2\nb: 3\n").unwrap_err();
+        assert!(err.pos.line >= 1, "{err:?}");
+    }
+}
