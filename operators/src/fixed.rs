@@ -1,4 +1,4 @@
-//! Exact quantities: volume and notional as integers of 1e-8 units.
+//! Exact quantities: volume and notional as integers of 1e-12 units.
 //!
 //! Sums of `f64` depend on the order of addition, so a 5-minute bar summed from five
 //! 1-minute bars would differ in the last bits from one summed from the ticks. Integer
@@ -6,10 +6,10 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Units per 1.0 (one satoshi of precision).
-pub const SCALE: f64 = 1e8;
+/// Units per 1.0.
+pub const SCALE: f64 = 1e12;
 
-/// A quantity in 1e-8 units.
+/// A quantity in 1e-12 units.
 #[derive(
     Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize,
 )]
@@ -19,7 +19,7 @@ pub struct Fixed(pub i128);
 impl Fixed {
     pub const ZERO: Fixed = Fixed(0);
 
-    /// Rounds `value` to the nearest 1e-8 (half away from zero); non-finite values give 0.
+    /// Rounds `value` to the nearest 1e-12 (half away from zero); non-finite values give 0.
     #[inline]
     pub fn from_f64(value: f64) -> Fixed {
         let scaled = value * SCALE;
@@ -86,12 +86,12 @@ mod tests {
             assert_eq!(Fixed::from_f64(v).to_f64(), v, "{v}");
         }
         assert_eq!(Fixed::from_f64(f64::NAN), Fixed::ZERO);
-        assert_eq!(Fixed::from_f64(1e30).to_f64(), 1e30);
+        assert_eq!(Fixed::from_f64(1e20).to_f64(), 1e20);
     }
 
     #[test]
     fn sums_are_associative() {
-        let values = [0.1, 0.2, 0.3, 1e-8, 123.456, 7.77];
+        let values = [0.1, 0.2, 0.3, 1e-8, 123.456, 7.77, 1e9];
         let forward = values
             .iter()
             .fold(Fixed::ZERO, |a, &v| a + Fixed::from_f64(v));

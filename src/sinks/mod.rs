@@ -4,6 +4,7 @@
 //! `engine::bridge`); a slow sink therefore slows the pipeline instead of growing memory.
 
 pub mod file;
+pub mod null;
 pub mod stdout;
 
 use marketflow_operators::Record;
@@ -18,13 +19,14 @@ use crate::spec::graph::StreamType;
 use crate::spec::yaml::Node;
 
 /// The `type`s a sink may have.
-pub const SINK_TYPES: &[&str] = &["stdout", "file"];
+pub const SINK_TYPES: &[&str] = &["stdout", "file", "null"];
 
 /// A configured sink.
 #[derive(Debug, Clone)]
 pub enum SinkSpec {
     Stdout(stdout::StdoutSinkConfig),
     File(file::FileSinkConfig),
+    Null(null::NullSinkConfig),
 }
 
 impl SinkSpec {
@@ -32,6 +34,7 @@ impl SinkSpec {
         Ok(match kind {
             "stdout" => SinkSpec::Stdout(from_map_without(node, path, &["type"])?),
             "file" => SinkSpec::File(from_map_without(node, path, &["type"])?),
+            "null" => SinkSpec::Null(from_map_without(node, path, &["type"])?),
             _ => unreachable!("callers check SINK_TYPES"),
         })
     }
@@ -40,6 +43,7 @@ impl SinkSpec {
         match self {
             SinkSpec::Stdout(_) => "stdout",
             SinkSpec::File(_) => "file",
+            SinkSpec::Null(_) => "null",
         }
     }
 
@@ -48,6 +52,7 @@ impl SinkSpec {
         match self {
             SinkSpec::Stdout(c) => &c.from.0,
             SinkSpec::File(c) => &c.from.0,
+            SinkSpec::Null(c) => &c.from.0,
         }
     }
 
@@ -61,6 +66,7 @@ impl SinkSpec {
                 path,
                 inputs,
             ),
+            SinkSpec::Null(_) => Vec::new(),
         }
     }
 
@@ -68,6 +74,7 @@ impl SinkSpec {
         match self {
             SinkSpec::Stdout(c) => c.build(ctx),
             SinkSpec::File(c) => c.build(ctx),
+            SinkSpec::Null(c) => c.build(ctx),
         }
     }
 }

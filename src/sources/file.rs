@@ -20,6 +20,7 @@ use crate::spec::diagnostic::Diagnostic;
 use crate::spec::graph::StreamType;
 use crate::spec::values::{Duration, Parsed};
 
+
 /// Ticks or bars read from a file.
 #[derive(Deserialize, Debug, Clone)]
 #[serde(deny_unknown_fields)]
@@ -51,8 +52,6 @@ pub enum Kind {
     Ticks,
     Bars,
 }
-
-const BATCH: usize = 4096;
 
 impl FileSourceConfig {
     pub fn output(&self) -> StreamType {
@@ -116,193 +115,262 @@ impl FileSourceConfig {
     }
 }
 
-/// Batches records and reports progress while a file is read.
-struct Reader<'a> {
-    config: &'a FileSourceConfig,
-    ctx: &'a SourceContext,
-    stamper: Stamper,
+/// A block of whole lines of the file.
+struct Chunk {
+    /// 1-based number of its first line.
+    first_line: u64,
+    /// File offset just past its last byte (for progress).
+    end_offset: u64,
+    bytes: Vec<u8>,
+}
+
+/// What a decoder made of one chunk, in line order.
+#[derive(Default)]
+struct Decoded {
     ticks: Vec<Tick>,
     bars: Vec<Bar>,
-    records: u64,
-    rejected: u64,
-    size: u64,
-    last_report: Instant,
+    /// (line, reason, error, raw text) of lines that could not be used.
+    rejects: Vec<(u64, &'static str, String, Vec<u8>)>,
+    end_offset: u64,
 }
 
-impl Reader<'_> {
-    fn tick(
-        &mut self,
-        parsed: Result<Tick, CodecError>,
-        line: u64,
-        raw: &[u8],
-    ) -> anyhow::Result<()> {
-        match parsed {
-            Ok(mut tick) => {
-                self.stamper.stamp_tick(&mut tick);
-                self.ticks.push(tick);
-                if self.ticks.len() >= BATCH {
-                    self.flush()?;
+/// Turns chunks into records; shared read-only by the decoder threads.
+struct Decoder {
+    format: Format,
+    kind: Kind,
+    columns: Option<Columns>,
+    naive: NaiveTime,
+    interval: Option<Interval>,
+    file: String,
+}
+
+impl Decoder {
+    fn decode(&self, chunk: &Chunk) -> Decoded {
+        let mut out = Decoded { end_offset: chunk.end_offset, ..Decoded::default() };
+        match (self.format, &self.columns) {
+            (Format::Csv, Some(columns)) => {
+                let mut csv = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(&chunk.bytes[..]);
+                let mut record = csv::ByteRecord::new();
+                loop {
+                    match csv.read_byte_record(&mut record) {
+                        Ok(false) => break,
+                        Ok(true) => {}
+                        Err(e) => {
+                            let line = chunk.first_line + e.position().map_or(0, |p| p.line().saturating_sub(1));
+                            out.rejects.push((line, "malformed", format!("{}:{line}: {e}", self.file), Vec::new()));
+                            continue;
+                        }
+                    }
+                    if record.len() == 1 && record.get(0).is_some_and(|f| f.trim_ascii().is_empty()) {
+                        continue;
+                    }
+                    let line = chunk.first_line + record.position().map_or(0, |p| p.line().saturating_sub(1));
+                    let parsed = match self.kind {
+                        Kind::Ticks => csv_tick(&record, columns, self.naive).map(Row::Tick),
+                        Kind::Bars => csv_bar(&record, columns, self.interval, self.naive).map(Row::Bar),
+                    };
+                    self.keep(parsed, line, || record.iter().collect::<Vec<_>>().join(&b","[..]), &mut out);
                 }
             }
-            Err(e) => self.reject(e, line, raw),
-        }
-        Ok(())
-    }
-
-    fn bar(
-        &mut self,
-        parsed: Result<Bar, CodecError>,
-        line: u64,
-        raw: &[u8],
-    ) -> anyhow::Result<()> {
-        let expected = self.config.interval.as_ref().map(|i| i.value);
-        match parsed {
-            Ok(bar) if Some(bar.interval) != expected => {
-                let detail = format!(
-                    "bar interval {} where the source declares {}",
-                    bar.interval,
-                    expected.map(|i| i.to_string()).unwrap_or_default()
-                );
-                self.rejected += 1;
-                self.ctx.dead_letters.reject(
-                    &self.ctx.name,
-                    "interval_mismatch",
-                    &detail,
-                    Rejected::Line { line, text: raw },
-                );
-            }
-            Ok(mut bar) => {
-                self.stamper.stamp_bar(&mut bar);
-                self.bars.push(bar);
-                if self.bars.len() >= BATCH {
-                    self.flush()?;
+            _ => {
+                for (i, line) in chunk.bytes.split(|b| *b == b'\n').enumerate() {
+                    let text = line.trim_ascii();
+                    if text.is_empty() {
+                        continue;
+                    }
+                    let parsed = match self.kind {
+                        Kind::Ticks => codec::parse_tick_json(text, self.naive).map(Row::Tick),
+                        Kind::Bars => codec::parse_bar_json(text, self.interval, self.naive).map(Row::Bar),
+                    };
+                    self.keep(parsed, chunk.first_line + i as u64, || text.to_vec(), &mut out);
                 }
             }
-            Err(e) => self.reject(e, line, raw),
         }
-        Ok(())
+        out
     }
 
-    fn reject(&mut self, err: CodecError, line: u64, raw: &[u8]) {
-        self.rejected += 1;
-        let detail = format!("{}:{line}: {err}", self.config.path.display());
-        self.ctx.dead_letters.reject(
-            &self.ctx.name,
-            "malformed",
-            &detail,
-            Rejected::Line { line, text: raw },
-        );
-    }
-
-    fn flush(&mut self) -> anyhow::Result<()> {
-        let n = (self.ticks.len() + self.bars.len()) as u64;
-        if n == 0 {
-            return Ok(());
+    fn keep(&self, parsed: Result<Row, CodecError>, line: u64, raw: impl FnOnce() -> Vec<u8>, out: &mut Decoded) {
+        match parsed {
+            Ok(Row::Tick(tick)) => out.ticks.push(tick),
+            Ok(Row::Bar(bar)) if Some(bar.interval) != self.interval => {
+                let detail = format!("{}:{line}: bar interval {} where the source declares {}", self.file, bar.interval, self.interval.map(|i| i.to_string()).unwrap_or_default());
+                out.rejects.push((line, "interval_mismatch", detail, raw()));
+            }
+            Ok(Row::Bar(bar)) => out.bars.push(bar),
+            Err(e) => out.rejects.push((line, "malformed", format!("{}:{line}: {e}", self.file), raw())),
         }
-        self.records += n;
-        metrics()
-            .source_records
-            .with_label_values(&[self.ctx.name.as_str()])
-            .inc_by(n);
-        if !self.ticks.is_empty() {
-            self.ctx
-                .out
-                .blocking_send(SourceEvent::Ticks(std::mem::replace(
-                    &mut self.ticks,
-                    Vec::with_capacity(BATCH),
-                )))?;
-        }
-        if !self.bars.is_empty() {
-            self.ctx
-                .out
-                .blocking_send(SourceEvent::Bars(std::mem::replace(
-                    &mut self.bars,
-                    Vec::with_capacity(BATCH),
-                )))?;
-        }
-        report_watermark(&self.ctx.name, self.stamper.watermark());
-        Ok(())
-    }
-
-    /// Logs progress every two seconds; returns false once shutdown was requested.
-    fn progress(&mut self, position: u64) -> bool {
-        if self.last_report.elapsed() >= StdDuration::from_secs(2) {
-            self.last_report = Instant::now();
-            let percent = if self.size > 0 {
-                position as f64 * 100.0 / self.size as f64
-            } else {
-                100.0
-            };
-            tracing::info!(
-                source = %self.ctx.name,
-                records = self.records,
-                rejected = self.rejected,
-                event_time = %format_timestamp(self.stamper.watermark()),
-                "reading {}: {percent:.0}%", self.config.path.display()
-            );
-        }
-        !self.ctx.shutdown.is_triggered()
     }
 }
 
+/// A record read from one line.
+enum Row {
+    Tick(Tick),
+    Bar(Bar),
+}
+
+/// Bytes per chunk handed to a decoder thread.
+const CHUNK: usize = 1 << 20;
+
+/// Reads the file in chunks of whole lines, decodes them on several threads, and stamps
+/// and sends the records in file order from this thread: the sequence numbers and
+/// watermarks are those of a sequential read.
 fn read_file(config: &FileSourceConfig, ctx: SourceContext) -> anyhow::Result<()> {
-    let file = File::open(&config.path)
-        .with_context(|| format!("source {}: opening {}", ctx.name, config.path.display()))?;
+    let path = config.path.display().to_string();
+    let file = File::open(&config.path).with_context(|| format!("source {}: opening {path}", ctx.name))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let mut reader = Reader {
-        config,
-        ctx: &ctx,
-        stamper: Stamper::new(config.max_delay.0),
-        ticks: Vec::with_capacity(BATCH),
-        bars: Vec::new(),
-        records: 0,
-        rejected: 0,
-        size,
-        last_report: Instant::now(),
+    let mut input = BufReader::with_capacity(CHUNK, file);
+    let format = config.format().unwrap_or(Format::Jsonl);
+    let (columns, first_line, offset) = if format == Format::Csv {
+        let mut header = Vec::new();
+        let read = input.read_until(b'\n', &mut header).with_context(|| format!("reading {path}"))?;
+        let header = csv::ReaderBuilder::new().has_headers(false).from_reader(&header[..]).byte_records().next().transpose()?.unwrap_or_default();
+        (Some(find_columns(&header, config.kind).with_context(|| path.clone())?), 2, read as u64)
+    } else {
+        (None, 1, 0)
     };
-    let started = Instant::now();
-    match config.format() {
-        Some(Format::Csv) => read_csv(file, &mut reader)?,
-        _ => read_jsonl(file, &mut reader)?,
+    let decoder = std::sync::Arc::new(Decoder {
+        format,
+        kind: config.kind,
+        columns,
+        naive: config.naive(),
+        interval: config.interval.as_ref().map(|i| i.value),
+        file: path.clone(),
+    });
+
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
+    let mut to_decoders = Vec::new();
+    let mut from_decoders = Vec::new();
+    for _ in 0..threads {
+        let (chunk_tx, chunk_rx) = std::sync::mpsc::sync_channel::<Chunk>(2);
+        let (out_tx, out_rx) = std::sync::mpsc::sync_channel::<Decoded>(2);
+        let decoder = decoder.clone();
+        std::thread::Builder::new().name("file-decode".into()).spawn(move || {
+            for chunk in chunk_rx {
+                if out_tx.send(decoder.decode(&chunk)).is_err() {
+                    break;
+                }
+            }
+        })?;
+        to_decoders.push(chunk_tx);
+        from_decoders.push(out_rx);
     }
-    reader.flush()?;
+    let splitter = std::thread::Builder::new().name("file-split".into()).spawn(move || split(input, first_line, offset, to_decoders))?;
+
+    let started = Instant::now();
+    let mut sender = Sender { ctx: &ctx, stamper: Stamper::new(config.max_delay.0), records: 0, rejected: 0, last_offset: 0, last_report: Instant::now() };
+    for index in 0.. {
+        let Ok(decoded) = from_decoders[index % threads].recv() else { break };
+        sender.send(decoded)?;
+        if sender.last_report.elapsed() >= StdDuration::from_secs(2) {
+            sender.progress(&path, size);
+        }
+        if ctx.shutdown.is_triggered() {
+            break;
+        }
+    }
+    drop(from_decoders);
+    splitter.join().map_err(|_| anyhow::anyhow!("the file reader thread panicked"))?.with_context(|| format!("reading {path}"))?;
     tracing::info!(
         source = %ctx.name,
-        records = reader.records,
-        rejected = reader.rejected,
+        records = sender.records,
+        rejected = sender.rejected,
         seconds = started.elapsed().as_secs_f64(),
-        "finished reading {}", config.path.display()
+        "finished reading {path}"
     );
     Ok(())
 }
 
-fn read_jsonl(file: File, reader: &mut Reader<'_>) -> anyhow::Result<()> {
-    let naive = reader.config.naive();
-    let interval = reader.config.interval.as_ref().map(|i| i.value);
-    let mut input = BufReader::with_capacity(1 << 20, file);
-    let mut line = Vec::with_capacity(256);
-    let (mut number, mut position) = (0u64, 0u64);
+/// Cuts the file into chunks of whole lines, dealt round-robin to the decoders.
+fn split(mut input: BufReader<File>, mut line: u64, mut offset: u64, decoders: Vec<std::sync::mpsc::SyncSender<Chunk>>) -> std::io::Result<()> {
+    let mut pending: Vec<u8> = Vec::new();
+    let mut sent = 0usize;
     loop {
-        line.clear();
-        let read = input
-            .read_until(b'\n', &mut line)
-            .with_context(|| format!("reading {}", reader.config.path.display()))?;
-        if read == 0 {
-            return Ok(());
-        }
-        number += 1;
-        position += read as u64;
-        let text = line.trim_ascii();
-        if text.is_empty() {
+        let start = pending.len();
+        pending.resize(start + CHUNK, 0);
+        let read = read_full(&mut input, &mut pending[start..])?;
+        pending.truncate(start + read);
+        let at_end = read == 0;
+        // Send whole lines; a partial last line waits for more bytes (or the end).
+        let cut = if at_end { pending.len() } else { pending.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1) };
+        if cut == 0 {
+            if at_end {
+                return Ok(());
+            }
             continue;
         }
-        match reader.config.kind {
-            Kind::Ticks => reader.tick(codec::parse_tick_json(text, naive), number, text)?,
-            Kind::Bars => reader.bar(codec::parse_bar_json(text, interval, naive), number, text)?,
-        }
-        if number % 65_536 == 0 && !reader.progress(position) {
+        let rest = pending.split_off(cut);
+        let bytes = std::mem::replace(&mut pending, rest);
+        offset += bytes.len() as u64;
+        let lines = bytes.iter().filter(|b| **b == b'\n').count() as u64;
+        let chunk = Chunk { first_line: line, end_offset: offset, bytes };
+        line += lines;
+        if decoders[sent % decoders.len()].send(chunk).is_err() || at_end {
             return Ok(());
         }
+        sent += 1;
+    }
+}
+
+/// Reads until `buf` is full or the file ends; returns the bytes read.
+fn read_full(input: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match input.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// Stamps decoded records in file order and sends them in batches.
+struct Sender<'a> {
+    ctx: &'a SourceContext,
+    stamper: Stamper,
+    records: u64,
+    rejected: u64,
+    last_offset: u64,
+    last_report: Instant,
+}
+
+impl Sender<'_> {
+    fn send(&mut self, mut decoded: Decoded) -> anyhow::Result<()> {
+        for (line, reason, detail, raw) in &decoded.rejects {
+            self.ctx.dead_letters.reject(&self.ctx.name, reason, detail, Rejected::Line { line: *line, text: raw });
+        }
+        self.rejected += decoded.rejects.len() as u64;
+        let n = (decoded.ticks.len() + decoded.bars.len()) as u64;
+        self.records += n;
+        metrics().source_records.with_label_values(&[self.ctx.name.as_str()]).inc_by(n);
+        for tick in decoded.ticks.iter_mut() {
+            self.stamper.stamp_tick(tick);
+        }
+        for bar in decoded.bars.iter_mut() {
+            self.stamper.stamp_bar(bar);
+        }
+        if !decoded.ticks.is_empty() {
+            self.ctx.out.blocking_send(SourceEvent::Ticks(decoded.ticks))?;
+        }
+        if !decoded.bars.is_empty() {
+            self.ctx.out.blocking_send(SourceEvent::Bars(decoded.bars))?;
+        }
+        report_watermark(&self.ctx.name, self.stamper.watermark());
+        self.last_offset = decoded.end_offset;
+        Ok(())
+    }
+
+    fn progress(&mut self, path: &str, size: u64) {
+        self.last_report = Instant::now();
+        let percent = if size > 0 { self.last_offset as f64 * 100.0 / size as f64 } else { 100.0 };
+        tracing::info!(
+            source = %self.ctx.name,
+            records = self.records,
+            rejected = self.rejected,
+            event_time = %format_timestamp(self.stamper.watermark()),
+            "reading {path}: {percent:.0}%"
+        );
     }
 }
 
@@ -318,25 +386,9 @@ struct Columns {
 }
 
 fn find_columns(header: &csv::ByteRecord, kind: Kind) -> anyhow::Result<Columns> {
-    let names: Vec<String> = header
-        .iter()
-        .map(|h| {
-            String::from_utf8_lossy(h)
-                .trim()
-                .trim_start_matches('\u{feff}')
-                .to_ascii_lowercase()
-        })
-        .collect();
+    let names: Vec<String> = header.iter().map(|h| String::from_utf8_lossy(h).trim().trim_start_matches('\u{feff}').to_ascii_lowercase()).collect();
     let find = |aliases: &[&str]| names.iter().position(|n| aliases.contains(&n.as_str()));
-    let need = |aliases: &[&str]| {
-        find(aliases).with_context(|| {
-            format!(
-                "the CSV header `{}` has no `{}` column",
-                names.join(","),
-                aliases[0]
-            )
-        })
-    };
+    let need = |aliases: &[&str]| find(aliases).with_context(|| format!("the CSV header `{}` has no `{}` column", names.join(","), aliases[0]));
     Ok(match kind {
         Kind::Ticks => {
             let price = need(&["price"])?;
@@ -353,12 +405,7 @@ fn find_columns(header: &csv::ByteRecord, kind: Kind) -> anyhow::Result<Columns>
         Kind::Bars => Columns {
             ts: need(&["start", "ts", "timestamp", "datetime", "date"])?,
             symbol: need(&["symbol", "ticker"])?,
-            price: [
-                need(&["open"])?,
-                need(&["high"])?,
-                need(&["low"])?,
-                need(&["close"])?,
-            ],
+            price: [need(&["open"])?, need(&["high"])?, need(&["low"])?, need(&["close"])?],
             volume: find(&["volume"]),
             interval: find(&["interval"]),
             trades: find(&["trades"]),
@@ -367,94 +414,19 @@ fn find_columns(header: &csv::ByteRecord, kind: Kind) -> anyhow::Result<Columns>
     })
 }
 
-fn read_csv(file: File, reader: &mut Reader<'_>) -> anyhow::Result<()> {
-    let naive = reader.config.naive();
-    let mut csv = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .flexible(true)
-        .trim(csv::Trim::All)
-        .from_reader(BufReader::with_capacity(1 << 20, file));
-    let header = csv
-        .byte_headers()
-        .with_context(|| format!("reading the header of {}", reader.config.path.display()))?
-        .clone();
-    let columns = find_columns(&header, reader.config.kind)
-        .with_context(|| reader.config.path.display().to_string())?;
-    let mut record = csv::ByteRecord::new();
-    let mut raw = Vec::new();
-    let mut count = 0u64;
-    loop {
-        match csv.read_byte_record(&mut record) {
-            Ok(false) => return Ok(()),
-            Ok(true) => {}
-            Err(e) => {
-                let line = e.position().map_or(0, |p| p.line());
-                reader.reject(
-                    CodecError::Field {
-                        field: "csv",
-                        message: e.to_string(),
-                    },
-                    line,
-                    b"",
-                );
-                if matches!(e.kind(), csv::ErrorKind::Io(_)) {
-                    return Err(e)
-                        .with_context(|| format!("reading {}", reader.config.path.display()));
-                }
-                continue;
-            }
-        }
-        let line = record.position().map_or(0, |p| p.line());
-        raw.clear();
-        for (i, field) in record.iter().enumerate() {
-            if i > 0 {
-                raw.push(b',');
-            }
-            raw.extend_from_slice(field);
-        }
-        match reader.config.kind {
-            Kind::Ticks => reader.tick(csv_tick(&record, &columns, naive), line, &raw)?,
-            Kind::Bars => {
-                let interval = reader.config.interval.as_ref().map(|i| i.value);
-                reader.bar(csv_bar(&record, &columns, interval, naive), line, &raw)?
-            }
-        }
-        count += 1;
-        if count % 65_536 == 0 && !reader.progress(record.position().map_or(0, |p| p.byte())) {
-            return Ok(());
-        }
-    }
-}
-
-fn text<'r>(
-    record: &'r csv::ByteRecord,
-    index: usize,
-    name: &'static str,
-) -> Result<&'r str, CodecError> {
+fn text<'r>(record: &'r csv::ByteRecord, index: usize, name: &'static str) -> Result<&'r str, CodecError> {
     let bytes = record.get(index).ok_or(CodecError::Missing(name))?;
-    std::str::from_utf8(bytes).map_err(|_| CodecError::Field {
-        field: name,
-        message: "not UTF-8".into(),
-    })
+    std::str::from_utf8(bytes.trim_ascii()).map_err(|_| CodecError::Field { field: name, message: "not UTF-8".into() })
 }
 
 fn number(record: &csv::ByteRecord, index: usize, name: &'static str) -> Result<f64, CodecError> {
     let t = text(record, index, name)?;
-    t.parse().map_err(|_| CodecError::Field {
-        field: name,
-        message: format!("`{t}` is not a number"),
-    })
+    t.parse().map_err(|_| CodecError::Field { field: name, message: format!("`{t}` is not a number") })
 }
 
-fn optional_number(
-    record: &csv::ByteRecord,
-    index: Option<usize>,
-    name: &'static str,
-) -> Result<Option<f64>, CodecError> {
+fn optional_number(record: &csv::ByteRecord, index: Option<usize>, name: &'static str) -> Result<Option<f64>, CodecError> {
     match index {
-        Some(i) if record.get(i).is_some_and(|f| !f.is_empty()) => {
-            number(record, i, name).map(Some)
-        }
+        Some(i) if record.get(i).is_some_and(|f| !f.trim_ascii().is_empty()) => number(record, i, name).map(Some),
         _ => Ok(None),
     }
 }
@@ -462,39 +434,19 @@ fn optional_number(
 fn csv_tick(record: &csv::ByteRecord, c: &Columns, naive: NaiveTime) -> Result<Tick, CodecError> {
     let ts = naive.parse(text(record, c.ts, "ts")?)?;
     let volume = optional_number(record, c.volume, "volume")?.unwrap_or(0.0);
-    make_tick(
-        text(record, c.symbol, "symbol")?,
-        ts,
-        number(record, c.price[0], "price")?,
-        volume,
-    )
+    make_tick(text(record, c.symbol, "symbol")?, ts, number(record, c.price[0], "price")?, volume)
 }
 
-fn csv_bar(
-    record: &csv::ByteRecord,
-    c: &Columns,
-    interval: Option<Interval>,
-    naive: NaiveTime,
-) -> Result<Bar, CodecError> {
+fn csv_bar(record: &csv::ByteRecord, c: &Columns, interval: Option<Interval>, naive: NaiveTime) -> Result<Bar, CodecError> {
     let interval = match c.interval {
-        Some(i) => {
-            Interval::parse(text(record, i, "interval")?).map_err(|e| CodecError::Field {
-                field: "interval",
-                message: e.to_string(),
-            })?
-        }
+        Some(i) => Interval::parse(text(record, i, "interval")?).map_err(|e| CodecError::Field { field: "interval", message: e.to_string() })?,
         None => interval.ok_or(CodecError::Missing("interval"))?,
     };
     make_bar(BarFields {
         symbol: text(record, c.symbol, "symbol")?,
         interval,
         start: naive.parse(text(record, c.ts, "start")?)?,
-        ohlc: [
-            number(record, c.price[0], "open")?,
-            number(record, c.price[1], "high")?,
-            number(record, c.price[2], "low")?,
-            number(record, c.price[3], "close")?,
-        ],
+        ohlc: [number(record, c.price[0], "open")?, number(record, c.price[1], "high")?, number(record, c.price[2], "low")?, number(record, c.price[3], "close")?],
         volume: optional_number(record, c.volume, "volume")?.unwrap_or(0.0),
         trades: optional_number(record, c.trades, "trades")?.map(|t| t as u64),
         vwap: optional_number(record, c.vwap, "vwap")?,

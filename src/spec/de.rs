@@ -554,7 +554,12 @@ impl<'de, 'p, 'a> de::EnumAccess<'de> for EnumAccess<'p, 'a> {
         self,
         seed: V,
     ) -> Result<(V::Value, Self::Variant), DeError> {
-        let tag_de = self.parent.child(self.tag_node, self.tag);
+        // A scalar tag is the value itself; a mapping's tag is a key below it.
+        let tag_de = if std::ptr::eq(self.tag_node, self.parent.node) {
+            NodeDe { node: self.tag_node, path: self.parent.path.clone() }
+        } else {
+            self.parent.child(self.tag_node, self.tag)
+        };
         let pos = self.tag_node.pos;
         let path = tag_de.path.clone();
         let variant = seed

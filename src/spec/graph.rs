@@ -51,6 +51,7 @@ pub fn resolve(
     operators: Vec<Named<OperatorSpec>>,
     sinks: &[Named<SinkSpec>],
     declared: &[String],
+    sink_names: &[String],
     errors: &mut Vec<Diagnostic>,
 ) -> (Vec<Named<OperatorSpec>>, BTreeMap<String, StreamType>) {
     // Names are shared by all sections: a `from` must be unambiguous.
@@ -77,10 +78,9 @@ pub fn resolve(
         .map(|s| (s.name.clone(), s.spec.output()))
         .collect();
     let stream_refs: Vec<&str> = declared.iter().map(String::as_str).collect();
-    let sink_names: Vec<&str> = sinks.iter().map(|s| s.name.as_str()).collect();
 
     let unknown = |path: String, name: &super::de::Spanned<String>| {
-        let message = if sink_names.contains(&name.value.as_str()) {
+        let message = if sink_names.contains(&name.value) {
             format!(
                 "`{}` is a sink; only sources and operators produce streams",
                 name.value

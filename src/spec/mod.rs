@@ -95,6 +95,9 @@ pub fn load_str(
     })?;
     let mut errors = Vec::new();
     interpolate::interpolate(&mut root, "", env, &mut errors);
+    // A value whose variable is unset gets no second error for being invalid.
+    let unset: Vec<Pos> = errors.iter().map(|e| e.pos).collect();
+    let interpolation_errors = errors.len();
 
     let Value::Map(entries) = &root.value else {
         return Err(fail(vec![Diagnostic::new(
@@ -172,12 +175,13 @@ pub fn load_str(
         &mut declared,
         &mut errors,
     );
+    let mut sink_names = Vec::new();
     let sinks = section(
         &root,
         "sinks",
         SINK_TYPES,
         SinkSpec::from_node,
-        &mut Vec::new(),
+        &mut sink_names,
         &mut errors,
     );
     if root.get("sources").is_none() {
@@ -193,8 +197,13 @@ pub fn load_str(
     for o in &operators {
         errors.extend(o.spec.check(&format!("operators.{}", o.name)));
     }
-    let (operators, types) = graph::resolve(&sources, operators, &sinks, &declared, &mut errors);
+    let (operators, types) = graph::resolve(&sources, operators, &sinks, &declared, &sink_names, &mut errors);
 
+    let mut index = 0;
+    errors.retain(|e| {
+        index += 1;
+        index <= interpolation_errors || !unset.contains(&e.pos)
+    });
     if errors.is_empty() {
         Ok(Pipeline {
             name,
