@@ -61,7 +61,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         let measurement = match mode.as_str() {
             "baseline" => baseline(file)?,
             other => {
-                let workers: usize = other.strip_prefix("engine-").and_then(|w| w.parse().ok()).context("unknown child mode")?;
+                let workers: usize = other
+                    .strip_prefix("engine-")
+                    .and_then(|w| w.parse().ok())
+                    .context("unknown child mode")?;
                 engine_run(file, workers)?
             }
         };
@@ -71,7 +74,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
 
     let dir = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     std::fs::create_dir_all(&dir)?;
-    let file = dir.join(format!("marketflow-bench-{}x{}.csv", args.symbols, args.ticks));
+    let file = dir.join(format!(
+        "marketflow-bench-{}x{}.csv",
+        args.symbols, args.ticks
+    ));
     let started = Instant::now();
     generate(&file, args.symbols, args.ticks)?;
     let size_mb = std::fs::metadata(&file)?.len() as f64 / 1e6;
@@ -82,7 +88,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64(),
         args.repeat
     );
-    println!("{:<28} {:>12} {:>9} {:>11} {:>12}", "mode", "ticks/s", "ns/tick", "peak RSS", "vs baseline");
+    println!(
+        "{:<28} {:>12} {:>9} {:>11} {:>12}",
+        "mode", "ticks/s", "ns/tick", "peak RSS", "vs baseline"
+    );
     let base = best_of(args.repeat, || child("baseline", &file))?;
     let report = |name: &str, m: &Measurement| {
         let rate = args.ticks as f64 / m.seconds;
@@ -97,9 +106,16 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     report("baseline (plain loop)", &base);
     for &w in &args.workers {
         let m = best_of(args.repeat, || child(&format!("engine-{w}"), &file))?;
-        report(&format!("engine, {w} worker{}", if w == 1 { "" } else { "s" }), &m);
+        report(
+            &format!("engine, {w} worker{}", if w == 1 { "" } else { "s" }),
+            &m,
+        );
         if m.bars != base.bars {
-            bail!("the engine made {} bars where the baseline made {}", m.bars, base.bars);
+            bail!(
+                "the engine made {} bars where the baseline made {}",
+                m.bars,
+                base.bars
+            );
         }
     }
     println!("bars per run: {} (engine and baseline agree)", base.bars);
@@ -109,7 +125,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn best_of(runs: usize, mut measure: impl FnMut() -> anyhow::Result<Measurement>) -> anyhow::Result<Measurement> {
+fn best_of(
+    runs: usize,
+    mut measure: impl FnMut() -> anyhow::Result<Measurement>,
+) -> anyhow::Result<Measurement> {
     let mut best: Option<Measurement> = None;
     for _ in 0..runs.max(1) {
         let m = measure()?;
@@ -128,11 +147,15 @@ fn child(mode: &str, file: &Path) -> anyhow::Result<Measurement> {
         .output()
         .context("starting a bench child process")?;
     if !output.status.success() {
-        bail!("bench {mode} failed: {}", String::from_utf8_lossy(&output.stderr));
+        bail!(
+            "bench {mode} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
     let line = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(line).with_context(|| format!("reading the result of bench {mode}: {line}"))
+    serde_json::from_str(line)
+        .with_context(|| format!("reading the result of bench {mode}: {line}"))
 }
 
 fn thousands(n: u64) -> String {
@@ -150,22 +173,36 @@ fn thousands(n: u64) -> String {
 fn peak_rss_kb() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
         .unwrap_or(0)
 }
 
 /// Writes `ticks` synthetic ticks over `symbols` symbols as CSV.
 fn generate(path: &Path, symbols: usize, ticks: u64) -> anyhow::Result<()> {
     let names: Vec<String> = (0..symbols).map(|i| format!("SYM{i:04}")).collect();
-    let yaml = format!("symbols: [{}]\nseed: 1\nrate: 10\ncount: {ticks}\n", names.join(", "));
+    let yaml = format!(
+        "symbols: [{}]\nseed: 1\nrate: 10\ncount: {ticks}\n",
+        names.join(", ")
+    );
     let node = spec::yaml::parse(&yaml).map_err(|e| anyhow::anyhow!("{}", e.message))?;
-    let config: SyntheticConfig = spec::de::from_node(&node, "bench").map_err(|e| anyhow::anyhow!("{e}"))?;
+    let config: SyntheticConfig =
+        spec::de::from_node(&node, "bench").map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut market = Market::new(&config, 1_704_153_600_000);
-    let mut out = BufWriter::with_capacity(1 << 20, File::create(path).with_context(|| format!("creating {}", path.display()))?);
+    let mut out = BufWriter::with_capacity(
+        1 << 20,
+        File::create(path).with_context(|| format!("creating {}", path.display()))?,
+    );
     writeln!(out, "ts,symbol,price,volume")?;
     let mut line = Vec::with_capacity(64);
     for _ in 0..ticks {
-        let Some(tick) = market.next_arrival(i64::MAX) else { break };
+        let Some(tick) = market.next_arrival(i64::MAX) else {
+            break;
+        };
         line.clear();
         write_record_csv(&mut line, &Record::Tick(tick));
         out.write_all(&line)?;
@@ -186,7 +223,13 @@ struct Agg {
 
 impl Agg {
     fn new(ts: i64, price: f64, volume: f64) -> Agg {
-        Agg { open: (ts, price), close: (ts, price), high: price, low: price, volume }
+        Agg {
+            open: (ts, price),
+            close: (ts, price),
+            high: price,
+            low: price,
+            volume,
+        }
     }
 
     fn merge(&mut self, other: &Agg) {
@@ -206,26 +249,39 @@ impl Agg {
 /// then roll 1m into 5m and 1d.
 fn baseline(path: &Path) -> anyhow::Result<Measurement> {
     let started = Instant::now();
-    let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(BufReader::with_capacity(1 << 20, File::open(path)?));
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_reader(BufReader::with_capacity(1 << 20, File::open(path)?));
     let mut record = csv::ByteRecord::new();
     let mut minutes: FxHashMap<(Symbol, i64), Agg> = FxHashMap::default();
     while reader.read_byte_record(&mut record)? {
-        let field = |i: usize| std::str::from_utf8(record.get(i).unwrap_or_default()).unwrap_or_default();
+        let field =
+            |i: usize| std::str::from_utf8(record.get(i).unwrap_or_default()).unwrap_or_default();
         let ts = parse_timestamp(field(0))?;
         let symbol = Symbol::new(field(1))?;
         let price: f64 = field(2).parse()?;
         let volume: f64 = field(3).parse()?;
         let tick = Agg::new(ts, price, volume);
-        minutes.entry((symbol, ts - ts.rem_euclid(MINUTE))).and_modify(|a| a.merge(&tick)).or_insert(tick);
+        minutes
+            .entry((symbol, ts - ts.rem_euclid(MINUTE)))
+            .and_modify(|a| a.merge(&tick))
+            .or_insert(tick);
     }
     let mut coarser: BTreeMap<(i64, Symbol, i64), Agg> = BTreeMap::new();
     for ((symbol, start), agg) in &minutes {
         for width in [5 * MINUTE, DAY] {
-            coarser.entry((width, symbol.clone(), start - start.rem_euclid(width))).and_modify(|a| a.merge(agg)).or_insert(*agg);
+            coarser
+                .entry((width, symbol.clone(), start - start.rem_euclid(width)))
+                .and_modify(|a| a.merge(agg))
+                .or_insert(*agg);
         }
     }
     let bars = (minutes.len() + coarser.len()) as u64;
-    Ok(Measurement { seconds: started.elapsed().as_secs_f64(), peak_rss_kb: peak_rss_kb(), bars })
+    Ok(Measurement {
+        seconds: started.elapsed().as_secs_f64(),
+        peak_rss_kb: peak_rss_kb(),
+        bars,
+    })
 }
 
 fn engine_run(path: &Path, workers: usize) -> anyhow::Result<Measurement> {
@@ -233,10 +289,21 @@ fn engine_run(path: &Path, workers: usize) -> anyhow::Result<Measurement> {
         "pipeline: bench\nsources:\n  ticks: {{type: file, path: {:?}}}\noperators:\n  bars_1m: {{type: bars, from: ticks, interval: 1m}}\n  bars_5m: {{type: bars, from: bars_1m, interval: 5m}}\n  bars_1d: {{type: bars, from: bars_5m, interval: 1d}}\nsinks:\n  out: {{type: null, from: [bars_1m, bars_5m, bars_1d]}}\n",
         path.display().to_string()
     );
-    let pipeline = spec::load_str("bench.yaml", &yaml, &|_| None).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let pipeline =
+        spec::load_str("bench.yaml", &yaml, &|_| None).map_err(|e| anyhow::anyhow!("{e}"))?;
     let started = Instant::now();
-    engine::run(&pipeline, &RunOptions { workers: Some(workers), cluster: None })?;
+    engine::run(
+        &pipeline,
+        &RunOptions {
+            workers: Some(workers),
+            cluster: None,
+        },
+    )?;
     let seconds = started.elapsed().as_secs_f64();
     let bars = metrics().sink_records.with_label_values(&["out"]).get();
-    Ok(Measurement { seconds, peak_rss_kb: peak_rss_kb(), bars })
+    Ok(Measurement {
+        seconds,
+        peak_rss_kb: peak_rss_kb(),
+        bars,
+    })
 }

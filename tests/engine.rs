@@ -15,7 +15,10 @@ fn bars_pipeline(source: &str, extra_ops: &str, sinks: &str) -> String {
 }
 
 fn json_lines(path: &Path) -> Vec<Value> {
-    sorted_lines(path).iter().map(|l| serde_json::from_str(l).unwrap()).collect()
+    sorted_lines(path)
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 #[test]
@@ -23,7 +26,11 @@ fn output_is_identical_for_1_2_and_4_workers_on_out_of_order_ticks() {
     let dir = scratch();
     let symbols = ["AAPL", "MSFT", "NVDA", "AMZN", "GOOGL", "META", "TSLA"];
     // 3 s of disorder against a 2 s max_delay: most reordering is absorbed, some ticks are late.
-    write(dir.path(), "ticks.csv", &tick_csv(11, &symbols, ms("2024-01-02T14:30:00Z"), 40_000, 400, 3_000));
+    write(
+        dir.path(),
+        "ticks.csv",
+        &tick_csv(11, &symbols, ms("2024-01-02T14:30:00Z"), 40_000, 400, 3_000),
+    );
     let yaml = bars_pipeline(
         "{type: file, path: ticks.csv, max_delay: 2s}",
         "  bars_5m: {type: bars, from: bars_1m, interval: 5m}\n  bars_1d: {type: bars, from: bars_5m, interval: 1d}\n",
@@ -54,7 +61,18 @@ fn output_is_identical_for_1_2_and_4_workers_on_out_of_order_ticks() {
 #[test]
 fn cascaded_bars_equal_bars_built_from_ticks() {
     let dir = scratch();
-    write(dir.path(), "ticks.csv", &tick_csv(5, &["AAPL", "EUR/USD", "BTC/USD"], ms("2024-03-08T20:00:00Z"), 30_000, 9_000, 1_000));
+    write(
+        dir.path(),
+        "ticks.csv",
+        &tick_csv(
+            5,
+            &["AAPL", "EUR/USD", "BTC/USD"],
+            ms("2024-03-08T20:00:00Z"),
+            30_000,
+            9_000,
+            1_000,
+        ),
+    );
     let yaml = bars_pipeline(
         "{type: file, path: ticks.csv, max_delay: 1s}",
         concat!(
@@ -81,13 +99,21 @@ fn bars_have_exact_ohlcv_by_event_time() {
         dir.path(),
         "ticks.jsonl",
         concat!(
-            r#"{"type":"tick","symbol":"AAPL","ts":"2024-01-02T14:30:30Z","price":101,"volume":10}"#, "\n",
-            r#"{"type":"tick","symbol":"AAPL","ts":"2024-01-02T14:30:00.500Z","price":100,"volume":5}"#, "\n",
-            r#"{"type":"tick","symbol":"AAPL","ts":"2024-01-02T14:30:59.999Z","price":99.5,"volume":1}"#, "\n",
-            r#"{"type":"tick","symbol":"AAPL","ts":"2024-01-02T14:31:00Z","price":98,"volume":2}"#, "\n",
+            r#"{"type":"tick","symbol":"AAPL","ts":"2024-01-02T14:30:30Z","price":101,"volume":10}"#,
+            "\n",
+            r#"{"type":"tick","symbol":"AAPL","ts":"2024-01-02T14:30:00.500Z","price":100,"volume":5}"#,
+            "\n",
+            r#"{"type":"tick","symbol":"AAPL","ts":"2024-01-02T14:30:59.999Z","price":99.5,"volume":1}"#,
+            "\n",
+            r#"{"type":"tick","symbol":"AAPL","ts":"2024-01-02T14:31:00Z","price":98,"volume":2}"#,
+            "\n",
         ),
     );
-    let yaml = bars_pipeline("{type: file, path: ticks.jsonl, max_delay: 1m}", "", "  out: {type: file, from: bars_1m, path: out.jsonl}\n");
+    let yaml = bars_pipeline(
+        "{type: file, path: ticks.jsonl, max_delay: 1m}",
+        "",
+        "  out: {type: file, from: bars_1m, path: out.jsonl}\n",
+    );
     write(dir.path(), "p.yaml", &yaml);
     run_ok(dir.path(), &["run", "p.yaml"]);
     let bars = json_lines(&dir.path().join("out.jsonl"));
@@ -95,7 +121,15 @@ fn bars_have_exact_ohlcv_by_event_time() {
     let first = &bars[0];
     assert_eq!(first["start"], "2024-01-02T14:30:00Z");
     assert_eq!(first["end"], "2024-01-02T14:31:00Z");
-    assert_eq!((first["open"].as_f64(), first["high"].as_f64(), first["low"].as_f64(), first["close"].as_f64()), (Some(100.0), Some(101.0), Some(99.5), Some(99.5)));
+    assert_eq!(
+        (
+            first["open"].as_f64(),
+            first["high"].as_f64(),
+            first["low"].as_f64(),
+            first["close"].as_f64()
+        ),
+        (Some(100.0), Some(101.0), Some(99.5), Some(99.5))
+    );
     assert_eq!(first["volume"], 16);
     assert_eq!(first["trades"], 3);
     let vwap = (101.0 * 10.0 + 100.0 * 5.0 + 99.5) / 16.0;
@@ -117,21 +151,40 @@ fn late_ticks_are_counted_and_dead_lettered_and_good_data_is_kept() {
          2024-01-02T14:31:40Z,AAPL,not-a-price,1\n\
          2024-01-02T14:31:50Z,AAPL,102,1\n",
     );
-    let yaml = bars_pipeline("{type: file, path: ticks.csv, max_delay: 10s}", "", "  out: {type: file, from: bars_1m, path: out.jsonl}\n");
+    let yaml = bars_pipeline(
+        "{type: file, path: ticks.csv, max_delay: 10s}",
+        "",
+        "  out: {type: file, from: bars_1m, path: out.jsonl}\n",
+    );
     write(dir.path(), "p.yaml", &yaml);
     run_ok(dir.path(), &["run", "p.yaml"]);
     let bars = json_lines(&dir.path().join("out.jsonl"));
     assert_eq!(bars.len(), 2);
-    assert_eq!(bars[0]["trades"], 1, "the late tick is not in the 14:30 bar");
+    assert_eq!(
+        bars[0]["trades"], 1,
+        "the late tick is not in the 14:30 bar"
+    );
     assert_eq!(bars[1]["trades"], 2);
     let dead = json_lines(&dir.path().join("dead.jsonl"));
     assert_eq!(dead.len(), 2, "{dead:?}");
-    let late = dead.iter().find(|d| d["reason"] == "late").expect("a late record");
+    let late = dead
+        .iter()
+        .find(|d| d["reason"] == "late")
+        .expect("a late record");
     assert_eq!(late["stage"], "bars_1m");
     assert_eq!(late["record"]["ts"], "2024-01-02T14:30:50Z");
-    let malformed = dead.iter().find(|d| d["reason"] == "malformed").expect("a malformed record");
+    let malformed = dead
+        .iter()
+        .find(|d| d["reason"] == "malformed")
+        .expect("a malformed record");
     assert_eq!(malformed["line"], 5);
-    assert!(malformed["detail"].as_str().unwrap().contains("not-a-price"), "{malformed}");
+    assert!(
+        malformed["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not-a-price"),
+        "{malformed}"
+    );
 }
 
 #[test]
@@ -139,10 +192,17 @@ fn daily_bars_follow_the_new_york_session_across_dst() {
     let dir = scratch();
     // One tick an hour over the March and November 2024 DST changes.
     let mut csv = String::from("ts,symbol,price,volume\n");
-    for (from, to) in [("2024-03-07T00:00:00Z", "2024-03-13T00:00:00Z"), ("2024-10-31T00:00:00Z", "2024-11-06T00:00:00Z")] {
+    for (from, to) in [
+        ("2024-03-07T00:00:00Z", "2024-03-13T00:00:00Z"),
+        ("2024-10-31T00:00:00Z", "2024-11-06T00:00:00Z"),
+    ] {
         let mut t = ms(from);
         while t < ms(to) {
-            csv += &format!("{},SPY,{},1\n", iso(t + 5 * 60_000), 400 + (t / 3_600_000) % 7);
+            csv += &format!(
+                "{},SPY,{},1\n",
+                iso(t + 5 * 60_000),
+                400 + (t / 3_600_000) % 7
+            );
             t += 3_600_000;
         }
     }
@@ -156,7 +216,13 @@ fn daily_bars_follow_the_new_york_session_across_dst() {
     run_ok(dir.path(), &["run", "p.yaml"]);
     let days: Vec<(String, String, u64)> = json_lines(&dir.path().join("out.jsonl"))
         .iter()
-        .map(|b| (b["start"].as_str().unwrap().to_owned(), b["end"].as_str().unwrap().to_owned(), b["trades"].as_u64().unwrap()))
+        .map(|b| {
+            (
+                b["start"].as_str().unwrap().to_owned(),
+                b["end"].as_str().unwrap().to_owned(),
+                b["trades"].as_u64().unwrap(),
+            )
+        })
         .collect();
     let expect = |s: &str, e: &str, n: u64| (s.to_owned(), e.to_owned(), n);
     assert_eq!(
@@ -180,7 +246,14 @@ fn bar_files_feed_cascades() {
     let mut csv = String::from("symbol,start,open,high,low,close,volume\n");
     for m in 0..10 {
         let start = ms("2024-01-02T14:30:00Z") + m * 60_000;
-        csv += &format!("AAPL,{},{},{},{},{},100\n", iso(start), 100 + m, 101 + m, 99 + m, 100.5 + m as f64);
+        csv += &format!(
+            "AAPL,{},{},{},{},{},100\n",
+            iso(start),
+            100 + m,
+            101 + m,
+            99 + m,
+            100.5 + m as f64
+        );
     }
     write(dir.path(), "bars.csv", &csv);
     let yaml = "pipeline: t\nsources:\n  m1: {type: file, path: bars.csv, kind: bars, interval: 1m}\noperators:\n  bars_5m: {type: bars, from: m1, interval: 5m}\nsinks:\n  out: {type: file, from: bars_5m, path: out.csv}\n";
@@ -188,16 +261,30 @@ fn bar_files_feed_cascades() {
     run_ok(dir.path(), &["run", "p.yaml"]);
     let text = std::fs::read_to_string(dir.path().join("out.csv")).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines[0], "symbol,interval,start,end,open,high,low,close,volume,trades,vwap,revision");
+    assert_eq!(
+        lines[0],
+        "symbol,interval,start,end,open,high,low,close,volume,trades,vwap,revision"
+    );
     assert_eq!(lines.len(), 3);
     for (line, expected, vwap) in [
-        (lines[1], "AAPL,5m,2024-01-02T14:30:00Z,2024-01-02T14:35:00Z,100,105,99,104.5,500,5", 102.0 + 1.0 / 6.0),
-        (lines[2], "AAPL,5m,2024-01-02T14:35:00Z,2024-01-02T14:40:00Z,105,110,104,109.5,500,5", 107.0 + 1.0 / 6.0),
+        (
+            lines[1],
+            "AAPL,5m,2024-01-02T14:30:00Z,2024-01-02T14:35:00Z,100,105,99,104.5,500,5",
+            102.0 + 1.0 / 6.0,
+        ),
+        (
+            lines[2],
+            "AAPL,5m,2024-01-02T14:35:00Z,2024-01-02T14:40:00Z,105,110,104,109.5,500,5",
+            107.0 + 1.0 / 6.0,
+        ),
     ] {
         // Without a vwap column a bar's VWAP is its typical price (h + l + c) / 3.
         let fields: Vec<&str> = line.split(',').collect();
         assert_eq!(fields[..10].join(","), expected);
-        assert!((fields[10].parse::<f64>().unwrap() - vwap).abs() < 1e-9, "{line}");
+        assert!(
+            (fields[10].parse::<f64>().unwrap() - vwap).abs() < 1e-9,
+            "{line}"
+        );
         assert_eq!(fields[11], "0");
     }
 }
@@ -208,9 +295,14 @@ fn stdout_sink_prints_jsonl() {
     let yaml = "pipeline: t\nsources:\n  ticks: {type: synthetic, symbols: [AAA, BBB], seed: 3, count: 2000, rate: 50}\noperators:\n  bars_1m: {type: bars, from: ticks, interval: 1m}\nsinks:\n  console: {type: stdout, from: bars_1m}\n";
     write(dir.path(), "p.yaml", yaml);
     let stdout = run_ok(dir.path(), &["run", "p.yaml"]);
-    let bars: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let bars: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert!(bars.len() >= 2);
-    assert!(bars.iter().all(|b| b["type"] == "bar" && b["interval"] == "1m"));
+    assert!(bars
+        .iter()
+        .all(|b| b["type"] == "bar" && b["interval"] == "1m"));
     let trades: u64 = bars.iter().map(|b| b["trades"].as_u64().unwrap()).sum();
     assert_eq!(trades, 2000, "every tick lands in exactly one bar");
 }
@@ -218,7 +310,18 @@ fn stdout_sink_prints_jsonl() {
 #[test]
 fn a_two_process_cluster_gives_the_same_bars_as_one_process() {
     let dir = scratch();
-    write(dir.path(), "ticks.csv", &tick_csv(21, &["A", "B", "C", "D", "E"], ms("2024-01-02T00:00:00Z"), 20_000, 2_000, 500));
+    write(
+        dir.path(),
+        "ticks.csv",
+        &tick_csv(
+            21,
+            &["A", "B", "C", "D", "E"],
+            ms("2024-01-02T00:00:00Z"),
+            20_000,
+            2_000,
+            500,
+        ),
+    );
     let yaml = bars_pipeline(
         "{type: file, path: ticks.csv, max_delay: 1s}",
         "  bars_5m: {type: bars, from: bars_1m, interval: 5m}\n",
@@ -229,13 +332,39 @@ fn a_two_process_cluster_gives_the_same_bars_as_one_process() {
     let single = sorted_lines(&dir.path().join("out.jsonl"));
     std::fs::remove_file(dir.path().join("out.jsonl")).unwrap();
 
-    let ports: Vec<u16> = (0..2).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()).collect();
-    write(dir.path(), "hosts.txt", &ports.iter().map(|p| format!("127.0.0.1:{p}\n")).collect::<String>());
+    let ports: Vec<u16> = (0..2)
+        .map(|_| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        })
+        .collect();
+    write(
+        dir.path(),
+        "hosts.txt",
+        &ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}\n"))
+            .collect::<String>(),
+    );
     let children: Vec<_> = (0..2)
         .map(|i| {
             marketflow()
                 .current_dir(dir.path())
-                .args(["run", "p.yaml", "--workers", "2", "--processes", "2", "--process", &i.to_string(), "--hostfile", "hosts.txt"])
+                .args([
+                    "run",
+                    "p.yaml",
+                    "--workers",
+                    "2",
+                    "--processes",
+                    "2",
+                    "--process",
+                    &i.to_string(),
+                    "--hostfile",
+                    "hosts.txt",
+                ])
                 .spawn()
                 .unwrap()
         })
@@ -249,7 +378,11 @@ fn a_two_process_cluster_gives_the_same_bars_as_one_process() {
 #[test]
 fn a_missing_input_file_is_a_clear_error() {
     let dir = scratch();
-    let yaml = bars_pipeline("{type: file, path: nowhere.csv}", "", "  out: {type: file, from: bars_1m, path: out.jsonl}\n");
+    let yaml = bars_pipeline(
+        "{type: file, path: nowhere.csv}",
+        "",
+        "  out: {type: file, from: bars_1m, path: out.jsonl}\n",
+    );
     write(dir.path(), "p.yaml", &yaml);
     let out = run_in(dir.path(), &["run", "p.yaml"]);
     assert_eq!(out.status.code(), Some(1));

@@ -23,7 +23,7 @@ impl Interval {
 
     /// An interval of `ms` milliseconds, if it is a whole number of seconds within 1s..=1d.
     pub fn from_millis(ms: i64) -> Option<Interval> {
-        (ms >= SECOND && ms <= DAY && ms % SECOND == 0).then_some(Interval(ms))
+        ((SECOND..=DAY).contains(&ms) && ms % SECOND == 0).then_some(Interval(ms))
     }
 
     pub fn millis(self) -> i64 {

@@ -14,6 +14,7 @@ pub mod time;
 pub use bars::{BarBuilder, BarInput, Placement};
 pub use calendar::{Calendar, Session, Window, Windower};
 pub use fixed::Fixed;
+pub use indicators::IndicatorKind;
 pub use interval::Interval;
 pub use record::{Bar, IndicatorRow, Record, Tick};
 pub use symbol::Symbol;

@@ -187,10 +187,8 @@ fn parse_offset(c: &mut Cursor<'_>) -> Option<Option<i64>> {
 /// Parses an RFC 3339 timestamp (also with a space instead of `T`) or epoch milliseconds.
 pub fn parse_timestamp(text: &str) -> Result<i64, TimeError> {
     let text = text.trim();
-    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
-        return text
-            .parse::<i64>()
-            .map_err(|_| TimeError::OutOfRange(text.to_owned()));
+    if let Some(ms) = parse_epoch_millis(text) {
+        return ms;
     }
     match parse_rfc3339_parts(text)? {
         (local, Some(offset)) => finish(text, local.days * DAY + local.millis_of_day - offset),
@@ -205,10 +203,8 @@ pub fn parse_timestamp_with(
     resolve_naive: impl Fn(i64) -> Option<i64>,
 ) -> Result<i64, TimeError> {
     let text = text.trim();
-    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
-        return text
-            .parse::<i64>()
-            .map_err(|_| TimeError::OutOfRange(text.to_owned()));
+    if let Some(ms) = parse_epoch_millis(text) {
+        return ms;
     }
     match parse_rfc3339_parts(text)? {
         (local, Some(offset)) => finish(text, local.days * DAY + local.millis_of_day - offset),
@@ -218,6 +214,19 @@ pub fn parse_timestamp_with(
             finish(text, utc)
         }
     }
+}
+
+/// Epoch milliseconds written as digits, optionally with a fraction (floored).
+fn parse_epoch_millis(text: &str) -> Option<Result<i64, TimeError>> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, "0"));
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || !digits(fraction) {
+        return None;
+    }
+    Some(match whole.parse::<i64>() {
+        Ok(ms) if ms < MAX_TIMESTAMP => Ok(ms),
+        _ => Err(TimeError::OutOfRange(text.to_owned())),
+    })
 }
 
 fn parse_rfc3339_parts(text: &str) -> Result<(LocalStamp, Option<i64>), TimeError> {
@@ -375,6 +384,7 @@ mod tests {
             Ok(1_704_205_800_000)
         );
         assert_eq!(parse_timestamp("1704205800123"), Ok(1_704_205_800_123));
+        assert_eq!(parse_timestamp("1704205800123.9"), Ok(1_704_205_800_123));
         assert_eq!(
             parse_timestamp("2024-02-29T00:00:00Z"),
             Ok(1_709_164_800_000)

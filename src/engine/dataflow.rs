@@ -1,12 +1,12 @@
 //! One timely worker: builds the dataflow of the resolved graph, feeds the inputs it owns
 //! from their source channels, and steps until every input is closed and drained.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use marketflow_operators::{Bar, IndicatorRow, Record, Tick};
+use marketflow_operators::{Bar, Calendar, IndicatorRow, Record, Tick};
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Concatenate, Operator};
@@ -17,6 +17,7 @@ use tokio::sync::mpsc::{self, Receiver};
 
 use super::bars::{bars, BarsStage};
 use super::bridge::{SinkSender, Waker};
+use super::indicators::{indicators, IndicatorsStage};
 use super::OperatorSpec;
 use crate::dead_letter::DeadLetters;
 use crate::metrics::metrics;
@@ -179,6 +180,7 @@ fn build<'s>(
 ) -> Vec<SourceInput> {
     let pipeline = &shared.pipeline;
     let mut streams: HashMap<String, AnyStream<'s>> = HashMap::new();
+    let source_names: HashSet<&str> = pipeline.sources.iter().map(|s| s.name.as_str()).collect();
     let mut inputs = Vec::new();
     for source in &pipeline.sources {
         match source.spec.output() {
@@ -201,6 +203,8 @@ fn build<'s>(
         }
     }
     for op in &pipeline.operators {
+        let input = streams[&op.spec.inputs()[0].value].clone();
+        let input_type = &pipeline.types[&op.spec.inputs()[0].value];
         let output = match &op.spec {
             OperatorSpec::Bars(config) => {
                 let stage = BarsStage {
@@ -210,11 +214,46 @@ fn build<'s>(
                     dead_letters: shared.dead_letters.clone(),
                     interrupted: shared.interrupted.clone(),
                 };
-                match streams[&config.from.value].clone() {
+                match input {
                     AnyStream::Ticks(s) => AnyStream::Bars(bars(s, stage)),
                     AnyStream::Bars(s) => AnyStream::Bars(bars(s, stage)),
                     AnyStream::Indicators(_) => unreachable!("rejected by validation"),
                 }
+            }
+            OperatorSpec::Indicators(config) => {
+                let StreamType::Bars { interval, session } = input_type else {
+                    unreachable!("rejected by validation")
+                };
+                let calendar = session
+                    .as_ref()
+                    .map_or(Calendar::Utc, |s| Calendar::Session(s.session.clone()));
+                let AnyStream::Bars(mut stream) = input else {
+                    unreachable!("rejected by validation")
+                };
+                if source_names.contains(op.spec.inputs()[0].value.as_str()) {
+                    // Bars read from a source may arrive out of order: pass them through a
+                    // bars operator of their own interval, which orders them by watermark.
+                    let stage = BarsStage {
+                        name: format!("{}:order", op.name),
+                        interval: *interval,
+                        calendar: calendar.clone(),
+                        dead_letters: shared.dead_letters.clone(),
+                        interrupted: shared.interrupted.clone(),
+                    };
+                    stream = bars(stream, stage);
+                }
+                let stage = IndicatorsStage {
+                    name: op.name.clone(),
+                    interval: *interval,
+                    calendar,
+                    specs: config
+                        .indicators
+                        .value
+                        .iter()
+                        .map(|e| e.spec.clone())
+                        .collect(),
+                };
+                AnyStream::Indicators(indicators(stream, stage))
             }
         };
         streams.insert(op.name.clone(), output);

@@ -4,6 +4,7 @@
 pub mod bars;
 pub mod bridge;
 pub mod dataflow;
+pub mod indicators;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,6 +16,7 @@ use tokio::sync::mpsc;
 use self::bars::BarsConfig;
 use self::bridge::{SourceClosed, SourceSender, Waker, SOURCE_CHANNEL};
 use self::dataflow::{run_worker, sink_channel, source_owner, Shared};
+use self::indicators::IndicatorsConfig;
 use crate::dead_letter::DeadLetters;
 use crate::shutdown::Shutdown;
 use crate::sinks::{record_kind, SinkContext};
@@ -26,18 +28,21 @@ use crate::spec::yaml::Node;
 use crate::spec::Pipeline;
 
 /// The `type`s an operator may have.
-pub const OPERATOR_TYPES: &[&str] = &["bars"];
+pub const OPERATOR_TYPES: &[&str] = &["bars", "indicators"];
 
 /// A configured operator.
 #[derive(Debug, Clone)]
 pub enum OperatorSpec {
     Bars(BarsConfig),
+    Indicators(IndicatorsConfig),
 }
 
 impl OperatorSpec {
-    pub fn from_node(kind: &str, node: &Node, path: &str) -> Result<OperatorSpec, DeError> {
+    pub fn from_node(kind: &str, node: &Node, path: &str) -> Result<OperatorSpec, Vec<DeError>> {
+        let one = |e| vec![e];
         Ok(match kind {
-            "bars" => OperatorSpec::Bars(from_map_without(node, path, &["type"])?),
+            "bars" => OperatorSpec::Bars(from_map_without(node, path, &["type"]).map_err(one)?),
+            "indicators" => OperatorSpec::Indicators(IndicatorsConfig::from_node(node, path)?),
             _ => unreachable!("callers check OPERATOR_TYPES"),
         })
     }
@@ -45,6 +50,7 @@ impl OperatorSpec {
     pub fn type_name(&self) -> &'static str {
         match self {
             OperatorSpec::Bars(_) => "bars",
+            OperatorSpec::Indicators(_) => "indicators",
         }
     }
 
@@ -52,6 +58,7 @@ impl OperatorSpec {
     pub fn inputs(&self) -> &[Spanned<String>] {
         match self {
             OperatorSpec::Bars(c) => std::slice::from_ref(&c.from),
+            OperatorSpec::Indicators(c) => std::slice::from_ref(&c.from),
         }
     }
 
@@ -59,13 +66,15 @@ impl OperatorSpec {
     pub fn output(&self, path: &str, inputs: &[StreamType]) -> Result<StreamType, Vec<Diagnostic>> {
         match self {
             OperatorSpec::Bars(c) => c.output(path, &inputs[0]).map_err(|d| vec![d]),
+            OperatorSpec::Indicators(c) => c.output(path, &inputs[0]).map_err(|d| vec![d]),
         }
     }
 
     /// Checks of the operator's own settings.
-    pub fn check(&self, _path: &str) -> Vec<Diagnostic> {
+    pub fn check(&self, path: &str) -> Vec<Diagnostic> {
         match self {
             OperatorSpec::Bars(_) => Vec::new(),
+            OperatorSpec::Indicators(c) => c.check(path),
         }
     }
 }
@@ -199,13 +208,11 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> anyhow::Result<RunSumma
         let shutdown = shutdown.clone();
         let interrupted = interrupted.clone();
         runtime.spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                tracing::warn!(
-                    "interrupted: stopping sources and draining (Ctrl-C again to exit at once)"
-                );
+            if stop_signal().await {
+                tracing::warn!("stopping: sources end, complete windows are flushed (signal again to exit at once)");
                 interrupted.store(true, Ordering::SeqCst);
                 shutdown.trigger();
-                if tokio::signal::ctrl_c().await.is_ok() {
+                if stop_signal().await {
                     std::process::exit(130);
                 }
             }
@@ -270,6 +277,18 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> anyhow::Result<RunSumma
         interrupted: interrupted.load(Ordering::SeqCst) && !failed.load(Ordering::SeqCst),
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM; false if signals cannot be watched.
+async fn stop_signal() -> bool {
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    else {
+        return tokio::signal::ctrl_c().await.is_ok();
+    };
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result.is_ok(),
+        _ = term.recv() => true,
+    }
 }
 
 /// Spawns a source or sink; if it fails, the whole run stops (its partial windows are

@@ -30,11 +30,12 @@ pub enum SinkSpec {
 }
 
 impl SinkSpec {
-    pub fn from_node(kind: &str, node: &Node, path: &str) -> Result<SinkSpec, DeError> {
+    pub fn from_node(kind: &str, node: &Node, path: &str) -> Result<SinkSpec, Vec<DeError>> {
+        let one = |e| vec![e];
         Ok(match kind {
-            "stdout" => SinkSpec::Stdout(from_map_without(node, path, &["type"])?),
-            "file" => SinkSpec::File(from_map_without(node, path, &["type"])?),
-            "null" => SinkSpec::Null(from_map_without(node, path, &["type"])?),
+            "stdout" => SinkSpec::Stdout(from_map_without(node, path, &["type"]).map_err(one)?),
+            "file" => SinkSpec::File(from_map_without(node, path, &["type"]).map_err(one)?),
+            "null" => SinkSpec::Null(from_map_without(node, path, &["type"]).map_err(one)?),
             _ => unreachable!("callers check SINK_TYPES"),
         })
     }

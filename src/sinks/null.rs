@@ -18,7 +18,9 @@ pub struct NullSinkConfig {
 impl NullSinkConfig {
     pub fn build(&self, mut ctx: SinkContext) -> Task {
         Task::Async(Box::pin(async move {
-            let counter = metrics().sink_records.with_label_values(&[ctx.name.as_str()]);
+            let counter = metrics()
+                .sink_records
+                .with_label_values(&[ctx.name.as_str()]);
             while let Some(event) = ctx.records.recv().await {
                 if let SinkEvent::Records(records) = event {
                     counter.inc_by(records.len() as u64);

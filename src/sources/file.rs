@@ -20,7 +20,6 @@ use crate::spec::diagnostic::Diagnostic;
 use crate::spec::graph::StreamType;
 use crate::spec::values::{Duration, Parsed};
 
-
 /// Ticks or bars read from a file.
 #[derive(Deserialize, Debug, Clone)]
 #[serde(deny_unknown_fields)]
@@ -146,30 +145,51 @@ struct Decoder {
 
 impl Decoder {
     fn decode(&self, chunk: &Chunk) -> Decoded {
-        let mut out = Decoded { end_offset: chunk.end_offset, ..Decoded::default() };
+        let mut out = Decoded {
+            end_offset: chunk.end_offset,
+            ..Decoded::default()
+        };
         match (self.format, &self.columns) {
             (Format::Csv, Some(columns)) => {
-                let mut csv = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(&chunk.bytes[..]);
+                let mut csv = csv::ReaderBuilder::new()
+                    .has_headers(false)
+                    .flexible(true)
+                    .from_reader(&chunk.bytes[..]);
                 let mut record = csv::ByteRecord::new();
                 loop {
                     match csv.read_byte_record(&mut record) {
                         Ok(false) => break,
                         Ok(true) => {}
                         Err(e) => {
-                            let line = chunk.first_line + e.position().map_or(0, |p| p.line().saturating_sub(1));
-                            out.rejects.push((line, "malformed", format!("{}:{line}: {e}", self.file), Vec::new()));
+                            let line = chunk.first_line
+                                + e.position().map_or(0, |p| p.line().saturating_sub(1));
+                            out.rejects.push((
+                                line,
+                                "malformed",
+                                format!("{}:{line}: {e}", self.file),
+                                Vec::new(),
+                            ));
                             continue;
                         }
                     }
-                    if record.len() == 1 && record.get(0).is_some_and(|f| f.trim_ascii().is_empty()) {
+                    if record.len() == 1 && record.get(0).is_some_and(|f| f.trim_ascii().is_empty())
+                    {
                         continue;
                     }
-                    let line = chunk.first_line + record.position().map_or(0, |p| p.line().saturating_sub(1));
+                    let line = chunk.first_line
+                        + record.position().map_or(0, |p| p.line().saturating_sub(1));
                     let parsed = match self.kind {
                         Kind::Ticks => csv_tick(&record, columns, self.naive).map(Row::Tick),
-                        Kind::Bars => csv_bar(&record, columns, self.interval, self.naive).map(Row::Bar),
+                        Kind::Bars => {
+                            csv_bar(&record, columns, self.interval, self.naive).map(Row::Bar)
+                        }
                     };
-                    self.keep(parsed, line, || record.iter().collect::<Vec<_>>().join(&b","[..]), &mut out);
+                    self.keep(
+                        parsed,
+                        line,
+                        || record.iter().collect::<Vec<_>>().join(&b","[..]),
+                        &mut out,
+                    );
                 }
             }
             _ => {
@@ -180,24 +200,47 @@ impl Decoder {
                     }
                     let parsed = match self.kind {
                         Kind::Ticks => codec::parse_tick_json(text, self.naive).map(Row::Tick),
-                        Kind::Bars => codec::parse_bar_json(text, self.interval, self.naive).map(Row::Bar),
+                        Kind::Bars => {
+                            codec::parse_bar_json(text, self.interval, self.naive).map(Row::Bar)
+                        }
                     };
-                    self.keep(parsed, chunk.first_line + i as u64, || text.to_vec(), &mut out);
+                    self.keep(
+                        parsed,
+                        chunk.first_line + i as u64,
+                        || text.to_vec(),
+                        &mut out,
+                    );
                 }
             }
         }
         out
     }
 
-    fn keep(&self, parsed: Result<Row, CodecError>, line: u64, raw: impl FnOnce() -> Vec<u8>, out: &mut Decoded) {
+    fn keep(
+        &self,
+        parsed: Result<Row, CodecError>,
+        line: u64,
+        raw: impl FnOnce() -> Vec<u8>,
+        out: &mut Decoded,
+    ) {
         match parsed {
             Ok(Row::Tick(tick)) => out.ticks.push(tick),
             Ok(Row::Bar(bar)) if Some(bar.interval) != self.interval => {
-                let detail = format!("{}:{line}: bar interval {} where the source declares {}", self.file, bar.interval, self.interval.map(|i| i.to_string()).unwrap_or_default());
+                let detail = format!(
+                    "{}:{line}: bar interval {} where the source declares {}",
+                    self.file,
+                    bar.interval,
+                    self.interval.map(|i| i.to_string()).unwrap_or_default()
+                );
                 out.rejects.push((line, "interval_mismatch", detail, raw()));
             }
             Ok(Row::Bar(bar)) => out.bars.push(bar),
-            Err(e) => out.rejects.push((line, "malformed", format!("{}:{line}: {e}", self.file), raw())),
+            Err(e) => out.rejects.push((
+                line,
+                "malformed",
+                format!("{}:{line}: {e}", self.file),
+                raw(),
+            )),
         }
     }
 }
@@ -216,15 +259,28 @@ const CHUNK: usize = 1 << 20;
 /// watermarks are those of a sequential read.
 fn read_file(config: &FileSourceConfig, ctx: SourceContext) -> anyhow::Result<()> {
     let path = config.path.display().to_string();
-    let file = File::open(&config.path).with_context(|| format!("source {}: opening {path}", ctx.name))?;
+    let file =
+        File::open(&config.path).with_context(|| format!("source {}: opening {path}", ctx.name))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     let mut input = BufReader::with_capacity(CHUNK, file);
     let format = config.format().unwrap_or(Format::Jsonl);
     let (columns, first_line, offset) = if format == Format::Csv {
         let mut header = Vec::new();
-        let read = input.read_until(b'\n', &mut header).with_context(|| format!("reading {path}"))?;
-        let header = csv::ReaderBuilder::new().has_headers(false).from_reader(&header[..]).byte_records().next().transpose()?.unwrap_or_default();
-        (Some(find_columns(&header, config.kind).with_context(|| path.clone())?), 2, read as u64)
+        let read = input
+            .read_until(b'\n', &mut header)
+            .with_context(|| format!("reading {path}"))?;
+        let header = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(&header[..])
+            .byte_records()
+            .next()
+            .transpose()?
+            .unwrap_or_default();
+        (
+            Some(find_columns(&header, config.kind).with_context(|| path.clone())?),
+            2,
+            read as u64,
+        )
     } else {
         (None, 1, 0)
     };
@@ -237,29 +293,44 @@ fn read_file(config: &FileSourceConfig, ctx: SourceContext) -> anyhow::Result<()
         file: path.clone(),
     });
 
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 4);
     let mut to_decoders = Vec::new();
     let mut from_decoders = Vec::new();
     for _ in 0..threads {
         let (chunk_tx, chunk_rx) = std::sync::mpsc::sync_channel::<Chunk>(2);
         let (out_tx, out_rx) = std::sync::mpsc::sync_channel::<Decoded>(2);
         let decoder = decoder.clone();
-        std::thread::Builder::new().name("file-decode".into()).spawn(move || {
-            for chunk in chunk_rx {
-                if out_tx.send(decoder.decode(&chunk)).is_err() {
-                    break;
+        std::thread::Builder::new()
+            .name("file-decode".into())
+            .spawn(move || {
+                for chunk in chunk_rx {
+                    if out_tx.send(decoder.decode(&chunk)).is_err() {
+                        break;
+                    }
                 }
-            }
-        })?;
+            })?;
         to_decoders.push(chunk_tx);
         from_decoders.push(out_rx);
     }
-    let splitter = std::thread::Builder::new().name("file-split".into()).spawn(move || split(input, first_line, offset, to_decoders))?;
+    let splitter = std::thread::Builder::new()
+        .name("file-split".into())
+        .spawn(move || split(input, first_line, offset, to_decoders))?;
 
     let started = Instant::now();
-    let mut sender = Sender { ctx: &ctx, stamper: Stamper::new(config.max_delay.0), records: 0, rejected: 0, last_offset: 0, last_report: Instant::now() };
+    let mut sender = Sender {
+        ctx: &ctx,
+        stamper: Stamper::new(config.max_delay.0),
+        records: 0,
+        rejected: 0,
+        last_offset: 0,
+        last_report: Instant::now(),
+    };
     for index in 0.. {
-        let Ok(decoded) = from_decoders[index % threads].recv() else { break };
+        let Ok(decoded) = from_decoders[index % threads].recv() else {
+            break;
+        };
         sender.send(decoded)?;
         if sender.last_report.elapsed() >= StdDuration::from_secs(2) {
             sender.progress(&path, size);
@@ -269,7 +340,10 @@ fn read_file(config: &FileSourceConfig, ctx: SourceContext) -> anyhow::Result<()
         }
     }
     drop(from_decoders);
-    splitter.join().map_err(|_| anyhow::anyhow!("the file reader thread panicked"))?.with_context(|| format!("reading {path}"))?;
+    splitter
+        .join()
+        .map_err(|_| anyhow::anyhow!("the file reader thread panicked"))?
+        .with_context(|| format!("reading {path}"))?;
     tracing::info!(
         source = %ctx.name,
         records = sender.records,
@@ -281,7 +355,12 @@ fn read_file(config: &FileSourceConfig, ctx: SourceContext) -> anyhow::Result<()
 }
 
 /// Cuts the file into chunks of whole lines, dealt round-robin to the decoders.
-fn split(mut input: BufReader<File>, mut line: u64, mut offset: u64, decoders: Vec<std::sync::mpsc::SyncSender<Chunk>>) -> std::io::Result<()> {
+fn split(
+    mut input: BufReader<File>,
+    mut line: u64,
+    mut offset: u64,
+    decoders: Vec<std::sync::mpsc::SyncSender<Chunk>>,
+) -> std::io::Result<()> {
     let mut pending: Vec<u8> = Vec::new();
     let mut sent = 0usize;
     loop {
@@ -291,7 +370,14 @@ fn split(mut input: BufReader<File>, mut line: u64, mut offset: u64, decoders: V
         pending.truncate(start + read);
         let at_end = read == 0;
         // Send whole lines; a partial last line waits for more bytes (or the end).
-        let cut = if at_end { pending.len() } else { pending.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1) };
+        let cut = if at_end {
+            pending.len()
+        } else {
+            pending
+                .iter()
+                .rposition(|b| *b == b'\n')
+                .map_or(0, |i| i + 1)
+        };
         if cut == 0 {
             if at_end {
                 return Ok(());
@@ -302,7 +388,11 @@ fn split(mut input: BufReader<File>, mut line: u64, mut offset: u64, decoders: V
         let bytes = std::mem::replace(&mut pending, rest);
         offset += bytes.len() as u64;
         let lines = bytes.iter().filter(|b| **b == b'\n').count() as u64;
-        let chunk = Chunk { first_line: line, end_offset: offset, bytes };
+        let chunk = Chunk {
+            first_line: line,
+            end_offset: offset,
+            bytes,
+        };
         line += lines;
         if decoders[sent % decoders.len()].send(chunk).is_err() || at_end {
             return Ok(());
@@ -338,12 +428,23 @@ struct Sender<'a> {
 impl Sender<'_> {
     fn send(&mut self, mut decoded: Decoded) -> anyhow::Result<()> {
         for (line, reason, detail, raw) in &decoded.rejects {
-            self.ctx.dead_letters.reject(&self.ctx.name, reason, detail, Rejected::Line { line: *line, text: raw });
+            self.ctx.dead_letters.reject(
+                &self.ctx.name,
+                reason,
+                detail,
+                Rejected::Line {
+                    line: *line,
+                    text: raw,
+                },
+            );
         }
         self.rejected += decoded.rejects.len() as u64;
         let n = (decoded.ticks.len() + decoded.bars.len()) as u64;
         self.records += n;
-        metrics().source_records.with_label_values(&[self.ctx.name.as_str()]).inc_by(n);
+        metrics()
+            .source_records
+            .with_label_values(&[self.ctx.name.as_str()])
+            .inc_by(n);
         for tick in decoded.ticks.iter_mut() {
             self.stamper.stamp_tick(tick);
         }
@@ -351,10 +452,14 @@ impl Sender<'_> {
             self.stamper.stamp_bar(bar);
         }
         if !decoded.ticks.is_empty() {
-            self.ctx.out.blocking_send(SourceEvent::Ticks(decoded.ticks))?;
+            self.ctx
+                .out
+                .blocking_send(SourceEvent::Ticks(decoded.ticks))?;
         }
         if !decoded.bars.is_empty() {
-            self.ctx.out.blocking_send(SourceEvent::Bars(decoded.bars))?;
+            self.ctx
+                .out
+                .blocking_send(SourceEvent::Bars(decoded.bars))?;
         }
         report_watermark(&self.ctx.name, self.stamper.watermark());
         self.last_offset = decoded.end_offset;
@@ -363,7 +468,11 @@ impl Sender<'_> {
 
     fn progress(&mut self, path: &str, size: u64) {
         self.last_report = Instant::now();
-        let percent = if size > 0 { self.last_offset as f64 * 100.0 / size as f64 } else { 100.0 };
+        let percent = if size > 0 {
+            self.last_offset as f64 * 100.0 / size as f64
+        } else {
+            100.0
+        };
         tracing::info!(
             source = %self.ctx.name,
             records = self.records,
@@ -386,9 +495,25 @@ struct Columns {
 }
 
 fn find_columns(header: &csv::ByteRecord, kind: Kind) -> anyhow::Result<Columns> {
-    let names: Vec<String> = header.iter().map(|h| String::from_utf8_lossy(h).trim().trim_start_matches('\u{feff}').to_ascii_lowercase()).collect();
+    let names: Vec<String> = header
+        .iter()
+        .map(|h| {
+            String::from_utf8_lossy(h)
+                .trim()
+                .trim_start_matches('\u{feff}')
+                .to_ascii_lowercase()
+        })
+        .collect();
     let find = |aliases: &[&str]| names.iter().position(|n| aliases.contains(&n.as_str()));
-    let need = |aliases: &[&str]| find(aliases).with_context(|| format!("the CSV header `{}` has no `{}` column", names.join(","), aliases[0]));
+    let need = |aliases: &[&str]| {
+        find(aliases).with_context(|| {
+            format!(
+                "the CSV header `{}` has no `{}` column",
+                names.join(","),
+                aliases[0]
+            )
+        })
+    };
     Ok(match kind {
         Kind::Ticks => {
             let price = need(&["price"])?;
@@ -405,7 +530,12 @@ fn find_columns(header: &csv::ByteRecord, kind: Kind) -> anyhow::Result<Columns>
         Kind::Bars => Columns {
             ts: need(&["start", "ts", "timestamp", "datetime", "date"])?,
             symbol: need(&["symbol", "ticker"])?,
-            price: [need(&["open"])?, need(&["high"])?, need(&["low"])?, need(&["close"])?],
+            price: [
+                need(&["open"])?,
+                need(&["high"])?,
+                need(&["low"])?,
+                need(&["close"])?,
+            ],
             volume: find(&["volume"]),
             interval: find(&["interval"]),
             trades: find(&["trades"]),
@@ -414,19 +544,35 @@ fn find_columns(header: &csv::ByteRecord, kind: Kind) -> anyhow::Result<Columns>
     })
 }
 
-fn text<'r>(record: &'r csv::ByteRecord, index: usize, name: &'static str) -> Result<&'r str, CodecError> {
+fn text<'r>(
+    record: &'r csv::ByteRecord,
+    index: usize,
+    name: &'static str,
+) -> Result<&'r str, CodecError> {
     let bytes = record.get(index).ok_or(CodecError::Missing(name))?;
-    std::str::from_utf8(bytes.trim_ascii()).map_err(|_| CodecError::Field { field: name, message: "not UTF-8".into() })
+    std::str::from_utf8(bytes.trim_ascii()).map_err(|_| CodecError::Field {
+        field: name,
+        message: "not UTF-8".into(),
+    })
 }
 
 fn number(record: &csv::ByteRecord, index: usize, name: &'static str) -> Result<f64, CodecError> {
     let t = text(record, index, name)?;
-    t.parse().map_err(|_| CodecError::Field { field: name, message: format!("`{t}` is not a number") })
+    t.parse().map_err(|_| CodecError::Field {
+        field: name,
+        message: format!("`{t}` is not a number"),
+    })
 }
 
-fn optional_number(record: &csv::ByteRecord, index: Option<usize>, name: &'static str) -> Result<Option<f64>, CodecError> {
+fn optional_number(
+    record: &csv::ByteRecord,
+    index: Option<usize>,
+    name: &'static str,
+) -> Result<Option<f64>, CodecError> {
     match index {
-        Some(i) if record.get(i).is_some_and(|f| !f.trim_ascii().is_empty()) => number(record, i, name).map(Some),
+        Some(i) if record.get(i).is_some_and(|f| !f.trim_ascii().is_empty()) => {
+            number(record, i, name).map(Some)
+        }
         _ => Ok(None),
     }
 }
@@ -434,19 +580,39 @@ fn optional_number(record: &csv::ByteRecord, index: Option<usize>, name: &'stati
 fn csv_tick(record: &csv::ByteRecord, c: &Columns, naive: NaiveTime) -> Result<Tick, CodecError> {
     let ts = naive.parse(text(record, c.ts, "ts")?)?;
     let volume = optional_number(record, c.volume, "volume")?.unwrap_or(0.0);
-    make_tick(text(record, c.symbol, "symbol")?, ts, number(record, c.price[0], "price")?, volume)
+    make_tick(
+        text(record, c.symbol, "symbol")?,
+        ts,
+        number(record, c.price[0], "price")?,
+        volume,
+    )
 }
 
-fn csv_bar(record: &csv::ByteRecord, c: &Columns, interval: Option<Interval>, naive: NaiveTime) -> Result<Bar, CodecError> {
+fn csv_bar(
+    record: &csv::ByteRecord,
+    c: &Columns,
+    interval: Option<Interval>,
+    naive: NaiveTime,
+) -> Result<Bar, CodecError> {
     let interval = match c.interval {
-        Some(i) => Interval::parse(text(record, i, "interval")?).map_err(|e| CodecError::Field { field: "interval", message: e.to_string() })?,
+        Some(i) => {
+            Interval::parse(text(record, i, "interval")?).map_err(|e| CodecError::Field {
+                field: "interval",
+                message: e.to_string(),
+            })?
+        }
         None => interval.ok_or(CodecError::Missing("interval"))?,
     };
     make_bar(BarFields {
         symbol: text(record, c.symbol, "symbol")?,
         interval,
         start: naive.parse(text(record, c.ts, "start")?)?,
-        ohlc: [number(record, c.price[0], "open")?, number(record, c.price[1], "high")?, number(record, c.price[2], "low")?, number(record, c.price[3], "close")?],
+        ohlc: [
+            number(record, c.price[0], "open")?,
+            number(record, c.price[1], "high")?,
+            number(record, c.price[2], "low")?,
+            number(record, c.price[3], "close")?,
+        ],
         volume: optional_number(record, c.volume, "volume")?.unwrap_or(0.0),
         trades: optional_number(record, c.trades, "trades")?.map(|t| t as u64),
         vwap: optional_number(record, c.vwap, "vwap")?,

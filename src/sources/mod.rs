@@ -31,10 +31,13 @@ pub enum SourceSpec {
 
 impl SourceSpec {
     /// Reads the source of `kind` from its mapping node.
-    pub fn from_node(kind: &str, node: &Node, path: &str) -> Result<SourceSpec, DeError> {
+    pub fn from_node(kind: &str, node: &Node, path: &str) -> Result<SourceSpec, Vec<DeError>> {
+        let one = |e| vec![e];
         Ok(match kind {
-            "synthetic" => SourceSpec::Synthetic(from_map_without(node, path, &["type"])?),
-            "file" => SourceSpec::File(from_map_without(node, path, &["type"])?),
+            "synthetic" => {
+                SourceSpec::Synthetic(from_map_without(node, path, &["type"]).map_err(one)?)
+            }
+            "file" => SourceSpec::File(from_map_without(node, path, &["type"]).map_err(one)?),
             _ => unreachable!("callers check SOURCE_TYPES"),
         })
     }

@@ -319,6 +319,15 @@ impl Market {
             .map_or(i64::MAX, |Reverse((ts, _))| *ts)
     }
 
+    /// A lower bound of the event time of every tick not yet delivered.
+    pub fn earliest_pending(&self) -> i64 {
+        let queued = self
+            .in_flight
+            .peek()
+            .map_or(i64::MAX, |Reverse(f)| f.arrival);
+        self.next_event_time().min(queued) - self.disorder
+    }
+
     /// Generates the next tick in event-time order and queues it for delivery.
     fn generate(&mut self) {
         let Some(Reverse((ts, i))) = self.schedule.pop() else {
@@ -476,8 +485,9 @@ fn generate(config: &SyntheticConfig, ctx: SourceContext) -> anyhow::Result<()> 
             ctx.out.blocking_send(SourceEvent::Ticks(batch))?;
         }
         if realtime {
-            // Nothing arrives before the next tick, so the watermark may follow the clock.
-            if stamper.advance(now.min(end) - config.max_delay.0 - market.disorder) {
+            // No tick still to come has an earlier event time than this, so the watermark
+            // may follow the clock between ticks.
+            if stamper.advance(market.earliest_pending().min(now).min(end)) {
                 ctx.out
                     .blocking_send(SourceEvent::Watermark(stamper.watermark()))?;
             }

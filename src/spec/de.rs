@@ -34,6 +34,11 @@ impl DeError {
         self
     }
 
+    /// Places the error at `node`.
+    pub fn at_node(self, node: &Node, path: &str) -> DeError {
+        self.at(node.pos, path)
+    }
+
     /// Fills in the position and path if the error has none yet (the innermost wins).
     fn at(mut self, pos: Pos, path: &str) -> DeError {
         if self.pos.is_none() {
@@ -556,7 +561,10 @@ impl<'de, 'p, 'a> de::EnumAccess<'de> for EnumAccess<'p, 'a> {
     ) -> Result<(V::Value, Self::Variant), DeError> {
         // A scalar tag is the value itself; a mapping's tag is a key below it.
         let tag_de = if std::ptr::eq(self.tag_node, self.parent.node) {
-            NodeDe { node: self.tag_node, path: self.parent.path.clone() }
+            NodeDe {
+                node: self.tag_node,
+                path: self.parent.path.clone(),
+            }
         } else {
             self.parent.child(self.tag_node, self.tag)
         };

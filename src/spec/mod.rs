@@ -87,11 +87,16 @@ pub fn load_str(
         items,
     };
     let mut root = yaml::parse(text).map_err(|e| {
-        fail(vec![Diagnostic::new(
-            e.pos,
-            "",
-            format!("invalid YAML: {}", e.message),
-        )])
+        let mut d = Diagnostic::new(e.pos, "", format!("invalid YAML: {}", e.message));
+        let line = text
+            .lines()
+            .nth(e.pos.line.saturating_sub(1))
+            .unwrap_or_default();
+        if line.contains("${") && line.contains('{') {
+            d = d
+                .help("inside `{ ... }` or `[ ... ]`, quote values that use variables: \"${VAR}\"");
+        }
+        fail(vec![d])
     })?;
     let mut errors = Vec::new();
     interpolate::interpolate(&mut root, "", env, &mut errors);
@@ -197,7 +202,14 @@ pub fn load_str(
     for o in &operators {
         errors.extend(o.spec.check(&format!("operators.{}", o.name)));
     }
-    let (operators, types) = graph::resolve(&sources, operators, &sinks, &declared, &sink_names, &mut errors);
+    let (operators, types) = graph::resolve(
+        &sources,
+        operators,
+        &sinks,
+        &declared,
+        &sink_names,
+        &mut errors,
+    );
 
     let mut index = 0;
     errors.retain(|e| {
@@ -227,7 +239,7 @@ fn section<T>(
     root: &Node,
     key: &str,
     types: &[&str],
-    build: fn(&str, &Node, &str) -> Result<T, de::DeError>,
+    build: fn(&str, &Node, &str) -> Result<T, Vec<de::DeError>>,
     declared: &mut Vec<String>,
     errors: &mut Vec<Diagnostic>,
 ) -> Vec<Named<T>> {
@@ -308,7 +320,11 @@ fn section<T>(
                 pos: name_node.pos,
                 spec,
             }),
-            Err(e) => errors.push(Diagnostic::from_de(e, body.pos, &path)),
+            Err(problems) => errors.extend(
+                problems
+                    .into_iter()
+                    .map(|e| Diagnostic::from_de(e, body.pos, &path)),
+            ),
         }
     }
     out

@@ -14,7 +14,11 @@ pub fn marketflow() -> Command {
 
 /// Runs `marketflow` with `args` in `dir`, returning its output.
 pub fn run_in(dir: &Path, args: &[&str]) -> Output {
-    marketflow().current_dir(dir).args(args).output().expect("marketflow runs")
+    marketflow()
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("marketflow runs")
 }
 
 /// Runs and asserts success, returning stdout.
@@ -45,7 +49,8 @@ pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 
 /// The lines of a file, sorted.
 pub fn sorted_lines(path: &Path) -> Vec<String> {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
     lines.sort();
     lines
@@ -80,7 +85,14 @@ pub fn ms(text: &str) -> i64 {
 
 /// Ticks as CSV: `count` ticks over `symbols`, event times moving forward by up to
 /// `step_ms` each, delivered up to `disorder_ms` out of order.
-pub fn tick_csv(seed: u64, symbols: &[&str], start: i64, count: usize, step_ms: u64, disorder_ms: i64) -> String {
+pub fn tick_csv(
+    seed: u64,
+    symbols: &[&str],
+    start: i64,
+    count: usize,
+    step_ms: u64,
+    disorder_ms: i64,
+) -> String {
     let mut rng = Lcg(seed);
     let mut ts = start;
     let mut rows: Vec<(i64, i64, String)> = Vec::new();
@@ -89,8 +101,17 @@ pub fn tick_csv(seed: u64, symbols: &[&str], start: i64, count: usize, step_ms: 
         let symbol = symbols[rng.below(symbols.len() as u64) as usize];
         let price = 100.0 + (rng.below(2_000) as f64 - 1_000.0) / 100.0;
         let volume = 1 + rng.below(500);
-        let arrival = ts + if disorder_ms > 0 { rng.below(disorder_ms as u64) as i64 } else { 0 };
-        rows.push((arrival, i as i64, format!("{},{symbol},{price},{volume}", iso(ts))));
+        let arrival = ts
+            + if disorder_ms > 0 {
+                rng.below(disorder_ms as u64) as i64
+            } else {
+                0
+            };
+        rows.push((
+            arrival,
+            i as i64,
+            format!("{},{symbol},{price},{volume}", iso(ts)),
+        ));
     }
     rows.sort();
     let mut out = String::from("ts,symbol,price,volume\n");

@@ -1,0 +1,6 @@
+//! Moving averages and VWAP.
+
+pub mod ema;
+pub mod sma;
+pub mod vwap;
+pub mod wma;

@@ -1,0 +1,85 @@
+//! Relative strength index, Wilder smoothing (TA-Lib `RSI`).
+
+use crate::indicators::window::is_zero;
+use crate::indicators::{single, Indicator, Outputs, PriceSource};
+use crate::record::Bar;
+
+/// Average gain and loss seeded with their means over the first `period` changes, then
+/// `avg = (avg * (period - 1) + x) / period`; `100 * gain / (gain + loss)`, 0 when there
+/// was no movement at all. Lookback `period`.
+#[derive(Clone, Debug)]
+pub struct Rsi {
+    source: PriceSource,
+    period: usize,
+    seen: usize,
+    previous: f64,
+    gain: f64,
+    loss: f64,
+}
+
+impl Rsi {
+    pub fn new(period: usize, source: PriceSource) -> Rsi {
+        Rsi {
+            source,
+            period,
+            seen: 0,
+            previous: 0.0,
+            gain: 0.0,
+            loss: 0.0,
+        }
+    }
+
+    fn value(&self) -> f64 {
+        let total = self.gain + self.loss;
+        if is_zero(total) {
+            0.0
+        } else {
+            100.0 * (self.gain / total)
+        }
+    }
+}
+
+impl Indicator for Rsi {
+    fn lookback(&self) -> usize {
+        self.period
+    }
+
+    #[inline]
+    fn update(&mut self, bar: &Bar) -> Option<Outputs> {
+        let x = self.source.of(bar);
+        let change = x - self.previous;
+        self.previous = x;
+        self.seen += 1;
+        let n = self.period as f64;
+        if self.seen == 1 {
+            return None;
+        }
+        if self.seen <= self.period + 1 {
+            if change < 0.0 {
+                self.loss -= change;
+            } else {
+                self.gain += change;
+            }
+            if self.seen <= self.period {
+                return None;
+            }
+            self.loss /= n;
+            self.gain /= n;
+            return Some(single(self.value()));
+        }
+        self.loss *= n - 1.0;
+        self.gain *= n - 1.0;
+        if change < 0.0 {
+            self.loss -= change;
+        } else {
+            self.gain += change;
+        }
+        self.loss /= n;
+        self.gain /= n;
+        Some(single(self.value()))
+    }
+
+    fn reset(&mut self) {
+        *self = Rsi::new(self.period, self.source);
+    }
+}

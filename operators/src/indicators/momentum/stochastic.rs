@@ -1,0 +1,55 @@
+//! Slow stochastic oscillator (TA-Lib `STOCH` with SMA smoothing).
+
+use crate::indicators::window::{RollingExtreme, RollingMean};
+use crate::indicators::{Indicator, Outputs};
+use crate::record::Bar;
+
+/// Fast %K = `100 * (close - lowest low) / (highest high - lowest low)` over `k` bars
+/// (0 when the range is empty); %K = SMA(`k_smooth`) of fast %K; %D = SMA(`d`) of %K.
+/// Lookback `k + k_smooth + d - 3`.
+#[derive(Clone, Debug)]
+pub struct Stochastic {
+    periods: (usize, usize, usize),
+    highest: RollingExtreme,
+    lowest: RollingExtreme,
+    slow_k: RollingMean,
+    slow_d: RollingMean,
+}
+
+impl Stochastic {
+    pub fn new(k: usize, k_smooth: usize, d: usize) -> Stochastic {
+        Stochastic {
+            periods: (k, k_smooth, d),
+            highest: RollingExtreme::max(k),
+            lowest: RollingExtreme::min(k),
+            slow_k: RollingMean::new(k_smooth),
+            slow_d: RollingMean::new(d),
+        }
+    }
+}
+
+impl Indicator for Stochastic {
+    fn lookback(&self) -> usize {
+        self.periods.0 + self.periods.1 + self.periods.2 - 3
+    }
+
+    #[inline]
+    fn update(&mut self, bar: &Bar) -> Option<Outputs> {
+        let highest = self.highest.update(bar.high);
+        let lowest = self.lowest.update(bar.low)?;
+        let highest = highest?;
+        let range = (highest - lowest) / 100.0;
+        let fast_k = if range != 0.0 {
+            (bar.close - lowest) / range
+        } else {
+            0.0
+        };
+        let k = self.slow_k.update(fast_k)?;
+        let d = self.slow_d.update(k)?;
+        Some([k, d, f64::NAN])
+    }
+
+    fn reset(&mut self) {
+        *self = Stochastic::new(self.periods.0, self.periods.1, self.periods.2);
+    }
+}

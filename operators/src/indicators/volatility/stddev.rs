@@ -1,0 +1,61 @@
+//! Population standard deviation (TA-Lib `STDDEV`).
+
+use crate::indicators::window::{is_zero_or_negative, variance_around, Ring};
+use crate::indicators::{single, Indicator, Outputs, PriceSource};
+use crate::record::Bar;
+
+/// `nbdev` × the population standard deviation of the last `period` values, computed
+/// around their mean in one pass (stable on flat prices); 0 when the variance is not
+/// positive. Lookback `period - 1`.
+#[derive(Clone, Debug)]
+pub struct StdDev {
+    source: PriceSource,
+    period: usize,
+    nbdev: f64,
+    ring: Ring,
+    sum: f64,
+}
+
+impl StdDev {
+    pub fn new(period: usize, nbdev: f64, source: PriceSource) -> StdDev {
+        StdDev {
+            source,
+            period,
+            nbdev,
+            ring: Ring::new(period),
+            sum: 0.0,
+        }
+    }
+}
+
+impl Indicator for StdDev {
+    fn lookback(&self) -> usize {
+        self.period - 1
+    }
+
+    #[inline]
+    fn update(&mut self, bar: &Bar) -> Option<Outputs> {
+        let x = self.source.of(bar);
+        self.ring.push(x);
+        self.sum += x;
+        if !self.ring.is_full() {
+            return None;
+        }
+        let mean = self.sum / self.period as f64;
+        self.sum -= self.ring.oldest();
+        let variance = variance_around(&self.ring, mean);
+        let deviation = if is_zero_or_negative(variance) {
+            0.0
+        } else if self.nbdev == 1.0 {
+            variance.sqrt()
+        } else {
+            variance.sqrt() * self.nbdev
+        };
+        Some(single(deviation))
+    }
+
+    fn reset(&mut self) {
+        self.ring.clear();
+        self.sum = 0.0;
+    }
+}

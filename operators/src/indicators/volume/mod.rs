@@ -1,0 +1,3 @@
+//! Volume-based indicators.
+
+pub mod obv;

@@ -1,0 +1,288 @@
+//! Fixed-size building blocks shared by the indicators. Each allocates once, at
+//! construction, so updates in steady state never touch the allocator.
+
+use std::collections::VecDeque;
+
+/// The last `capacity` values, oldest first when iterated in time order.
+#[derive(Clone, Debug)]
+pub struct Ring {
+    values: Vec<f64>,
+    next: usize,
+    len: usize,
+}
+
+impl Ring {
+    pub fn new(capacity: usize) -> Ring {
+        Ring {
+            values: vec![0.0; capacity.max(1)],
+            next: 0,
+            len: 0,
+        }
+    }
+
+    /// Appends `value`, overwriting the oldest when full.
+    #[inline]
+    pub fn push(&mut self, value: f64) {
+        self.values[self.next] = value;
+        self.next = (self.next + 1) % self.values.len();
+        self.len = (self.len + 1).min(self.values.len());
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.len == self.values.len()
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The oldest value held.
+    #[inline]
+    pub fn oldest(&self) -> f64 {
+        if self.is_full() {
+            self.values[self.next]
+        } else {
+            self.values[0]
+        }
+    }
+
+    /// The values in storage order (not time order), as TA-Lib's circular buffers sum them.
+    pub fn storage(&self) -> &[f64] {
+        &self.values[..self.len]
+    }
+
+    pub fn clear(&mut self) {
+        self.next = 0;
+        self.len = 0;
+    }
+}
+
+/// TA-Lib's simple moving average: a running sum, added to before and trimmed after
+/// each output, in that order, so the values match TA-Lib's bit for bit.
+#[derive(Clone, Debug)]
+pub struct RollingMean {
+    ring: Ring,
+    period: usize,
+    sum: f64,
+}
+
+impl RollingMean {
+    pub fn new(period: usize) -> RollingMean {
+        RollingMean {
+            ring: Ring::new(period),
+            period,
+            sum: 0.0,
+        }
+    }
+
+    #[inline]
+    pub fn update(&mut self, value: f64) -> Option<f64> {
+        self.ring.push(value);
+        self.sum += value;
+        if !self.ring.is_full() {
+            return None;
+        }
+        let mean = self.sum / self.period as f64;
+        self.sum -= self.ring.oldest();
+        Some(mean)
+    }
+
+    pub fn reset(&mut self) {
+        self.ring.clear();
+        self.sum = 0.0;
+    }
+}
+
+/// TA-Lib's EMA: seeded with the mean of the first `period` values, then
+/// `ema += (x - ema) * 2 / (period + 1)`.
+#[derive(Clone, Debug)]
+pub struct SeededEma {
+    period: usize,
+    k: f64,
+    seen: usize,
+    sum: f64,
+    value: f64,
+}
+
+impl SeededEma {
+    pub fn new(period: usize) -> SeededEma {
+        SeededEma {
+            period,
+            k: 2.0 / (period as f64 + 1.0),
+            seen: 0,
+            sum: 0.0,
+            value: 0.0,
+        }
+    }
+
+    #[inline]
+    pub fn update(&mut self, x: f64) -> Option<f64> {
+        if self.seen < self.period {
+            self.seen += 1;
+            self.sum += x;
+            if self.seen < self.period {
+                return None;
+            }
+            self.value = self.sum / self.period as f64;
+        } else {
+            self.value += (x - self.value) * self.k;
+        }
+        Some(self.value)
+    }
+
+    /// Starts from a given seed, as if `period` values had been seen.
+    pub fn seed(&mut self, value: f64) {
+        self.seen = self.period;
+        self.value = value;
+    }
+
+    pub fn reset(&mut self) {
+        self.seen = 0;
+        self.sum = 0.0;
+        self.value = 0.0;
+    }
+}
+
+/// The extreme (max or min) of the last `period` values, by a monotonic deque: O(1)
+/// amortised per update, no allocation after construction.
+#[derive(Clone, Debug)]
+pub struct RollingExtreme {
+    period: usize,
+    max: bool,
+    count: u64,
+    deque: VecDeque<(u64, f64)>,
+}
+
+impl RollingExtreme {
+    pub fn max(period: usize) -> RollingExtreme {
+        RollingExtreme {
+            period,
+            max: true,
+            count: 0,
+            deque: VecDeque::with_capacity(period + 1),
+        }
+    }
+
+    pub fn min(period: usize) -> RollingExtreme {
+        RollingExtreme {
+            period,
+            max: false,
+            count: 0,
+            deque: VecDeque::with_capacity(period + 1),
+        }
+    }
+
+    /// Adds `value`; returns the extreme once `period` values were seen.
+    #[inline]
+    pub fn update(&mut self, value: f64) -> Option<f64> {
+        let beaten = |kept: f64| {
+            if self.max {
+                kept <= value
+            } else {
+                kept >= value
+            }
+        };
+        while self.deque.back().is_some_and(|&(_, v)| beaten(v)) {
+            self.deque.pop_back();
+        }
+        self.deque.push_back((self.count, value));
+        self.count += 1;
+        while self
+            .deque
+            .front()
+            .is_some_and(|&(i, _)| i + (self.period as u64) < self.count)
+        {
+            self.deque.pop_front();
+        }
+        (self.count >= self.period as u64).then(|| self.deque.front().map_or(value, |&(_, v)| v))
+    }
+
+    pub fn reset(&mut self) {
+        self.count = 0;
+        self.deque.clear();
+    }
+}
+
+/// Population variance of the values in `ring` around `mean`, in one pass over the
+/// window: stable where running sums of squares cancel (flat prices), as in TA-Lib 0.6+.
+#[inline]
+pub fn variance_around(ring: &Ring, mean: f64) -> f64 {
+    let values = ring.storage();
+    let mut acc = [0.0f64; 4];
+    let mut chunks = values.chunks_exact(4);
+    for chunk in &mut chunks {
+        for (a, v) in acc.iter_mut().zip(chunk) {
+            let d = v - mean;
+            *a += d * d;
+        }
+    }
+    let tail: f64 = chunks
+        .remainder()
+        .iter()
+        .map(|v| (v - mean) * (v - mean))
+        .sum();
+    ((acc[0] + acc[1]) + (acc[2] + acc[3]) + tail) / values.len() as f64
+}
+
+/// TA-Lib's `TA_IS_ZERO`.
+#[inline]
+pub fn is_zero(v: f64) -> bool {
+    -0.000_000_000_000_01 < v && v < 0.000_000_000_000_01
+}
+
+/// TA-Lib's `TA_IS_ZERO_OR_NEG`.
+#[inline]
+pub fn is_zero_or_negative(v: f64) -> bool {
+    v < 0.000_000_000_000_01
+}
+
+/// TA-Lib's true range against the previous close.
+#[inline]
+pub fn true_range(high: f64, low: f64, previous_close: f64) -> f64 {
+    let mut greatest = high - low;
+    let up = (previous_close - high).abs();
+    if up > greatest {
+        greatest = up;
+    }
+    let down = (previous_close - low).abs();
+    if down > greatest {
+        greatest = down;
+    }
+    greatest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_keeps_the_last_values() {
+        let mut r = Ring::new(3);
+        for v in [1.0, 2.0, 3.0, 4.0] {
+            r.push(v);
+        }
+        assert_eq!(r.oldest(), 2.0);
+        assert_eq!(r.storage(), &[4.0, 2.0, 3.0]);
+    }
+
+    #[test]
+    fn extremes_slide() {
+        let mut hi = RollingExtreme::max(3);
+        let mut lo = RollingExtreme::min(3);
+        let values = [5.0, 1.0, 4.0, 2.0, 3.0, 0.5];
+        let highs: Vec<_> = values.iter().map(|v| hi.update(*v)).collect();
+        let lows: Vec<_> = values.iter().map(|v| lo.update(*v)).collect();
+        assert_eq!(
+            highs,
+            [None, None, Some(5.0), Some(4.0), Some(4.0), Some(3.0)]
+        );
+        assert_eq!(
+            lows,
+            [None, None, Some(1.0), Some(1.0), Some(2.0), Some(0.5)]
+        );
+    }
+}
