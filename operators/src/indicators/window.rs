@@ -24,8 +24,14 @@ impl Ring {
     #[inline]
     pub fn push(&mut self, value: f64) {
         self.values[self.next] = value;
-        self.next = (self.next + 1) % self.values.len();
-        self.len = (self.len + 1).min(self.values.len());
+        // A branch, not `%`: an integer division would cost more than the whole update.
+        self.next += 1;
+        if self.next == self.values.len() {
+            self.next = 0;
+        }
+        if self.len < self.values.len() {
+            self.len += 1;
+        }
     }
 
     pub fn is_full(&self) -> bool {
@@ -207,25 +213,161 @@ impl RollingExtreme {
     }
 }
 
-/// Population variance of the values in `ring` around `mean`, in one pass over the
-/// window: stable where running sums of squares cancel (flat prices), as in TA-Lib 0.6+.
-#[inline]
-pub fn variance_around(ring: &Ring, mean: f64) -> f64 {
-    let values = ring.storage();
-    let mut acc = [0.0f64; 4];
-    let mut chunks = values.chunks_exact(4);
-    for chunk in &mut chunks {
-        for (a, v) in acc.iter_mut().zip(chunk) {
-            let d = v - mean;
-            *a += d * d;
+/// Mean and population variance of the last `period` values in O(1) per update.
+///
+/// Sums are kept of deviations from a shift near the data, so `E[d²] - E[d]²` cancels
+/// little (the plain `E[x²] - E[x]²` of prices near 100 loses eight digits); every
+/// `period` updates the shift moves to the current mean and the sums are recomputed
+/// exactly, so rounding residue never builds up (on flat prices the variance is 0, as
+/// TA-Lib gives).
+#[derive(Clone, Debug)]
+pub struct SlidingMoments {
+    ring: Ring,
+    period: usize,
+    shift: f64,
+    sum: f64,
+    sum_squares: f64,
+    since_rebase: usize,
+}
+
+impl SlidingMoments {
+    pub fn new(period: usize) -> SlidingMoments {
+        SlidingMoments {
+            ring: Ring::new(period),
+            period,
+            shift: 0.0,
+            sum: 0.0,
+            sum_squares: 0.0,
+            since_rebase: 0,
         }
     }
-    let tail: f64 = chunks
-        .remainder()
-        .iter()
-        .map(|v| (v - mean) * (v - mean))
-        .sum();
-    ((acc[0] + acc[1]) + (acc[2] + acc[3]) + tail) / values.len() as f64
+
+    /// Adds `x`; `(mean, variance)` of the window once it is full.
+    #[inline]
+    pub fn update(&mut self, x: f64) -> Option<(f64, f64)> {
+        if self.ring.is_empty() {
+            self.shift = x;
+        }
+        self.ring.push(x);
+        let d = x - self.shift;
+        self.sum += d;
+        self.sum_squares += d * d;
+        if !self.ring.is_full() {
+            return None;
+        }
+        let n = self.period as f64;
+        let mean_d = self.sum / n;
+        let variance = self.sum_squares / n - mean_d * mean_d;
+        let mean = self.shift + mean_d;
+        let old = self.ring.oldest() - self.shift;
+        self.sum -= old;
+        self.sum_squares -= old * old;
+        self.since_rebase += 1;
+        if self.since_rebase >= self.period {
+            self.rebase(mean);
+        }
+        Some((mean, variance))
+    }
+
+    /// Recomputes the sums exactly around `shift`, leaving out the oldest value (which
+    /// the next update evicts).
+    fn rebase(&mut self, shift: f64) {
+        self.shift = shift;
+        self.since_rebase = 0;
+        let oldest = self.ring.oldest();
+        let (mut sum, mut sum_squares) = (0.0, 0.0);
+        for &v in self.ring.storage() {
+            let d = v - shift;
+            sum += d;
+            sum_squares += d * d;
+        }
+        let d = oldest - shift;
+        self.sum = sum - d;
+        self.sum_squares = sum_squares - d * d;
+    }
+
+    /// The values of the window, in storage order.
+    pub fn window(&self) -> &[f64] {
+        self.ring.storage()
+    }
+
+    pub fn reset(&mut self) {
+        self.ring.clear();
+        self.sum = 0.0;
+        self.sum_squares = 0.0;
+        self.since_rebase = 0;
+    }
+}
+
+/// The maximum and minimum of the last `period` values: a scan of a small window
+/// (cheaper than a deque below a few dozen values), a monotonic deque above.
+#[derive(Clone, Debug)]
+pub enum WindowExtremes {
+    Scan {
+        highs: Ring,
+        lows: Ring,
+    },
+    Deque {
+        highs: RollingExtreme,
+        lows: RollingExtreme,
+    },
+}
+
+impl WindowExtremes {
+    pub fn new(period: usize) -> WindowExtremes {
+        if period <= 48 {
+            WindowExtremes::Scan {
+                highs: Ring::new(period),
+                lows: Ring::new(period),
+            }
+        } else {
+            WindowExtremes::Deque {
+                highs: RollingExtreme::max(period),
+                lows: RollingExtreme::min(period),
+            }
+        }
+    }
+
+    /// Adds a high and a low; `(highest, lowest)` once `period` pairs were seen.
+    #[inline]
+    pub fn update(&mut self, high: f64, low: f64) -> Option<(f64, f64)> {
+        match self {
+            WindowExtremes::Scan { highs, lows } => {
+                highs.push(high);
+                lows.push(low);
+                if !highs.is_full() {
+                    return None;
+                }
+                let mut top = f64::NEG_INFINITY;
+                for &v in highs.storage() {
+                    top = if v > top { v } else { top };
+                }
+                let mut bottom = f64::INFINITY;
+                for &v in lows.storage() {
+                    bottom = if v < bottom { v } else { bottom };
+                }
+                Some((top, bottom))
+            }
+            WindowExtremes::Deque { highs, lows } => {
+                let top = highs.update(high);
+                let bottom = lows.update(low);
+                Some((top?, bottom?))
+            }
+        }
+    }
+
+    pub fn reset(&mut self) {
+        match self {
+            WindowExtremes::Scan { highs, lows } => {
+                highs.clear();
+                lows.clear();
+            }
+            WindowExtremes::Deque { highs, lows } => {
+                highs.reset();
+                lows.reset();
+            }
+        }
+    }
 }
 
 /// TA-Lib's `TA_IS_ZERO`.

@@ -53,9 +53,12 @@ impl Indicator for Adx {
         let down = previous_low - bar.low;
         let range = true_range(bar.high, bar.low, previous_close);
         let smoothing = self.seen > self.period;
+        // Multiplying by 1/n instead of dividing differs from TA-Lib by an ulp at most,
+        // and Wilder smoothing damps it; divisions were most of the update's cost.
+        let inv_n = 1.0 / n;
         if smoothing {
-            self.minus_dm -= self.minus_dm / n;
-            self.plus_dm -= self.plus_dm / n;
+            self.minus_dm -= self.minus_dm * inv_n;
+            self.plus_dm -= self.plus_dm * inv_n;
         }
         if down > 0.0 && up < down {
             self.minus_dm += down;
@@ -66,11 +69,12 @@ impl Indicator for Adx {
             self.tr += range;
             return None;
         }
-        self.tr = self.tr - (self.tr / n) + range;
+        self.tr = self.tr - (self.tr * inv_n) + range;
         let (mut plus_di, mut minus_di, mut dx) = (0.0, 0.0, None);
         if !is_zero(self.tr) {
-            minus_di = 100.0 * (self.minus_dm / self.tr);
-            plus_di = 100.0 * (self.plus_dm / self.tr);
+            let scale = 100.0 / self.tr;
+            minus_di = self.minus_dm * scale;
+            plus_di = self.plus_dm * scale;
             let total = minus_di + plus_di;
             if !is_zero(total) {
                 dx = Some(100.0 * ((minus_di - plus_di).abs() / total));
@@ -83,9 +87,9 @@ impl Indicator for Adx {
             if self.seen < first_output {
                 return None;
             }
-            self.adx = self.dx_sum / n;
+            self.adx = self.dx_sum * inv_n;
         } else if let Some(dx) = dx {
-            self.adx = ((self.adx * (n - 1.0)) + dx) / n;
+            self.adx = ((self.adx * (n - 1.0)) + dx) * inv_n;
         }
         Some([self.adx, plus_di, minus_di])
     }

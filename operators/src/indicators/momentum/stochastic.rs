@@ -1,6 +1,6 @@
 //! Slow stochastic oscillator (TA-Lib `STOCH` with SMA smoothing).
 
-use crate::indicators::window::{RollingExtreme, RollingMean};
+use crate::indicators::window::{RollingMean, WindowExtremes};
 use crate::indicators::{Indicator, Outputs};
 use crate::record::Bar;
 
@@ -10,8 +10,7 @@ use crate::record::Bar;
 #[derive(Clone, Debug)]
 pub struct Stochastic {
     periods: (usize, usize, usize),
-    highest: RollingExtreme,
-    lowest: RollingExtreme,
+    extremes: WindowExtremes,
     slow_k: RollingMean,
     slow_d: RollingMean,
 }
@@ -20,8 +19,7 @@ impl Stochastic {
     pub fn new(k: usize, k_smooth: usize, d: usize) -> Stochastic {
         Stochastic {
             periods: (k, k_smooth, d),
-            highest: RollingExtreme::max(k),
-            lowest: RollingExtreme::min(k),
+            extremes: WindowExtremes::new(k),
             slow_k: RollingMean::new(k_smooth),
             slow_d: RollingMean::new(d),
         }
@@ -35,9 +33,7 @@ impl Indicator for Stochastic {
 
     #[inline]
     fn update(&mut self, bar: &Bar) -> Option<Outputs> {
-        let highest = self.highest.update(bar.high);
-        let lowest = self.lowest.update(bar.low)?;
-        let highest = highest?;
+        let (highest, lowest) = self.extremes.update(bar.high, bar.low)?;
         let range = (highest - lowest) / 100.0;
         let fast_k = if range != 0.0 {
             (bar.close - lowest) / range

@@ -1,6 +1,6 @@
 //! Williams %R (TA-Lib `WILLR`).
 
-use crate::indicators::window::RollingExtreme;
+use crate::indicators::window::WindowExtremes;
 use crate::indicators::{single, Indicator, Outputs};
 use crate::record::Bar;
 
@@ -9,16 +9,14 @@ use crate::record::Bar;
 #[derive(Clone, Debug)]
 pub struct WilliamsR {
     period: usize,
-    highest: RollingExtreme,
-    lowest: RollingExtreme,
+    extremes: WindowExtremes,
 }
 
 impl WilliamsR {
     pub fn new(period: usize) -> WilliamsR {
         WilliamsR {
             period,
-            highest: RollingExtreme::max(period),
-            lowest: RollingExtreme::min(period),
+            extremes: WindowExtremes::new(period),
         }
     }
 }
@@ -30,9 +28,7 @@ impl Indicator for WilliamsR {
 
     #[inline]
     fn update(&mut self, bar: &Bar) -> Option<Outputs> {
-        let highest = self.highest.update(bar.high);
-        let lowest = self.lowest.update(bar.low)?;
-        let highest = highest?;
+        let (highest, lowest) = self.extremes.update(bar.high, bar.low)?;
         let range = (highest - lowest) / -100.0;
         Some(single(if range != 0.0 {
             (highest - bar.close) / range
@@ -42,7 +38,6 @@ impl Indicator for WilliamsR {
     }
 
     fn reset(&mut self) {
-        self.highest.reset();
-        self.lowest.reset();
+        self.extremes.reset();
     }
 }

@@ -1,6 +1,6 @@
 //! Bollinger Bands (TA-Lib `BBANDS` with an SMA middle band).
 
-use crate::indicators::window::{is_zero_or_negative, variance_around, Ring};
+use crate::indicators::window::{is_zero_or_negative, SlidingMoments};
 use crate::indicators::{Indicator, Outputs, PriceSource};
 use crate::record::Bar;
 
@@ -12,8 +12,7 @@ pub struct Bollinger {
     source: PriceSource,
     period: usize,
     multiplier: f64,
-    ring: Ring,
-    sum: f64,
+    moments: SlidingMoments,
 }
 
 impl Bollinger {
@@ -22,8 +21,7 @@ impl Bollinger {
             source,
             period,
             multiplier,
-            ring: Ring::new(period),
-            sum: 0.0,
+            moments: SlidingMoments::new(period),
         }
     }
 }
@@ -35,15 +33,7 @@ impl Indicator for Bollinger {
 
     #[inline]
     fn update(&mut self, bar: &Bar) -> Option<Outputs> {
-        let x = self.source.of(bar);
-        self.ring.push(x);
-        self.sum += x;
-        if !self.ring.is_full() {
-            return None;
-        }
-        let middle = self.sum / self.period as f64;
-        self.sum -= self.ring.oldest();
-        let variance = variance_around(&self.ring, middle);
+        let (middle, variance) = self.moments.update(self.source.of(bar))?;
         let deviation = if is_zero_or_negative(variance) {
             0.0
         } else {
@@ -58,7 +48,6 @@ impl Indicator for Bollinger {
     }
 
     fn reset(&mut self) {
-        self.ring.clear();
-        self.sum = 0.0;
+        self.moments.reset();
     }
 }

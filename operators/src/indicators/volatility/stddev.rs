@@ -1,6 +1,6 @@
 //! Population standard deviation (TA-Lib `STDDEV`).
 
-use crate::indicators::window::{is_zero_or_negative, variance_around, Ring};
+use crate::indicators::window::{is_zero_or_negative, SlidingMoments};
 use crate::indicators::{single, Indicator, Outputs, PriceSource};
 use crate::record::Bar;
 
@@ -12,8 +12,7 @@ pub struct StdDev {
     source: PriceSource,
     period: usize,
     nbdev: f64,
-    ring: Ring,
-    sum: f64,
+    moments: SlidingMoments,
 }
 
 impl StdDev {
@@ -22,8 +21,7 @@ impl StdDev {
             source,
             period,
             nbdev,
-            ring: Ring::new(period),
-            sum: 0.0,
+            moments: SlidingMoments::new(period),
         }
     }
 }
@@ -35,15 +33,7 @@ impl Indicator for StdDev {
 
     #[inline]
     fn update(&mut self, bar: &Bar) -> Option<Outputs> {
-        let x = self.source.of(bar);
-        self.ring.push(x);
-        self.sum += x;
-        if !self.ring.is_full() {
-            return None;
-        }
-        let mean = self.sum / self.period as f64;
-        self.sum -= self.ring.oldest();
-        let variance = variance_around(&self.ring, mean);
+        let (_, variance) = self.moments.update(self.source.of(bar))?;
         let deviation = if is_zero_or_negative(variance) {
             0.0
         } else if self.nbdev == 1.0 {
@@ -55,7 +45,6 @@ impl Indicator for StdDev {
     }
 
     fn reset(&mut self) {
-        self.ring.clear();
-        self.sum = 0.0;
+        self.moments.reset();
     }
 }
