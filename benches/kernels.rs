@@ -144,7 +144,7 @@ fn main() {
         .collect();
     let ticks: Vec<Tick> = (0..600_000u64)
         .map(|i| {
-            let ts = 1_704_153_600_000 + (i as i64) * 1;
+            let ts = 1_704_153_600_000 + i as i64;
             Tick {
                 symbol: symbols[(i % 100) as usize].clone(),
                 ts,

@@ -31,6 +31,10 @@ pub struct BenchArgs {
     /// Ticks in the generated file, over all symbols.
     #[arg(long, default_value_t = 2_000_000)]
     pub ticks: u64,
+    /// Ticks per second of event time for each symbol: 10 gives 600 ticks per 1m bar,
+    /// 0.1 gives 6 (sparse symbols make the indicator share of the work larger).
+    #[arg(long, default_value_t = 10.0)]
+    pub rate: f64,
     /// Worker counts to measure.
     #[arg(long, value_delimiter = ',', default_value = "1,2")]
     pub workers: Vec<usize>,
@@ -60,12 +64,14 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         let file = args.file.as_deref().context("--child needs --file")?;
         let measurement = match mode.as_str() {
             "baseline" => baseline(file)?,
+            "bars-1m" => engine_run(file, 1, BARS_1M)?,
+            "indicators" => engine_run(file, 1, INDICATORS_1M)?,
             other => {
                 let workers: usize = other
                     .strip_prefix("engine-")
                     .and_then(|w| w.parse().ok())
                     .context("unknown child mode")?;
-                engine_run(file, workers)?
+                engine_run(file, workers, CASCADE)?
             }
         };
         println!("{}", serde_json::to_string(&measurement)?);
@@ -75,28 +81,29 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let dir = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     std::fs::create_dir_all(&dir)?;
     let file = dir.join(format!(
-        "marketflow-bench-{}x{}.csv",
-        args.symbols, args.ticks
+        "marketflow-bench-{}x{}-{}.csv",
+        args.symbols, args.ticks, args.rate
     ));
     let started = Instant::now();
-    generate(&file, args.symbols, args.ticks)?;
+    generate(&file, args.symbols, args.ticks, args.rate)?;
     let size_mb = std::fs::metadata(&file)?.len() as f64 / 1e6;
     println!(
-        "marketflow bench: {} symbols x {} ticks ({size_mb:.1} MB CSV, generated in {:.1}s), 1m -> 5m -> 1d bars, best of {}",
+        "marketflow bench: {} symbols x {} ticks at {}/s each ({size_mb:.1} MB CSV, generated in {:.1}s), 1m -> 5m -> 1d bars, best of {}",
         args.symbols,
         args.ticks,
+        args.rate,
         started.elapsed().as_secs_f64(),
         args.repeat
     );
     println!(
-        "{:<28} {:>12} {:>9} {:>11} {:>12}",
+        "{:<34} {:>12} {:>9} {:>11} {:>12}",
         "mode", "ticks/s", "ns/tick", "peak RSS", "vs baseline"
     );
     let base = best_of(args.repeat, || child("baseline", &file))?;
     let report = |name: &str, m: &Measurement| {
         let rate = args.ticks as f64 / m.seconds;
         println!(
-            "{name:<28} {:>12} {:>9.1} {:>8} MB {:>11.2}x",
+            "{name:<34} {:>12} {:>9.1} {:>8} MB {:>11.2}x",
             thousands(rate as u64),
             m.seconds * 1e9 / args.ticks as f64,
             m.peak_rss_kb / 1024,
@@ -119,6 +126,17 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         }
     }
     println!("bars per run: {} (engine and baseline agree)", base.bars);
+
+    println!("end to end with indicators, 1 worker: ticks -> 1m bars -> the default 9 indicators");
+    let bars_only = best_of(args.repeat, || child("bars-1m", &file))?;
+    report("ticks -> 1m bars", &bars_only);
+    let with_indicators = best_of(args.repeat, || child("indicators", &file))?;
+    report("ticks -> 1m bars -> 9 indicators", &with_indicators);
+    println!(
+        "indicator overhead: {:+.1}% over bars alone ({} records out: bars and indicator rows)",
+        (with_indicators.seconds / bars_only.seconds - 1.0) * 100.0,
+        thousands(with_indicators.bars)
+    );
     if args.dir.is_none() {
         let _ = std::fs::remove_file(&file);
     }
@@ -183,10 +201,10 @@ fn peak_rss_kb() -> u64 {
 }
 
 /// Writes `ticks` synthetic ticks over `symbols` symbols as CSV.
-fn generate(path: &Path, symbols: usize, ticks: u64) -> anyhow::Result<()> {
+fn generate(path: &Path, symbols: usize, ticks: u64, rate: f64) -> anyhow::Result<()> {
     let names: Vec<String> = (0..symbols).map(|i| format!("SYM{i:04}")).collect();
     let yaml = format!(
-        "symbols: [{}]\nseed: 1\nrate: 10\ncount: {ticks}\n",
+        "symbols: [{}]\nseed: 1\nrate: {rate}\ncount: {ticks}\n",
         names.join(", ")
     );
     let node = spec::yaml::parse(&yaml).map_err(|e| anyhow::anyhow!("{}", e.message))?;
@@ -284,9 +302,45 @@ fn baseline(path: &Path) -> anyhow::Result<Measurement> {
     })
 }
 
-fn engine_run(path: &Path, workers: usize) -> anyhow::Result<Measurement> {
+/// The operators and sink of each engine measurement; the source is always `ticks`.
+const CASCADE: &str = "
+operators:
+  bars_1m: {type: bars, from: ticks, interval: 1m}
+  bars_5m: {type: bars, from: bars_1m, interval: 5m}
+  bars_1d: {type: bars, from: bars_5m, interval: 1d}
+sinks:
+  out: {type: null, from: [bars_1m, bars_5m, bars_1d]}
+";
+const BARS_1M: &str = "
+operators:
+  bars_1m: {type: bars, from: ticks, interval: 1m}
+sinks:
+  out: {type: null, from: bars_1m}
+";
+/// The default set of architecture.md's example pipeline.
+const INDICATORS_1M: &str = "
+operators:
+  bars_1m: {type: bars, from: ticks, interval: 1m}
+  ta_1m:
+    type: indicators
+    from: bars_1m
+    indicators:
+      - sma: {period: 20}
+      - ema: {period: 20}
+      - rsi: {period: 14}
+      - macd: {fast: 12, slow: 26, signal: 9}
+      - bollinger: {period: 20, stddev: 2}
+      - atr: {period: 14}
+      - stochastic: {k: 14, k_smooth: 3, d: 3}
+      - stddev: {period: 20}
+      - vwap: {}
+sinks:
+  out: {type: null, from: [bars_1m, ta_1m]}
+";
+
+fn engine_run(path: &Path, workers: usize, graph: &str) -> anyhow::Result<Measurement> {
     let yaml = format!(
-        "pipeline: bench\nsources:\n  ticks: {{type: file, path: {:?}}}\noperators:\n  bars_1m: {{type: bars, from: ticks, interval: 1m}}\n  bars_5m: {{type: bars, from: bars_1m, interval: 5m}}\n  bars_1d: {{type: bars, from: bars_5m, interval: 1d}}\nsinks:\n  out: {{type: null, from: [bars_1m, bars_5m, bars_1d]}}\n",
+        "pipeline: bench\nsources:\n  ticks: {{type: file, path: {:?}}}\n{graph}",
         path.display().to_string()
     );
     let pipeline =

@@ -20,6 +20,8 @@ pub enum CodecError {
     WrongType(String, &'static str),
     #[error("missing field `{0}`")]
     Missing(&'static str),
+    #[error("{found} fields where the header has {expected}")]
+    FieldCount { expected: usize, found: usize },
     #[error("field `{field}`: {message}")]
     Field {
         field: &'static str,

@@ -281,18 +281,24 @@ fn sink_operator(records: StreamVec<'_, u64, Record>, name: &str, sender: Option
         Exchange::new(|_: &Record| 0),
         &format!("sink:{name}"),
         move |(input, frontier)| {
-            let mut batch = Vec::new();
-            input.for_each(|_cap, data| batch.append(data));
+            // Containers are handed over whole: copying records into one larger batch
+            // cost more than the extra channel sends.
+            let mut ok = true;
+            input.for_each(|_cap, data| {
+                if let (true, Some(tx)) = (ok, &sender) {
+                    if !data.is_empty() {
+                        ok = tx
+                            .blocking_send(SinkEvent::Records(std::mem::take(data)))
+                            .is_ok();
+                    }
+                }
+            });
             let Some(tx) = &sender else { return };
             let progress = frontier
                 .frontier()
                 .iter()
                 .next()
                 .map_or(i64::MAX, |t| *t as i64);
-            let mut ok = true;
-            if !batch.is_empty() {
-                ok = tx.blocking_send(SinkEvent::Records(batch)).is_ok();
-            }
             if ok && progress > last_progress {
                 last_progress = progress;
                 ok = tx.blocking_send(SinkEvent::Progress(progress)).is_ok();

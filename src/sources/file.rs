@@ -16,6 +16,7 @@ use crate::codec::{self, make_bar, make_tick, BarFields, CodecError, NaiveTime};
 use crate::dead_letter::Rejected;
 use crate::engine::Task;
 use crate::metrics::metrics;
+use crate::spec::de::Spanned;
 use crate::spec::diagnostic::Diagnostic;
 use crate::spec::graph::StreamType;
 use crate::spec::values::{Duration, Parsed};
@@ -25,7 +26,7 @@ use crate::spec::values::{Duration, Parsed};
 #[serde(deny_unknown_fields)]
 pub struct FileSourceConfig {
     /// Path of the file, relative to the working directory.
-    pub path: PathBuf,
+    pub path: Spanned<PathBuf>,
     /// `csv` or `jsonl`; by default taken from the extension (`.csv`; `.jsonl`, `.ndjson`, `.json`).
     #[serde(default)]
     pub format: Option<Format>,
@@ -64,16 +65,18 @@ impl FileSourceConfig {
     }
 
     fn format(&self) -> Option<Format> {
-        self.format.or_else(|| Format::from_path(&self.path))
+        self.format.or_else(|| Format::from_path(&self.path.value))
     }
 
     pub fn check(&self, path: &str) -> Vec<Diagnostic> {
         let mut problems = Vec::new();
         let pos = self.interval.as_ref().map(|i| i.pos).unwrap_or_default();
-        if self.format().is_none() {
+        // An unset `${VAR}` in the path is reported by interpolation already.
+        let unresolved = self.path.value.to_string_lossy().contains("${");
+        if self.format().is_none() && !unresolved {
             problems.push(
                 Diagnostic::new(
-                    pos,
+                    self.path.pos,
                     format!("{path}.format"),
                     format!(
                         "cannot tell the format of `{}` from its extension",
@@ -179,6 +182,10 @@ impl Decoder {
                     let line = chunk.first_line
                         + record.position().map_or(0, |p| p.line().saturating_sub(1));
                     let parsed = match self.kind {
+                        _ if record.len() != columns.width => Err(CodecError::FieldCount {
+                            expected: columns.width,
+                            found: record.len(),
+                        }),
                         Kind::Ticks => csv_tick(&record, columns, self.naive).map(Row::Tick),
                         Kind::Bars => {
                             csv_bar(&record, columns, self.interval, self.naive).map(Row::Bar)
@@ -259,8 +266,8 @@ const CHUNK: usize = 1 << 20;
 /// watermarks are those of a sequential read.
 fn read_file(config: &FileSourceConfig, ctx: SourceContext) -> anyhow::Result<()> {
     let path = config.path.display().to_string();
-    let file =
-        File::open(&config.path).with_context(|| format!("source {}: opening {path}", ctx.name))?;
+    let file = File::open(&config.path.value)
+        .with_context(|| format!("source {}: opening {path}", ctx.name))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     let mut input = BufReader::with_capacity(CHUNK, file);
     let format = config.format().unwrap_or(Format::Jsonl);
@@ -485,6 +492,8 @@ impl Sender<'_> {
 
 /// Column positions found in a CSV header.
 struct Columns {
+    /// Fields in the header: a row with another count is malformed.
+    width: usize,
     ts: usize,
     symbol: usize,
     price: [usize; 4],
@@ -518,6 +527,7 @@ fn find_columns(header: &csv::ByteRecord, kind: Kind) -> anyhow::Result<Columns>
         Kind::Ticks => {
             let price = need(&["price"])?;
             Columns {
+                width: names.len(),
                 ts: need(&["ts", "timestamp", "time"])?,
                 symbol: need(&["symbol", "ticker"])?,
                 price: [price; 4],
@@ -528,6 +538,7 @@ fn find_columns(header: &csv::ByteRecord, kind: Kind) -> anyhow::Result<Columns>
             }
         }
         Kind::Bars => Columns {
+            width: names.len(),
             ts: need(&["start", "ts", "timestamp", "datetime", "date"])?,
             symbol: need(&["symbol", "ticker"])?,
             price: [

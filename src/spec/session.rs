@@ -55,68 +55,79 @@ impl fmt::Display for SessionError {
 impl TryFrom<SessionConfig> for SessionSpec {
     type Error = SessionError;
 
+    /// Checks every field, so that all mistakes of a block are reported together.
     fn try_from(raw: SessionConfig) -> Result<Self, Self::Error> {
-        let timezone: Tz = raw.timezone.parse().map_err(|_| {
-            let names: Vec<&str> = chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name()).collect();
-            let hint = suggest(&raw.timezone, &names)
-                .filter(|h| h.starts_with("did you mean"))
-                .map(|h| h.split('?').next().unwrap_or_default().to_owned() + "?")
-                .unwrap_or_else(|| {
-                    "use an IANA name such as America/New_York or Europe/London".to_owned()
-                });
-            SessionError(format!("unknown time zone `{}`; {hint}", raw.timezone))
-        })?;
-        let time = |text: &Option<String>, default: u32, key: &str| match text {
-            None => Ok(default),
-            Some(t) => parse_time_of_day(t).ok_or_else(|| {
-                SessionError(format!(
+        let mut problems: Vec<String> = Vec::new();
+        let timezone: Option<Tz> = match raw.timezone.parse() {
+            Ok(tz) => Some(tz),
+            Err(_) => {
+                let names: Vec<&str> = chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name()).collect();
+                let hint = suggest(&raw.timezone, &names)
+                    .filter(|h| h.starts_with("did you mean"))
+                    .map(|h| h.split('?').next().unwrap_or_default().to_owned() + "?")
+                    .unwrap_or_else(|| {
+                        "use an IANA name such as America/New_York or Europe/London".to_owned()
+                    });
+                problems.push(format!("unknown time zone `{}`; {hint}", raw.timezone));
+                None
+            }
+        };
+        let mut time = |text: &Option<String>, default: u32, key: &str| match text {
+            None => default,
+            Some(t) => parse_time_of_day(t).unwrap_or_else(|| {
+                problems.push(format!(
                     "`{key}: {t}` is not a time of day; write HH:MM, e.g. 09:30"
-                ))
+                ));
+                default
             }),
         };
-        let open = time(&raw.open, 0, "open")?;
-        let close = time(&raw.close, 24 * 60, "close")?;
+        let open = time(&raw.open, 0, "open");
+        let close = time(&raw.close, 24 * 60, "close");
+        let early: Vec<(String, u32)> = raw
+            .early_closes
+            .iter()
+            .map(|(day, at)| (day.clone(), time(&Some(at.clone()), close, "early close")))
+            .collect();
         let mut days = [true; 7];
         if let Some(list) = &raw.days {
             days = [false; 7];
             for name in list {
                 let lower = name.to_lowercase();
-                let index = WEEKDAY_NAMES
-                    .iter()
-                    .position(|d| lower.starts_with(d))
-                    .ok_or_else(|| {
-                        SessionError(format!(
-                            "`{name}` is not a weekday; use {}",
-                            WEEKDAY_NAMES.join(", ")
-                        ))
-                    })?;
-                days[index] = true;
+                match WEEKDAY_NAMES.iter().position(|d| lower.starts_with(d)) {
+                    Some(index) => days[index] = true,
+                    None => problems.push(format!(
+                        "`{name}` is not a weekday; use {}",
+                        WEEKDAY_NAMES.join(", ")
+                    )),
+                }
             }
         }
-        let date = |text: &str| {
-            parse_date(text)
-                .ok_or_else(|| SessionError(format!("`{text}` is not a date; write YYYY-MM-DD")))
+        let mut date = |text: &str| {
+            let parsed = parse_date(text);
+            if parsed.is_none() {
+                problems.push(format!("`{text}` is not a date; write YYYY-MM-DD"));
+            }
+            parsed
         };
-        let mut holidays = raw
-            .holidays
-            .iter()
-            .map(|d| date(d))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut holidays: Vec<_> = raw.holidays.iter().filter_map(|d| date(d)).collect();
         holidays.sort_unstable();
-        let mut early_closes = BTreeMap::new();
-        for (day, at) in &raw.early_closes {
-            early_closes.insert(date(day)?, time(&Some(at.clone()), close, "early close")?);
+        let early_closes: BTreeMap<_, _> = early
+            .iter()
+            .filter_map(|(day, at)| date(day).map(|d| (d, *at)))
+            .collect();
+        match timezone {
+            Some(timezone) if problems.is_empty() => Ok(SessionSpec {
+                session: Session {
+                    timezone,
+                    open,
+                    close,
+                    days,
+                    holidays,
+                    early_closes,
+                },
+            }),
+            _ => Err(SessionError(problems.join("; "))),
         }
-        Ok(SessionSpec {
-            session: Session {
-                timezone,
-                open,
-                close,
-                days,
-                holidays,
-                early_closes,
-            },
-        })
     }
 }
 
