@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# Installs what the test suite needs on Debian when it is missing. Idempotent: a machine
-# that has everything is left alone.
+# Installs what the test suite needs on Debian when it is missing: a C toolchain, the
+# PostgreSQL server binaries (tests start a throwaway cluster when no server is running)
+# and the sqlite3 shell. Idempotent: a machine that has everything is left alone.
 set -euo pipefail
 
 need=()
 command -v cc >/dev/null || need+=(build-essential)
 command -v pkg-config >/dev/null || need+=(pkg-config)
+command -v sqlite3 >/dev/null || need+=(sqlite3)
+command -v mkfifo >/dev/null || need+=(coreutils)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v psql >/dev/null || need+=(postgresql-client)
 
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""
@@ -14,5 +19,5 @@ if [ ${#need[@]} -gt 0 ]; then
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}"
 else
-    echo "nothing to install"
+    echo "system packages: all present"
 fi

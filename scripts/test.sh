@@ -2,8 +2,10 @@
 # The whole test suite, as the README and CI run it: formatting, lints, then every test
 # in release mode (the large-file tests need optimised code).
 #
-# It installs or starts what the tests need when they are missing; set
-# MARKETFLOW_SKIP_SETUP=1 to skip that and use what the machine has.
+# It installs what the tests need when it is missing (scripts/setup.sh; set
+# MARKETFLOW_SKIP_SETUP=1 to skip that). PostgreSQL: MARKETFLOW_TEST_DATABASE_URL when
+# set, else the local server on 127.0.0.1:5432 when it answers, else each test binary
+# starts a throwaway cluster of its own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +15,15 @@ if [ -z "${MARKETFLOW_SKIP_SETUP:-}" ]; then
     step "system packages"
     ./scripts/setup.sh
 fi
+
+step "PostgreSQL for the tests"
+if [ -z "${MARKETFLOW_TEST_DATABASE_URL:-}" ]; then
+    local_url="postgres://postgres@127.0.0.1:5432/postgres"
+    if command -v psql >/dev/null && psql "$local_url" -qAtc 'SELECT 1' >/dev/null 2>&1; then
+        export MARKETFLOW_TEST_DATABASE_URL="$local_url"
+    fi
+fi
+echo "${MARKETFLOW_TEST_DATABASE_URL:-throwaway clusters started by the tests}"
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

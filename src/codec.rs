@@ -129,7 +129,14 @@ pub fn write_indicator_json(out: &mut Vec<u8>, row: &IndicatorRow) {
     write_json_str(out, &row.id);
     out.extend_from_slice(b",\"indicator\":");
     write_json_str(out, row.kind.name());
-    out.extend_from_slice(b",\"values\":{");
+    out.extend_from_slice(b",\"values\":");
+    write_indicator_values(out, row);
+    out.push(b'}');
+}
+
+/// Appends the `values` object of an indicator row: `{"macd":0.12,"signal":0.09,"hist":0.03}`.
+pub fn write_indicator_values(out: &mut Vec<u8>, row: &IndicatorRow) {
+    out.push(b'{');
     for (i, (name, value)) in row.values().enumerate() {
         if i > 0 {
             out.push(b',');
@@ -138,7 +145,7 @@ pub fn write_indicator_json(out: &mut Vec<u8>, row: &IndicatorRow) {
         out.push(b':');
         write_f64(out, value);
     }
-    out.extend_from_slice(b"}}");
+    out.push(b'}');
 }
 
 /// Appends the JSON of any record (no newline).

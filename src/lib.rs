@@ -12,6 +12,7 @@ pub mod shutdown;
 pub mod sinks;
 pub mod sources;
 pub mod spec;
+pub mod store;
 
 /// The embedded default pipeline, the same as `pipelines/demo.yaml`.
 pub const DEMO_PIPELINE: &str = include_str!("../pipelines/demo.yaml");

@@ -36,6 +36,19 @@ enum Command {
         /// File with one `host:port` per process, in process order.
         #[arg(long)]
         hostfile: Option<PathBuf>,
+        /// Write the final Prometheus metrics to this file when the run ends.
+        #[arg(long)]
+        metrics_file: Option<PathBuf>,
+    },
+    /// Apply the database migrations (PostgreSQL/TimescaleDB URL or SQLite file) and
+    /// print which mode was used.
+    Migrate {
+        /// `postgres://user@host:port/db`, or a SQLite file (`sqlite:PATH` or a path).
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        /// Use TimescaleDB when available (`auto`), insist on it, or never use it.
+        #[arg(long, value_enum, default_value = "auto")]
+        timescaledb: marketflow::store::postgres::TimescaleMode,
     },
     /// Check pipeline files without running them (exit status 2 on errors).
     Validate {
@@ -96,6 +109,7 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             processes,
             process,
             hostfile,
+            metrics_file,
         } => {
             let pipeline = match &file {
                 Some(path) => match load(path) {
@@ -118,7 +132,12 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 (Some(n), Some(index), Some(hostfile)) => Some(read_cluster(&hostfile, n, index)?),
                 _ => None,
             };
-            let summary = engine::run(&pipeline, &RunOptions { workers, cluster })?;
+            let result = engine::run(&pipeline, &RunOptions { workers, cluster });
+            if let Some(path) = &metrics_file {
+                std::fs::write(path, marketflow::metrics::metrics().render())
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            let summary = result?;
             tracing::info!(
                 seconds = summary.seconds,
                 interrupted = summary.interrupted,
@@ -127,6 +146,10 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Migrate {
+            database_url,
+            timescaledb,
+        } => migrate(&database_url, timescaledb),
         Command::Validate { files } => {
             let mut code = ExitCode::SUCCESS;
             for file in files {
@@ -184,4 +207,55 @@ fn read_cluster(hostfile: &Path, processes: usize, process: usize) -> anyhow::Re
         addresses: addresses[..processes].to_vec(),
         process,
     })
+}
+
+fn migrate(
+    url: &str,
+    timescaledb: marketflow::store::postgres::TimescaleMode,
+) -> anyhow::Result<ExitCode> {
+    use marketflow::store::{postgres, sqlite, Location};
+    let (mode, applied, already) = match Location::parse(url) {
+        Location::Postgres(url) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let report = runtime.block_on(async {
+                let mut client = postgres::connect(&url)
+                    .await
+                    .with_context(|| format!("connecting to {}", postgres::describe(&url)))?;
+                postgres::migrate(&mut client, timescaledb)
+                    .await
+                    .context("applying migrations")
+            })?;
+            println!(
+                "database: {} (PostgreSQL {})",
+                postgres::describe(&url),
+                report.server_version
+            );
+            (report.mode(), report.applied, report.already)
+        }
+        Location::Sqlite(path) => {
+            let mut conn = sqlite::open(&path)?;
+            let applied = sqlite::migrate(&mut conn)?;
+            let already = sqlite::MIGRATIONS
+                .iter()
+                .map(|m| m.1.to_owned())
+                .filter(|m| !applied.contains(m))
+                .collect();
+            println!("database: {} (SQLite)", path.display());
+            (
+                "SQLite (retention by the engine)".to_owned(),
+                applied,
+                already,
+            )
+        }
+    };
+    println!("mode: {mode}");
+    for name in &applied {
+        println!("applied: {name}");
+    }
+    for name in &already {
+        println!("already applied: {name}");
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -24,6 +24,8 @@ pub struct Metrics {
     pub sink_errors: IntCounterVec,
     pub sink_retries: IntCounterVec,
     pub sink_batch_seconds: HistogramVec,
+    pub sink_committed_watermark: IntGaugeVec,
+    pub sink_retention_deleted: IntCounterVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -149,6 +151,18 @@ impl Metrics {
                 r,
                 "marketflow_sink_batch_seconds",
                 "Time to commit one batch.",
+                &["sink"],
+            ),
+            sink_committed_watermark: gauge(
+                r,
+                "marketflow_sink_committed_watermark_ms",
+                "Every record below this event-time watermark is committed by the sink.",
+                &["sink"],
+            ),
+            sink_retention_deleted: counter(
+                r,
+                "marketflow_sink_retention_deleted_total",
+                "Rows deleted by the engine's retention (databases without TimescaleDB).",
                 &["sink"],
             ),
             registry,

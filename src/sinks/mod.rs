@@ -5,6 +5,8 @@
 
 pub mod file;
 pub mod null;
+pub mod postgres;
+pub mod sqlite;
 pub mod stdout;
 
 use marketflow_operators::Record;
@@ -19,7 +21,7 @@ use crate::spec::graph::StreamType;
 use crate::spec::yaml::Node;
 
 /// The `type`s a sink may have.
-pub const SINK_TYPES: &[&str] = &["stdout", "file", "null"];
+pub const SINK_TYPES: &[&str] = &["stdout", "file", "null", "postgres", "sqlite"];
 
 /// A configured sink.
 #[derive(Debug, Clone)]
@@ -27,6 +29,8 @@ pub enum SinkSpec {
     Stdout(stdout::StdoutSinkConfig),
     File(file::FileSinkConfig),
     Null(null::NullSinkConfig),
+    Postgres(postgres::PostgresSinkConfig),
+    Sqlite(sqlite::SqliteSinkConfig),
 }
 
 impl SinkSpec {
@@ -36,6 +40,8 @@ impl SinkSpec {
             "stdout" => SinkSpec::Stdout(from_map_without(node, path, &["type"]).map_err(one)?),
             "file" => SinkSpec::File(from_map_without(node, path, &["type"]).map_err(one)?),
             "null" => SinkSpec::Null(from_map_without(node, path, &["type"]).map_err(one)?),
+            "postgres" => SinkSpec::Postgres(from_map_without(node, path, &["type"]).map_err(one)?),
+            "sqlite" => SinkSpec::Sqlite(from_map_without(node, path, &["type"]).map_err(one)?),
             _ => unreachable!("callers check SINK_TYPES"),
         })
     }
@@ -45,6 +51,8 @@ impl SinkSpec {
             SinkSpec::Stdout(_) => "stdout",
             SinkSpec::File(_) => "file",
             SinkSpec::Null(_) => "null",
+            SinkSpec::Postgres(_) => "postgres",
+            SinkSpec::Sqlite(_) => "sqlite",
         }
     }
 
@@ -54,6 +62,8 @@ impl SinkSpec {
             SinkSpec::Stdout(c) => &c.from.0,
             SinkSpec::File(c) => &c.from.0,
             SinkSpec::Null(c) => &c.from.0,
+            SinkSpec::Postgres(c) => &c.from.0,
+            SinkSpec::Sqlite(c) => &c.from.0,
         }
     }
 
@@ -67,7 +77,7 @@ impl SinkSpec {
                 path,
                 inputs,
             ),
-            SinkSpec::Null(_) => Vec::new(),
+            SinkSpec::Null(_) | SinkSpec::Postgres(_) | SinkSpec::Sqlite(_) => Vec::new(),
         }
     }
 
@@ -76,6 +86,8 @@ impl SinkSpec {
             SinkSpec::Stdout(c) => c.build(ctx),
             SinkSpec::File(c) => c.build(ctx),
             SinkSpec::Null(c) => c.build(ctx),
+            SinkSpec::Postgres(c) => c.build(ctx),
+            SinkSpec::Sqlite(c) => c.build(ctx),
         }
     }
 }

@@ -373,7 +373,7 @@ fn split(
     loop {
         let start = pending.len();
         pending.resize(start + CHUNK, 0);
-        let read = read_full(&mut input, &mut pending[start..])?;
+        let read = read_available(&mut input, &mut pending[start..])?;
         pending.truncate(start + read);
         let at_end = read == 0;
         // Send whole lines; a partial last line waits for more bytes (or the end).
@@ -408,18 +408,16 @@ fn split(
     }
 }
 
-/// Reads until `buf` is full or the file ends; returns the bytes read.
-fn read_full(input: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match input.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
+/// Reads what is available, up to `buf.len()` bytes: a regular file fills the buffer, a
+/// pipe or FIFO hands over what its writer has written so far, so its records flow
+/// without waiting for a full chunk. 0 means the end of the input.
+fn read_available(input: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        match input.read(buf) {
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+            other => return other,
         }
     }
-    Ok(filled)
 }
 
 /// Stamps decoded records in file order and sends them in batches.

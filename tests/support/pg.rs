@@ -1,0 +1,310 @@
+//! A real PostgreSQL for the tests: the server named by `MARKETFLOW_TEST_DATABASE_URL`
+//! (an admin URL such as `postgres://postgres@127.0.0.1:5432/postgres`) or, when it is
+//! unset, a throwaway cluster made with the Debian binaries. Each test gets its own
+//! database, dropped at the end.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// Runs `future` to completion on a fresh current-thread runtime.
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
+/// The admin URL of the shared server.
+fn admin_url() -> &'static str {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| match std::env::var("MARKETFLOW_TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => {
+            let cluster = Cluster::start();
+            let url = cluster.admin_url();
+            // Lives as long as the test process: a watchdog stops it when we exit.
+            cluster.stop_when_process_exits();
+            std::mem::forget(cluster);
+            url
+        }
+    })
+}
+
+/// A database of its own for one test.
+pub struct TestDb {
+    pub url: String,
+    admin: String,
+    name: String,
+}
+
+impl TestDb {
+    pub fn new(tag: &str) -> TestDb {
+        TestDb::on(admin_url(), tag)
+    }
+
+    /// A database on the server of `admin`.
+    pub fn on(admin: &str, tag: &str) -> TestDb {
+        let name = format!("mf_test_{tag}_{}", std::process::id());
+        let statements = [
+            format!("DROP DATABASE IF EXISTS {name}"),
+            format!("CREATE DATABASE {name}"),
+        ];
+        block_on(async {
+            let client = marketflow::store::postgres::connect(admin)
+                .await
+                .unwrap_or_else(|e| panic!("connecting to the test server {admin}: {e}"));
+            for statement in &statements {
+                client.batch_execute(statement).await.unwrap();
+            }
+        });
+        TestDb {
+            url: with_database(admin, &name),
+            admin: admin.to_owned(),
+            name,
+        }
+    }
+
+    /// Every row of the marketflow tables, as sorted text: for comparing two databases.
+    pub fn dump(&self) -> Vec<String> {
+        block_on(async {
+            let client = marketflow::store::postgres::connect(&self.url)
+                .await
+                .unwrap();
+            let mut rows = Vec::new();
+            for table in marketflow::store::Table::ALL {
+                let name = table.name();
+                for row in client
+                    .simple_query(&format!("SELECT '{name}', t::text FROM {name} AS t"))
+                    .await
+                    .unwrap()
+                {
+                    if let tokio_postgres::SimpleQueryMessage::Row(row) = row {
+                        rows.push(format!(
+                            "{} {}",
+                            row.get(0).unwrap_or(""),
+                            row.get(1).unwrap_or("")
+                        ));
+                    }
+                }
+            }
+            rows.sort();
+            rows
+        })
+    }
+
+    /// Rows in one table.
+    pub fn count(&self, table: &str) -> i64 {
+        block_on(async {
+            let client = marketflow::store::postgres::connect(&self.url)
+                .await
+                .unwrap();
+            client
+                .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+                .await
+                .map(|r| r.get::<_, i64>(0))
+                .unwrap_or(-1)
+        })
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let statement = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        let admin = self.admin.clone();
+        let _ = std::thread::spawn(move || {
+            block_on(async {
+                if let Ok(client) = marketflow::store::postgres::connect(&admin).await {
+                    let _ = client.batch_execute(&statement).await;
+                }
+            })
+        })
+        .join();
+    }
+}
+
+/// `url` with its database replaced by `name`.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[scheme_end..].find('/') {
+        Some(i) => &base[..scheme_end + i],
+        None => base,
+    };
+    format!("{base}/{name}{query}")
+}
+
+/// A PostgreSQL cluster in a temporary directory, stopped when dropped.
+pub struct Cluster {
+    dir: PathBuf,
+    bin: PathBuf,
+    pub port: u16,
+}
+
+impl Cluster {
+    pub fn start() -> Cluster {
+        let bin = postgres_bin();
+        let dir = std::env::temp_dir().join(format!(
+            "marketflow-pg-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = free_port();
+        let cluster = Cluster { dir, bin, port };
+        cluster.give_to_postgres_user();
+        let out = cluster
+            .command("initdb")
+            .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "-D"])
+            .arg(cluster.data())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        cluster.pg_ctl_start();
+        cluster
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    pub fn admin_url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// A Debian binary, run as the `postgres` user when we are root (initdb refuses root).
+    fn command(&self, program: &str) -> Command {
+        let path = self.bin.join(program);
+        if is_root() {
+            let mut cmd = Command::new("runuser");
+            cmd.args(["-u", "postgres", "--"]).arg(path);
+            cmd
+        } else {
+            Command::new(path)
+        }
+    }
+
+    fn give_to_postgres_user(&self) {
+        if is_root() {
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&self.dir)
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+    }
+
+    pub fn pg_ctl_start(&self) {
+        let options = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
+            self.port,
+            self.dir.display()
+        );
+        let out = self
+            .command("pg_ctl")
+            .args(["-w", "-t", "60", "-l"])
+            .arg(self.dir.join("log"))
+            .arg("-D")
+            .arg(self.data())
+            .args(["-o", &options, "start"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl start failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+        );
+    }
+
+    pub fn pg_ctl_stop(&self) {
+        let out = self
+            .command("pg_ctl")
+            .args(["-w", "-t", "60", "-m", "fast", "-D"])
+            .arg(self.data())
+            .arg("stop")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl stop failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Starts a shell that stops this cluster once the test process has gone.
+    #[allow(clippy::zombie_processes, reason = "the watchdog must outlive this process")]
+    fn stop_when_process_exits(&self) {
+        let pg_ctl = self.bin.join("pg_ctl");
+        let script = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {run} {pg_ctl} -m immediate -D {data} stop; rm -rf {dir}",
+            pid = std::process::id(),
+            run = if is_root() { "runuser -u postgres --" } else { "" },
+            pg_ctl = pg_ctl.display(),
+            data = self.data().display(),
+            dir = self.dir.display()
+        );
+        Command::new("sh")
+            .args(["-c", &script])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self
+            .command("pg_ctl")
+            .args(["-m", "immediate", "-D"])
+            .arg(self.data())
+            .arg("stop")
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// The newest Debian PostgreSQL binaries (`/usr/lib/postgresql/N/bin`).
+fn postgres_bin() -> PathBuf {
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let version = e.file_name().to_string_lossy().parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").exists().then_some((version, bin))
+        })
+        .collect();
+    found.sort();
+    found.pop().map(|(_, bin)| bin).expect(
+        "PostgreSQL server binaries (Debian package postgresql; scripts/setup.sh installs it)",
+    )
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
