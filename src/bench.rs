@@ -361,3 +361,191 @@ fn engine_run(path: &Path, workers: usize, graph: &str) -> anyhow::Result<Measur
         bars,
     })
 }
+
+/// Arguments of `marketflow bench-store`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct StoreBenchArgs {
+    /// PostgreSQL server to measure (a scratch database is created on it and dropped).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Bars written through each fast path.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub rows: usize,
+    /// Bars written one INSERT per row (the seed's way); its rate is steady, so a sample
+    /// keeps the run short. Set it to --rows to measure everything.
+    #[arg(long, default_value_t = 50_000)]
+    pub per_row_rows: usize,
+    /// Rows per transaction of the batched paths (the sinks' default).
+    #[arg(long, default_value_t = 50_000)]
+    pub batch: usize,
+}
+
+/// 1-minute bars over 1,000 symbols.
+fn bench_bars(rows: usize) -> Vec<Record> {
+    const T0: i64 = 1_704_205_800_000;
+    (0..rows)
+        .map(|i| {
+            let symbol = Symbol::new(&format!("SYM{:04}", i % 1000)).expect("valid symbol");
+            let start = T0 + (i / 1000) as i64 * MINUTE;
+            let close = 100.0 + (i % 997) as f64 / 10.0;
+            Record::Bar(marketflow_operators::Bar {
+                symbol,
+                interval: marketflow_operators::Interval::M1,
+                start,
+                end: start + MINUTE,
+                open: close - 0.5,
+                high: close + 1.0,
+                low: close - 1.0,
+                close,
+                volume: marketflow_operators::fixed::Fixed::from_f64(1000.0),
+                notional: marketflow_operators::fixed::Fixed::from_f64(1000.0 * close),
+                trades: 42,
+                revision: 0,
+                seq: 0,
+                wm: start,
+            })
+        })
+        .collect()
+}
+
+fn batches(records: &[Record], size: usize) -> Vec<crate::store::Batch> {
+    records
+        .chunks(size.max(1))
+        .map(|chunk| {
+            let mut batch = crate::store::Batch::default();
+            chunk.iter().cloned().for_each(|r| batch.push(r));
+            batch
+        })
+        .collect()
+}
+
+pub fn run_store(args: &StoreBenchArgs) -> anyhow::Result<()> {
+    use crate::store::{postgres as pg, sqlite};
+    let records = bench_bars(args.rows);
+    println!(
+        "marketflow bench-store: {} one-minute bars over 1,000 symbols, {} rows per transaction",
+        thousands(args.rows as u64),
+        thousands(args.batch as u64)
+    );
+    println!(
+        "{:<44} {:>12} {:>10} {:>12}",
+        "path", "rows", "seconds", "rows/s"
+    );
+    let report = |name: &str, rows: usize, seconds: f64| {
+        println!(
+            "{name:<44} {:>12} {seconds:>10.2} {:>12}",
+            thousands(rows as u64),
+            thousands((rows as f64 / seconds) as u64)
+        );
+        rows as f64 / seconds
+    };
+
+    // SQLite: a scratch file with the store's settings.
+    let dir = tempfile_dir()?;
+    let path = dir.join("bench.db");
+    let mut conn = sqlite::open(&path)?;
+    sqlite::migrate(&mut conn)?;
+    let work = batches(&records, args.batch);
+    let started = Instant::now();
+    for batch in &work {
+        sqlite::write(&mut conn, batch)?;
+    }
+    let sqlite_rate = report(
+        "sqlite (upsert, one transaction per batch)",
+        args.rows,
+        started.elapsed().as_secs_f64(),
+    );
+    drop(conn);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let Some(url) = &args.database_url else {
+        println!("postgres: skipped (give --database-url or DATABASE_URL)");
+        return Ok(());
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let admin = pg::connect(url)
+            .await
+            .with_context(|| format!("connecting to {}", pg::describe(url)))?;
+        let name = format!("marketflow_bench_{}", std::process::id());
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
+            .await?;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await?;
+        let scratch_url = replace_database(url, &name);
+        let result = async {
+            let mut client = pg::connect(&scratch_url).await?;
+            let mode = pg::migrate(&mut client, pg::TimescaleMode::Auto)
+                .await?
+                .mode();
+            println!("postgres: {} ({mode})", pg::describe(url));
+            let mut writer = pg::PgWriter::new(client).await?;
+            let started = Instant::now();
+            for batch in &work {
+                writer.write(batch).await?;
+            }
+            let copy_rate = report(
+                "postgres binary COPY + upsert",
+                args.rows,
+                started.elapsed().as_secs_f64(),
+            );
+            writer
+                .client()
+                .batch_execute("TRUNCATE intraday_ohlcv")
+                .await?;
+
+            let sample: Vec<marketflow_operators::Bar> = records
+                .iter()
+                .take(args.per_row_rows)
+                .filter_map(|r| match r {
+                    Record::Bar(b) => Some(b.clone()),
+                    _ => None,
+                })
+                .collect();
+            let started = Instant::now();
+            pg::insert_bars_one_by_one(writer.client(), &sample).await?;
+            let row_rate = report(
+                "postgres one INSERT per row (the seed's way)",
+                sample.len(),
+                started.elapsed().as_secs_f64(),
+            );
+            println!(
+                "COPY path vs one INSERT per row: {:.1}x; sqlite: {} rows/s",
+                copy_rate / row_rate,
+                thousands(sqlite_rate as u64)
+            );
+            anyhow::Ok(())
+        }
+        .await;
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await?;
+        result
+    })
+}
+
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("marketflow-bench-store-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// `url` pointing at database `name`.
+fn replace_database(url: &str, name: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, ""), |(b, q)| (b, q));
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[scheme_end..].find('/') {
+        Some(i) => &base[..scheme_end + i],
+        None => base,
+    };
+    if query.is_empty() {
+        format!("{base}/{name}")
+    } else {
+        format!("{base}/{name}?{query}")
+    }
+}

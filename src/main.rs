@@ -63,6 +63,8 @@ enum Command {
     },
     /// Measure ticks/s through 1m -> 5m -> 1d bars against a plain single-threaded loop.
     Bench(marketflow::bench::BenchArgs),
+    /// Measure rows/s into SQLite and PostgreSQL (binary COPY vs one INSERT per row).
+    BenchStore(marketflow::bench::StoreBenchArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -183,6 +185,10 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Bench(args) => {
             marketflow::bench::run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::BenchStore(args) => {
+            marketflow::bench::run_store(&args)?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -32,7 +32,7 @@ pub struct PostgresSinkConfig {
     /// Apply the migrations at start (default true).
     #[serde(default = "yes")]
     pub migrate: bool,
-    /// Rows per transaction at most (default 10000).
+    /// Rows per transaction at most (default 50000).
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
     /// Longest a row waits for its batch to fill (default 200ms).
@@ -57,7 +57,7 @@ fn yes() -> bool {
 }
 
 fn default_batch_size() -> usize {
-    10_000
+    50_000
 }
 
 fn default_flush_interval() -> Duration {

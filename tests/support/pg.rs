@@ -242,7 +242,10 @@ impl Cluster {
     }
 
     /// Starts a shell that stops this cluster once the test process has gone.
-    #[allow(clippy::zombie_processes, reason = "the watchdog must outlive this process")]
+    #[allow(
+        clippy::zombie_processes,
+        reason = "the watchdog must outlive this process"
+    )]
     fn stop_when_process_exits(&self) {
         let pg_ctl = self.bin.join("pg_ctl");
         let script = format!(
