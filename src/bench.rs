@@ -477,7 +477,7 @@ pub fn run_store(args: &StoreBenchArgs) -> anyhow::Result<()> {
         admin
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .await?;
-        let scratch_url = replace_database(url, &name);
+        let scratch_url = pg::with_database(url, &name);
         let result = async {
             let mut client = pg::connect(&scratch_url).await?;
             let mode = pg::migrate(&mut client, pg::TimescaleMode::Auto)
@@ -533,19 +533,4 @@ fn tempfile_dir() -> anyhow::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("marketflow-bench-store-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
-}
-
-/// `url` pointing at database `name`.
-fn replace_database(url: &str, name: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, ""), |(b, q)| (b, q));
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let base = match base[scheme_end..].find('/') {
-        Some(i) => &base[..scheme_end + i],
-        None => base,
-    };
-    if query.is_empty() {
-        format!("{base}/{name}")
-    } else {
-        format!("{base}/{name}?{query}")
-    }
 }

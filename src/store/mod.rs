@@ -283,6 +283,16 @@ pub struct SymbolSpan {
     pub last_ts: i64,
 }
 
+/// Symbols with their first and last timestamps over ticks and bars; the same SQL on
+/// both databases.
+pub(crate) const SYMBOL_SPANS_SQL: &str = "SELECT symbol, min(first_ts), max(last_ts) FROM (
+     SELECT symbol, min(ts) AS first_ts, max(ts) AS last_ts FROM realtime_prices GROUP BY symbol
+     UNION ALL
+     SELECT symbol, min(ts), max(ts) FROM intraday_ohlcv GROUP BY symbol
+     UNION ALL
+     SELECT symbol, min(ts), max(ts) FROM historical_ohlcv GROUP BY symbol
+ ) AS spans GROUP BY symbol ORDER BY symbol";
+
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

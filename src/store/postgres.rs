@@ -11,6 +11,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{accepts, to_sql_checked, FromSql, IsNull, ToSql, Type};
 use tokio_postgres::{Client, NoTls, Row};
 
+use super::SYMBOL_SPANS_SQL;
 use super::{
     indicator_from_columns, outputs_json, BarColumns, BarQuery, Batch, IndicatorQuery, StoreError,
     SymbolSpan, Table,
@@ -90,6 +91,21 @@ pub async fn connect(url: &str) -> Result<Client, tokio_postgres::Error> {
         }
     });
     Ok(client)
+}
+
+/// `url` with its database replaced by `name` (query parameters kept).
+pub fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, ""), |(b, q)| (b, q));
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[scheme_end..].find('/') {
+        Some(i) => &base[..scheme_end + i],
+        None => base,
+    };
+    if query.is_empty() {
+        format!("{base}/{name}")
+    } else {
+        format!("{base}/{name}?{query}")
+    }
 }
 
 /// Where the URL points, without its password: for logs.
@@ -710,20 +726,7 @@ impl PgStore {
     }
 
     pub async fn symbols(&self) -> Result<Vec<SymbolSpan>, StoreError> {
-        let rows = self
-            .client()
-            .await?
-            .query(
-                "SELECT symbol, min(first_ts), max(last_ts) FROM (
-                     SELECT symbol, min(ts) AS first_ts, max(ts) AS last_ts FROM realtime_prices GROUP BY symbol
-                     UNION ALL
-                     SELECT symbol, min(ts), max(ts) FROM intraday_ohlcv GROUP BY symbol
-                     UNION ALL
-                     SELECT symbol, min(ts), max(ts) FROM historical_ohlcv GROUP BY symbol
-                 ) AS spans GROUP BY symbol ORDER BY symbol",
-                &[],
-            )
-            .await?;
+        let rows = self.client().await?.query(SYMBOL_SPANS_SQL, &[]).await?;
         rows.iter()
             .map(|r| {
                 let first: PgTime = r.try_get(1)?;

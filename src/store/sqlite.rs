@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use marketflow_operators::{Bar, IndicatorRow, Interval, Symbol, Tick};
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::SYMBOL_SPANS_SQL;
 use super::{
     indicator_from_columns, outputs_json, BarColumns, BarQuery, Batch, IndicatorQuery, StoreError,
     SymbolSpan, Table,
@@ -355,15 +356,7 @@ impl SqliteStore {
 
     pub async fn symbols(&self) -> Result<Vec<SymbolSpan>, StoreError> {
         self.with(|c| {
-            let mut statement = c.prepare_cached(
-                "SELECT symbol, min(first_ts), max(last_ts) FROM (
-                     SELECT symbol, min(ts) AS first_ts, max(ts) AS last_ts FROM realtime_prices GROUP BY symbol
-                     UNION ALL
-                     SELECT symbol, min(ts), max(ts) FROM intraday_ohlcv GROUP BY symbol
-                     UNION ALL
-                     SELECT symbol, min(ts), max(ts) FROM historical_ohlcv GROUP BY symbol
-                 ) GROUP BY symbol ORDER BY symbol",
-            )?;
+            let mut statement = c.prepare_cached(SYMBOL_SPANS_SQL)?;
             let spans = statement
                 .query_map([], |r| {
                     Ok(SymbolSpan {

@@ -60,7 +60,7 @@ impl TestDb {
             }
         });
         TestDb {
-            url: with_database(admin, &name),
+            url: marketflow::store::postgres::with_database(admin, &name),
             admin: admin.to_owned(),
             name,
         }
@@ -122,20 +122,6 @@ impl Drop for TestDb {
         })
         .join();
     }
-}
-
-/// `url` with its database replaced by `name`.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, format!("?{q}")),
-        None => (url, String::new()),
-    };
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let base = match base[scheme_end..].find('/') {
-        Some(i) => &base[..scheme_end + i],
-        None => base,
-    };
-    format!("{base}/{name}{query}")
 }
 
 /// A PostgreSQL cluster in a temporary directory, stopped when dropped.
