@@ -350,7 +350,7 @@ fn engine_run(path: &Path, workers: usize, graph: &str) -> anyhow::Result<Measur
         &pipeline,
         &RunOptions {
             workers: Some(workers),
-            cluster: None,
+            ..RunOptions::default()
         },
     )?;
     let seconds = started.elapsed().as_secs_f64();

@@ -8,6 +8,7 @@ pub mod codec;
 pub mod dead_letter;
 pub mod engine;
 pub mod metrics;
+pub mod server;
 pub mod shutdown;
 pub mod sinks;
 pub mod sources;

@@ -6,7 +6,10 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use marketflow::engine::{self, Cluster, RunOptions};
+use marketflow::server::hub::Hub;
+use marketflow::server::{self, ServerConfig, ServerState, SourceInfo};
 use marketflow::spec::{self, LoadError, Pipeline};
+use marketflow::store::Location;
 
 /// Streaming analytics for market data: YAML pipelines compiled to timely dataflow.
 #[derive(Parser)]
@@ -39,6 +42,21 @@ enum Command {
         /// Write the final Prometheus metrics to this file when the run ends.
         #[arg(long)]
         metrics_file: Option<PathBuf>,
+        /// Serve on this address instead of `server.listen` (port 0 picks a free one).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Do not start the pipeline's server.
+        #[arg(long)]
+        no_server: bool,
+    },
+    /// Serve the REST API, metrics and chart page over a database, without a pipeline.
+    Serve {
+        /// The store: `postgres://user@host:port/db`, or a SQLite file (`sqlite:PATH` or a path).
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        store: String,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8000")]
+        listen: std::net::SocketAddr,
     },
     /// Apply the database migrations (PostgreSQL/TimescaleDB URL or SQLite file) and
     /// print which mode was used.
@@ -112,6 +130,8 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             process,
             hostfile,
             metrics_file,
+            listen,
+            no_server,
         } => {
             let pipeline = match &file {
                 Some(path) => match load(path) {
@@ -134,7 +154,23 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 (Some(n), Some(index), Some(hostfile)) => Some(read_cluster(&hostfile, n, index)?),
                 _ => None,
             };
-            let result = engine::run(&pipeline, &RunOptions { workers, cluster });
+            let server_config = pipeline.server.clone().filter(|_| !no_server);
+            let hub = server_config
+                .as_ref()
+                .map(|c| Hub::new(c.hub_config()))
+                .unwrap_or_default();
+            let server = match &server_config {
+                Some(config) => Some(start_pipeline_server(&pipeline, config, listen, &hub)?),
+                None => None,
+            };
+            let result = engine::run(
+                &pipeline,
+                &RunOptions {
+                    workers,
+                    cluster,
+                    hub,
+                },
+            );
             if let Some(path) = &metrics_file {
                 std::fs::write(path, marketflow::metrics::metrics().render())
                     .with_context(|| format!("writing {}", path.display()))?;
@@ -146,6 +182,31 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 "pipeline {} finished",
                 pipeline.name
             );
+            if let Some((runtime, handle)) = server {
+                if !summary.interrupted {
+                    tracing::info!(
+                        "the pipeline has ended; still serving on http://{}/ until Ctrl-C",
+                        handle.addr
+                    );
+                    runtime.block_on(marketflow::shutdown::stop_signal());
+                }
+                runtime.block_on(handle.stop());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve { store, listen } => {
+            let runtime = server_runtime()?;
+            let listener =
+                server::bind(listen).with_context(|| format!("listening on {listen}"))?;
+            let state = ServerState::new(
+                &ServerConfig::default(),
+                Some(Location::parse(&store)),
+                Hub::default(),
+            );
+            let handle = runtime.block_on(async { server::start(listener, state) })?;
+            announce(handle.addr);
+            runtime.block_on(marketflow::shutdown::stop_signal());
+            runtime.block_on(handle.stop());
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate {
@@ -192,6 +253,58 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The tokio runtime the server runs on, apart from the pipeline's I/O runtime.
+fn server_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("marketflow-http")
+        .enable_all()
+        .build()
+        .context("starting the server runtime")
+}
+
+/// Tells the user (and tests reading stdout) where to point a browser.
+fn announce(addr: std::net::SocketAddr) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "serving on http://{addr}/");
+    let _ = out.flush();
+}
+
+/// Binds and starts the server of a pipeline before the pipeline runs, so a taken port
+/// fails at once.
+fn start_pipeline_server(
+    pipeline: &Pipeline,
+    config: &ServerConfig,
+    listen: Option<std::net::SocketAddr>,
+    hub: &Hub,
+) -> anyhow::Result<(tokio::runtime::Runtime, server::ServerHandle)> {
+    let addr = listen.unwrap_or(config.listen.value);
+    let listener = server::bind(addr).with_context(|| format!("listening on {addr}"))?;
+    let store = config.store.as_ref().and_then(|name| {
+        pipeline
+            .sinks
+            .iter()
+            .find(|s| s.name == name.value)
+            .and_then(|s| s.spec.store_location())
+    });
+    let mut state = ServerState::new(config, store, hub.clone());
+    state.pipeline = Some(pipeline.name.clone());
+    state.sources = pipeline
+        .sources
+        .iter()
+        .map(|s| SourceInfo {
+            name: s.name.clone(),
+            kind: s.spec.type_name(),
+            finite: s.spec.is_finite(),
+        })
+        .collect();
+    let runtime = server_runtime()?;
+    let handle = runtime.block_on(async { server::start(listener, state) })?;
+    announce(handle.addr);
+    Ok((runtime, handle))
 }
 
 fn read_cluster(hostfile: &Path, processes: usize, process: usize) -> anyhow::Result<Cluster> {

@@ -3,8 +3,8 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Every metric marketflow exports.
@@ -26,6 +26,14 @@ pub struct Metrics {
     pub sink_batch_seconds: HistogramVec,
     pub sink_committed_watermark: IntGaugeVec,
     pub sink_retention_deleted: IntCounterVec,
+    pub source_up: IntGaugeVec,
+    pub source_lag: GaugeVec,
+    pub http_requests: IntCounterVec,
+    pub http_seconds: HistogramVec,
+    pub ws_clients: IntGauge,
+    pub ws_records: IntCounter,
+    pub ws_dropped: IntCounter,
+    pub ws_disconnects: IntCounterVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -39,6 +47,13 @@ fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntC
 
 fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let metric = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric registered once");
+    metric
+}
+
+fn register<M: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: M) -> M {
     registry
         .register(Box::new(metric.clone()))
         .expect("metric registered once");
@@ -164,6 +179,62 @@ impl Metrics {
                 "marketflow_sink_retention_deleted_total",
                 "Rows deleted by the engine's retention (databases without TimescaleDB).",
                 &["sink"],
+            ),
+            source_up: gauge(
+                r,
+                "marketflow_source_up",
+                "1 while a source runs (connected, for a live source), 0 once it ended.",
+                &["source"],
+            ),
+            source_lag: register(
+                r,
+                GaugeVec::new(
+                    Opts::new(
+                        "marketflow_source_watermark_lag_seconds",
+                        "Wall clock minus the watermark of a running source, at the last scrape or health check.",
+                    ),
+                    &["source"],
+                )
+                .expect("valid metric definition"),
+            ),
+            http_requests: counter(
+                r,
+                "marketflow_http_requests_total",
+                "HTTP requests answered, by route template, method and status.",
+                &["route", "method", "status"],
+            ),
+            http_seconds: latency_histogram(
+                r,
+                "marketflow_http_request_seconds",
+                "Time to answer an HTTP request, by route template.",
+                &["route"],
+            ),
+            ws_clients: register(
+                r,
+                IntGauge::new("marketflow_ws_clients", "Connected WebSocket clients.")
+                    .expect("valid metric definition"),
+            ),
+            ws_records: register(
+                r,
+                IntCounter::new(
+                    "marketflow_ws_records_total",
+                    "Records published to the live hub for WebSocket clients.",
+                )
+                .expect("valid metric definition"),
+            ),
+            ws_dropped: register(
+                r,
+                IntCounter::new(
+                    "marketflow_ws_dropped_total",
+                    "Records dropped for WebSocket clients that could not keep up.",
+                )
+                .expect("valid metric definition"),
+            ),
+            ws_disconnects: counter(
+                r,
+                "marketflow_ws_disconnects_total",
+                "WebSocket clients disconnected, by reason.",
+                &["reason"],
             ),
             registry,
         }

@@ -63,6 +63,18 @@ impl Shutdown {
     }
 }
 
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM; false if signals cannot be watched.
+pub async fn stop_signal() -> bool {
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    else {
+        return tokio::signal::ctrl_c().await.is_ok();
+    };
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result.is_ok(),
+        _ = term.recv() => true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -86,6 +86,8 @@ pub struct RunOptions {
     pub workers: Option<usize>,
     /// Join a cluster of several processes.
     pub cluster: Option<Cluster>,
+    /// The live hub `websocket` sinks publish to (the server's).
+    pub hub: crate::server::hub::Hub,
 }
 
 /// This process's place in a timely cluster.
@@ -156,6 +158,7 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> anyhow::Result<RunSumma
                 records: rx,
                 kinds,
                 shutdown: shutdown.clone(),
+                hub: options.hub.clone(),
             };
             let task = spawn_task(
                 &runtime,
@@ -192,6 +195,10 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> anyhow::Result<RunSumma
             shutdown: shutdown.clone(),
             dead_letters: dead_letters.clone(),
         };
+        let up = crate::metrics::metrics()
+            .source_up
+            .with_label_values(&[source.name.as_str()]);
+        up.set(1);
         let task = spawn_task(
             &runtime,
             source.spec.build(ctx),
@@ -200,6 +207,11 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> anyhow::Result<RunSumma
             interrupted.clone(),
             failed.clone(),
         );
+        let task = runtime.spawn(async move {
+            let result = task.await;
+            up.set(0);
+            result.unwrap_or_else(|e| Err(anyhow::anyhow!("task panicked: {e}")))
+        });
         source_tasks.push(task);
         receivers.push(Some(rx));
     }
@@ -208,11 +220,11 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> anyhow::Result<RunSumma
         let shutdown = shutdown.clone();
         let interrupted = interrupted.clone();
         runtime.spawn(async move {
-            if stop_signal().await {
+            if crate::shutdown::stop_signal().await {
                 tracing::warn!("stopping: sources end, complete windows are flushed (signal again to exit at once)");
                 interrupted.store(true, Ordering::SeqCst);
                 shutdown.trigger();
-                if stop_signal().await {
+                if crate::shutdown::stop_signal().await {
                     std::process::exit(130);
                 }
             }
@@ -277,18 +289,6 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> anyhow::Result<RunSumma
         interrupted: interrupted.load(Ordering::SeqCst) && !failed.load(Ordering::SeqCst),
         seconds: started.elapsed().as_secs_f64(),
     })
-}
-
-/// Resolves on Ctrl-C (SIGINT) or SIGTERM; false if signals cannot be watched.
-async fn stop_signal() -> bool {
-    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-    else {
-        return tokio::signal::ctrl_c().await.is_ok();
-    };
-    tokio::select! {
-        result = tokio::signal::ctrl_c() => result.is_ok(),
-        _ = term.recv() => true,
-    }
 }
 
 /// Spawns a source or sink; if it fails, the whole run stops (its partial windows are

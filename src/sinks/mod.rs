@@ -8,6 +8,7 @@ pub mod null;
 pub mod postgres;
 pub mod sqlite;
 pub mod stdout;
+pub mod websocket;
 
 use marketflow_operators::Record;
 use tokio::sync::mpsc;
@@ -21,7 +22,7 @@ use crate::spec::graph::StreamType;
 use crate::spec::yaml::Node;
 
 /// The `type`s a sink may have.
-pub const SINK_TYPES: &[&str] = &["stdout", "file", "null", "postgres", "sqlite"];
+pub const SINK_TYPES: &[&str] = &["stdout", "file", "null", "postgres", "sqlite", "websocket"];
 
 /// A configured sink.
 #[derive(Debug, Clone)]
@@ -31,6 +32,7 @@ pub enum SinkSpec {
     Null(null::NullSinkConfig),
     Postgres(postgres::PostgresSinkConfig),
     Sqlite(sqlite::SqliteSinkConfig),
+    Websocket(websocket::WebsocketSinkConfig),
 }
 
 impl SinkSpec {
@@ -42,6 +44,9 @@ impl SinkSpec {
             "null" => SinkSpec::Null(from_map_without(node, path, &["type"]).map_err(one)?),
             "postgres" => SinkSpec::Postgres(from_map_without(node, path, &["type"]).map_err(one)?),
             "sqlite" => SinkSpec::Sqlite(from_map_without(node, path, &["type"]).map_err(one)?),
+            "websocket" => {
+                SinkSpec::Websocket(from_map_without(node, path, &["type"]).map_err(one)?)
+            }
             _ => unreachable!("callers check SINK_TYPES"),
         })
     }
@@ -53,6 +58,7 @@ impl SinkSpec {
             SinkSpec::Null(_) => "null",
             SinkSpec::Postgres(_) => "postgres",
             SinkSpec::Sqlite(_) => "sqlite",
+            SinkSpec::Websocket(_) => "websocket",
         }
     }
 
@@ -64,6 +70,7 @@ impl SinkSpec {
             SinkSpec::Null(c) => &c.from.0,
             SinkSpec::Postgres(c) => &c.from.0,
             SinkSpec::Sqlite(c) => &c.from.0,
+            SinkSpec::Websocket(c) => &c.from.0,
         }
     }
 
@@ -77,7 +84,10 @@ impl SinkSpec {
                 path,
                 inputs,
             ),
-            SinkSpec::Null(_) | SinkSpec::Postgres(_) | SinkSpec::Sqlite(_) => Vec::new(),
+            SinkSpec::Null(_)
+            | SinkSpec::Postgres(_)
+            | SinkSpec::Sqlite(_)
+            | SinkSpec::Websocket(_) => Vec::new(),
         }
     }
 
@@ -88,6 +98,18 @@ impl SinkSpec {
             SinkSpec::Null(c) => c.build(ctx),
             SinkSpec::Postgres(c) => c.build(ctx),
             SinkSpec::Sqlite(c) => c.build(ctx),
+            SinkSpec::Websocket(c) => c.build(ctx),
+        }
+    }
+}
+
+/// The database a sink writes, if it is a store the server can query.
+impl SinkSpec {
+    pub fn store_location(&self) -> Option<crate::store::Location> {
+        match self {
+            SinkSpec::Sqlite(c) => Some(crate::store::Location::Sqlite(c.path.clone())),
+            SinkSpec::Postgres(c) => Some(crate::store::Location::Postgres(c.url.clone())),
+            _ => None,
         }
     }
 }
@@ -99,6 +121,8 @@ pub struct SinkContext {
     /// Kinds of the records it will receive.
     pub kinds: Vec<RecordKind>,
     pub shutdown: Shutdown,
+    /// The live hub of the run's server (read by `websocket` sinks).
+    pub hub: crate::server::hub::Hub,
 }
 
 /// One batch from the dataflow to a sink.

@@ -18,6 +18,7 @@ use self::graph::StreamType;
 use self::yaml::{Node, Pos, Value};
 use crate::dead_letter::DeadLetterConfig;
 use crate::engine::{OperatorSpec, OPERATOR_TYPES};
+use crate::server::ServerConfig;
 use crate::sinks::{SinkSpec, SINK_TYPES};
 use crate::sources::{SourceSpec, SOURCE_TYPES};
 
@@ -41,6 +42,8 @@ pub struct Pipeline {
     pub operators: Vec<Named<OperatorSpec>>,
     pub sinks: Vec<Named<SinkSpec>>,
     pub dead_letter: Option<DeadLetterConfig>,
+    /// The HTTP/WebSocket server run beside the pipeline.
+    pub server: Option<ServerConfig>,
     /// The type of every source and operator stream.
     pub types: BTreeMap<String, StreamType>,
 }
@@ -52,6 +55,7 @@ const TOP_KEYS: &[&str] = &[
     "operators",
     "sinks",
     "dead_letter",
+    "server",
 ];
 
 /// Why a pipeline could not be loaded.
@@ -202,6 +206,26 @@ pub fn load_str(
     for o in &operators {
         errors.extend(o.spec.check(&format!("operators.{}", o.name)));
     }
+    let server = root.get("server").and_then(|node| {
+        from_node::<ServerConfig>(node, "server")
+            .map_err(|e| errors.push(Diagnostic::from_de(e, node.pos, "server")))
+            .ok()
+    });
+    if let Some(server) = &server {
+        errors.extend(server.check(&sinks));
+    }
+    if server.is_none() && root.get("server").is_none() {
+        for sink in sinks.iter().filter(|s| s.spec.type_name() == "websocket") {
+            errors.push(
+                Diagnostic::new(
+                    sink.pos,
+                    format!("sinks.{}", sink.name),
+                    "a `websocket` sink streams to the clients of the pipeline's server, and there is no `server`",
+                )
+                .help("add `server: {listen: 127.0.0.1:8000}`"),
+            );
+        }
+    }
     let (operators, types) = graph::resolve(
         &sources,
         operators,
@@ -225,6 +249,7 @@ pub fn load_str(
             operators,
             sinks,
             dead_letter,
+            server,
             types,
         })
     } else {

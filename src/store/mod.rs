@@ -293,6 +293,12 @@ pub(crate) const SYMBOL_SPANS_SQL: &str = "SELECT symbol, min(first_ts), max(las
      SELECT symbol, min(ts), max(ts) FROM historical_ohlcv GROUP BY symbol
  ) AS spans GROUP BY symbol ORDER BY symbol";
 
+/// Whether a symbol has ticks or bars (`$1` is the symbol; SQLite reads `$1` as parameter 1).
+pub(crate) const SYMBOL_EXISTS_SQL: &str =
+    "SELECT EXISTS (SELECT 1 FROM realtime_prices WHERE symbol = $1)
+     OR EXISTS (SELECT 1 FROM intraday_ohlcv WHERE symbol = $1)
+     OR EXISTS (SELECT 1 FROM historical_ohlcv WHERE symbol = $1)";
+
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -383,6 +389,22 @@ impl Store {
         match self {
             Store::Postgres(s) => s.symbols().await,
             Store::Sqlite(s) => s.symbols().await,
+        }
+    }
+
+    /// Whether the symbol has any ticks or bars.
+    pub async fn has_symbol(&self, symbol: &Symbol) -> Result<bool, StoreError> {
+        match self {
+            Store::Postgres(s) => s.has_symbol(symbol).await,
+            Store::Sqlite(s) => s.has_symbol(symbol).await,
+        }
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Store::Postgres(_) => "postgres",
+            Store::Sqlite(_) => "sqlite",
         }
     }
 

@@ -725,6 +725,15 @@ impl PgStore {
         Ok(out)
     }
 
+    pub async fn has_symbol(&self, symbol: &Symbol) -> Result<bool, StoreError> {
+        let row = self
+            .client()
+            .await?
+            .query_one(super::SYMBOL_EXISTS_SQL, &[&symbol.as_str()])
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
     pub async fn symbols(&self) -> Result<Vec<SymbolSpan>, StoreError> {
         let rows = self.client().await?.query(SYMBOL_SPANS_SQL, &[]).await?;
         rows.iter()

@@ -354,6 +354,15 @@ impl SqliteStore {
         .await
     }
 
+    pub async fn has_symbol(&self, symbol: &Symbol) -> Result<bool, StoreError> {
+        let symbol = symbol.clone();
+        self.with(move |c| {
+            let mut statement = c.prepare_cached(super::SYMBOL_EXISTS_SQL)?;
+            Ok(statement.query_row([symbol.as_str()], |r| r.get(0))?)
+        })
+        .await
+    }
+
     pub async fn symbols(&self) -> Result<Vec<SymbolSpan>, StoreError> {
         self.with(|c| {
             let mut statement = c.prepare_cached(SYMBOL_SPANS_SQL)?;

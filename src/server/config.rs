@@ -1,0 +1,130 @@
+//! The `server:` block of a pipeline.
+
+use std::net::SocketAddr;
+
+use serde::Deserialize;
+
+use super::hub::HubConfig;
+use crate::sinks::SinkSpec;
+use crate::spec::de::{suggest, Spanned};
+use crate::spec::diagnostic::Diagnostic;
+use crate::spec::values::{Duration, Parsed};
+use crate::spec::Named;
+
+/// The HTTP and WebSocket server a pipeline runs beside it.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// `host:port` to listen on (default `127.0.0.1:8000`; port 0 picks a free one).
+    #[serde(default = "default_listen")]
+    pub listen: Parsed<SocketAddr>,
+    /// The `sqlite` or `postgres` sink whose database the REST API reads.
+    pub store: Option<Spanned<String>>,
+    /// Records of each stream a WebSocket subscriber gets first (default 100).
+    #[serde(default = "default_snapshot")]
+    pub snapshot: usize,
+    /// Records a WebSocket client may have queued before it lags (default 8192).
+    #[serde(default = "default_client_queue")]
+    pub client_queue: usize,
+    /// Records a lagging client may lose before it is disconnected (default 100000).
+    #[serde(default = "default_max_dropped")]
+    pub max_dropped: u64,
+    /// Time between pings to idle WebSocket clients; three without an answer close the
+    /// connection (default 20s).
+    #[serde(default = "default_ping")]
+    pub ping_interval: Duration,
+    /// Watermark lag of a running source past which `/health` answers 503 (default 5m).
+    #[serde(default = "default_max_lag")]
+    pub max_lag: Duration,
+}
+
+fn default_listen() -> Parsed<SocketAddr> {
+    Parsed {
+        value: SocketAddr::from(([127, 0, 0, 1], 8000)),
+        pos: Default::default(),
+    }
+}
+fn default_snapshot() -> usize {
+    HubConfig::default().snapshot
+}
+fn default_client_queue() -> usize {
+    HubConfig::default().client_queue
+}
+fn default_max_dropped() -> u64 {
+    HubConfig::default().max_dropped
+}
+fn default_ping() -> Duration {
+    Duration(20_000)
+}
+fn default_max_lag() -> Duration {
+    Duration(300_000)
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            listen: default_listen(),
+            store: None,
+            snapshot: default_snapshot(),
+            client_queue: default_client_queue(),
+            max_dropped: default_max_dropped(),
+            ping_interval: default_ping(),
+            max_lag: default_max_lag(),
+        }
+    }
+}
+
+impl ServerConfig {
+    pub fn hub_config(&self) -> HubConfig {
+        HubConfig {
+            snapshot: self.snapshot,
+            client_queue: self.client_queue.max(1),
+            max_dropped: self.max_dropped,
+        }
+    }
+
+    /// Checks that `store` names a database sink.
+    pub fn check(&self, sinks: &[Named<SinkSpec>]) -> Vec<Diagnostic> {
+        let mut errors = Vec::new();
+        if let Some(store) = &self.store {
+            let stores: Vec<&str> = sinks
+                .iter()
+                .filter(|s| s.spec.store_location().is_some())
+                .map(|s| s.name.as_str())
+                .collect();
+            match sinks.iter().find(|s| s.name == store.value) {
+                Some(s) if s.spec.store_location().is_some() => {}
+                Some(s) => errors.push(
+                    Diagnostic::new(
+                        store.pos,
+                        "server.store",
+                        format!(
+                            "sink `{}` is a `{}` sink; the server reads a `sqlite` or `postgres` sink",
+                            s.name,
+                            s.spec.type_name()
+                        ),
+                    )
+                    .help_opt(suggest(&store.value, &stores)),
+                ),
+                None => errors.push(
+                    Diagnostic::new(
+                        store.pos,
+                        "server.store",
+                        format!("unknown sink `{}`", store.value),
+                    )
+                    .help_opt(suggest(&store.value, &stores).or_else(|| {
+                        Some("add a `sqlite` or `postgres` sink for the server to read".into())
+                    })),
+                ),
+            }
+        }
+        if self.snapshot > 100_000 {
+            errors.push(Diagnostic::new(
+                self.listen.pos,
+                "server.snapshot",
+                "snapshot is at most 100000 records",
+            ));
+        }
+        errors
+    }
+}

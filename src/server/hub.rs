@@ -1,0 +1,671 @@
+//! The live hub: WebSocket sinks publish records into it; WebSocket clients subscribe to
+//! streams (`ticks:AAPL`, `bars:1m:AAPL`, `indicators:1m:AAPL`) and get a snapshot of the
+//! last records, then every new record in order.
+//!
+//! Fan-out is the hot path (thousands of clients × thousands of records a second), so a
+//! record is encoded once: a published batch becomes, per stream, one buffer of ready
+//! WebSocket frames, and each subscriber's queue takes a reference to it. Publishing never
+//! waits for a client: a full queue drops the chunk and counts it; past `max_dropped` the
+//! client is kicked (its connection task closes it).
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use marketflow_operators::{Interval, Record, Symbol};
+use tokio::sync::Notify;
+
+use crate::codec::write_record_json;
+use crate::metrics::metrics;
+
+/// The kind of records a stream carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum StreamKind {
+    Ticks,
+    Bars,
+    Indicators,
+}
+
+/// A stream clients subscribe to: a record kind, a symbol and, for bars and indicators,
+/// an interval (`None`: every interval of that symbol).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StreamKey {
+    pub kind: StreamKind,
+    pub symbol: Symbol,
+    pub interval: Option<Interval>,
+}
+
+/// A stream name that cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid stream `{0}`: expected `ticks:SYMBOL`, `bars:INTERVAL:SYMBOL` or `indicators:INTERVAL:SYMBOL` (e.g. `bars:1m:AAPL`)")]
+pub struct StreamError(pub String);
+
+impl StreamKey {
+    /// Reads `ticks:AAPL`, `bars:1m:AAPL`, `indicators:5m:EUR/USD`, `bars:*:AAPL`. Symbols
+    /// are case-insensitive (stored upper-case).
+    pub fn parse(text: &str) -> Result<StreamKey, StreamError> {
+        let err = || StreamError(text.chars().take(80).collect());
+        let (kind, rest) = text.split_once(':').ok_or_else(err)?;
+        let (kind, interval, symbol) = match kind {
+            "ticks" => (StreamKind::Ticks, None, rest),
+            "bars" | "indicators" => {
+                let (interval, symbol) = rest.split_once(':').ok_or_else(err)?;
+                let interval = match interval {
+                    "*" => None,
+                    i => Some(Interval::parse(i).map_err(|_| err())?),
+                };
+                let kind = if kind == "bars" {
+                    StreamKind::Bars
+                } else {
+                    StreamKind::Indicators
+                };
+                (kind, interval, symbol)
+            }
+            _ => return Err(err()),
+        };
+        let symbol = Symbol::new(&symbol.to_ascii_uppercase()).map_err(|_| err())?;
+        Ok(StreamKey {
+            kind,
+            symbol,
+            interval,
+        })
+    }
+
+    /// The stream a record belongs to.
+    pub fn of(record: &Record) -> StreamKey {
+        let (kind, symbol, interval) = match record {
+            Record::Tick(t) => (StreamKind::Ticks, &t.symbol, None),
+            Record::Bar(b) => (StreamKind::Bars, &b.symbol, Some(b.interval)),
+            Record::Indicator(i) => (StreamKind::Indicators, &i.symbol, Some(i.interval)),
+        };
+        StreamKey {
+            kind,
+            symbol: symbol.clone(),
+            interval,
+        }
+    }
+
+    /// Whether a subscription to `self` receives records of the exact stream `exact`.
+    fn covers(&self, exact: &StreamKey) -> bool {
+        self.kind == exact.kind
+            && self.symbol == exact.symbol
+            && (self.interval.is_none() || self.interval == exact.interval)
+    }
+}
+
+impl fmt::Display for StreamKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.kind, self.interval) {
+            (StreamKind::Ticks, _) => write!(f, "ticks:{}", self.symbol),
+            (StreamKind::Bars, Some(i)) => write!(f, "bars:{i}:{}", self.symbol),
+            (StreamKind::Bars, None) => write!(f, "bars:*:{}", self.symbol),
+            (StreamKind::Indicators, Some(i)) => write!(f, "indicators:{i}:{}", self.symbol),
+            (StreamKind::Indicators, None) => write!(f, "indicators:*:{}", self.symbol),
+        }
+    }
+}
+
+/// Limits of the hub (`server:` keys of a pipeline).
+#[derive(Clone, Debug)]
+pub struct HubConfig {
+    /// Records kept per stream for the snapshot a new subscriber gets.
+    pub snapshot: usize,
+    /// Records a client may have queued; more are dropped and reported as lag.
+    pub client_queue: usize,
+    /// Records a client may lose before it is disconnected.
+    pub max_dropped: u64,
+}
+
+impl Default for HubConfig {
+    fn default() -> HubConfig {
+        HubConfig {
+            snapshot: 100,
+            client_queue: 8192,
+            max_dropped: 100_000,
+        }
+    }
+}
+
+/// Appends one unmasked server-to-client text frame holding `payload`.
+pub fn put_text_frame(out: &mut BytesMut, payload: &[u8]) {
+    out.put_u8(0x81); // FIN + text
+    let len = payload.len();
+    if len < 126 {
+        out.put_u8(len as u8);
+    } else if len <= u16::MAX as usize {
+        out.put_u8(126);
+        out.put_u16(len as u16);
+    } else {
+        out.put_u8(127);
+        out.put_u64(len as u64);
+    }
+    out.put_slice(payload);
+}
+
+/// Ready-to-send frames for `count` records.
+#[derive(Clone, Debug)]
+pub struct Chunk {
+    pub frames: Bytes,
+    pub records: usize,
+}
+
+/// A record kept for snapshots; its frame is encoded the first time someone needs it.
+struct Recent {
+    record: Record,
+    frame: Option<Bytes>,
+}
+
+impl Recent {
+    fn frame(&mut self, scratch: &mut Vec<u8>) -> &Bytes {
+        let record = &self.record;
+        self.frame.get_or_insert_with(|| {
+            scratch.clear();
+            write_record_json(scratch, record);
+            let mut out = BytesMut::with_capacity(scratch.len() + 4);
+            put_text_frame(&mut out, scratch);
+            out.freeze()
+        })
+    }
+}
+
+#[derive(Default)]
+struct Stream {
+    recent: VecDeque<Recent>,
+}
+
+#[derive(Default)]
+struct State {
+    streams: HashMap<StreamKey, Stream>,
+    /// Subscriptions by kind and symbol: each interval filter with the clients holding it.
+    subscriptions: HashMap<(StreamKind, Symbol), Vec<(Option<Interval>, Vec<Arc<Client>>)>>,
+    clients: HashMap<u64, Arc<Client>>,
+}
+
+/// The live hub; clones share it.
+#[derive(Clone, Default)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    state: Mutex<State>,
+    config: HubConfig,
+    next_id: AtomicU64,
+    published: AtomicU64,
+}
+
+impl fmt::Debug for Hub {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hub")
+            .field("published", &self.published())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Hub {
+    pub fn new(config: HubConfig) -> Hub {
+        Hub {
+            inner: Arc::new(Inner {
+                config,
+                ..Inner::default()
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &HubConfig {
+        &self.inner.config
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain data behind: keep serving.
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Records published so far.
+    pub fn published(&self) -> u64 {
+        self.inner.published.load(Ordering::Relaxed)
+    }
+
+    /// Connected clients.
+    pub fn clients(&self) -> usize {
+        self.state().clients.len()
+    }
+
+    /// Publishes records in order: remembered for snapshots, queued for subscribers.
+    pub fn publish(&self, records: Vec<Record>) {
+        if records.is_empty() {
+            return;
+        }
+        let count = records.len() as u64;
+        let keep = self.inner.config.snapshot;
+        let mut scratch = Vec::with_capacity(256);
+        let mut state = self.state();
+        let State {
+            streams,
+            subscriptions,
+            ..
+        } = &mut *state;
+        // Frames per exact stream for this batch, in first-seen order.
+        let mut batches: Vec<(StreamKey, BytesMut, usize)> = Vec::new();
+        let mut last: Option<usize> = None;
+        for record in records {
+            let key = StreamKey::of(&record);
+            let wanted = subscriptions
+                .get(&(key.kind, key.symbol.clone()))
+                .is_some_and(|subs| subs.iter().any(|(i, _)| i.is_none() || *i == key.interval));
+            let mut recent = Recent {
+                record,
+                frame: None,
+            };
+            if wanted {
+                let frame = recent.frame(&mut scratch).clone();
+                let slot = match last.filter(|&i| batches[i].0 == key) {
+                    Some(i) => i,
+                    None => match batches.iter().position(|b| b.0 == key) {
+                        Some(i) => i,
+                        None => {
+                            batches.push((key.clone(), BytesMut::with_capacity(4096), 0));
+                            batches.len() - 1
+                        }
+                    },
+                };
+                batches[slot].1.put_slice(&frame);
+                batches[slot].2 += 1;
+                last = Some(slot);
+            }
+            if keep > 0 {
+                let stream = streams.entry(key).or_default();
+                if stream.recent.len() == keep {
+                    stream.recent.pop_front();
+                }
+                stream.recent.push_back(recent);
+            }
+        }
+        let mut kicked = Vec::new();
+        for (key, frames, records) in batches {
+            let chunk = Chunk {
+                frames: frames.freeze(),
+                records,
+            };
+            let Some(subs) = subscriptions.get(&(key.kind, key.symbol.clone())) else {
+                continue;
+            };
+            for (interval, clients) in subs {
+                if interval.is_some() && *interval != key.interval {
+                    continue;
+                }
+                for client in clients {
+                    if client.push(chunk.clone(), &self.inner.config) {
+                        kicked.push(client.id);
+                    }
+                }
+            }
+        }
+        for id in kicked {
+            remove_client(&mut state, id);
+        }
+        drop(state);
+        self.inner.published.fetch_add(count, Ordering::Relaxed);
+    }
+
+    /// A new client with no subscriptions.
+    pub fn connect(&self) -> Arc<Client> {
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let client = Arc::new(Client {
+            id,
+            queue: Mutex::new(Queue::default()),
+            ready: Notify::new(),
+            kicked: Notify::new(),
+        });
+        self.state().clients.insert(id, client.clone());
+        metrics().ws_clients.inc();
+        client
+    }
+
+    /// Subscribes `client` to `key`: its queue gets a snapshot marker, the last `snapshot`
+    /// records of the stream, then every new record. Taken under the hub lock, so nothing
+    /// is missed or repeated between the snapshot and the live records.
+    pub fn subscribe(&self, client: &Arc<Client>, key: &StreamKey, snapshot: usize) -> usize {
+        let mut scratch = Vec::with_capacity(256);
+        let mut state = self.state();
+        let State {
+            streams,
+            subscriptions,
+            clients,
+        } = &mut *state;
+        if !clients.contains_key(&client.id) {
+            return 0; // kicked meanwhile
+        }
+        let subs = subscriptions
+            .entry((key.kind, key.symbol.clone()))
+            .or_default();
+        let holders = match subs.iter().position(|(i, _)| *i == key.interval) {
+            Some(at) => &mut subs[at].1,
+            None => {
+                subs.push((key.interval, Vec::new()));
+                &mut subs.last_mut().expect("just pushed").1
+            }
+        };
+        if holders.iter().any(|c| c.id == client.id) {
+            return 0;
+        }
+        holders.push(client.clone());
+        // The records of every exact stream the subscription covers, oldest first.
+        let mut recent: Vec<&mut Recent> = streams
+            .iter_mut()
+            .filter(|(k, _)| key.covers(k))
+            .flat_map(|(_, s)| s.recent.iter_mut())
+            .collect();
+        recent.sort_by_key(|r| record_time(&r.record));
+        let skip = recent.len().saturating_sub(snapshot);
+        let mut frames = BytesMut::new();
+        let marker = format!(
+            r#"{{"type":"snapshot","stream":"{key}","records":{}}}"#,
+            recent.len() - skip
+        );
+        put_text_frame(&mut frames, marker.as_bytes());
+        let mut records = 0;
+        for r in recent.into_iter().skip(skip) {
+            frames.put_slice(r.frame(&mut scratch));
+            records += 1;
+        }
+        client.push_unbounded(Chunk {
+            frames: frames.freeze(),
+            records,
+        });
+        records
+    }
+
+    /// Ends a subscription of `client`.
+    pub fn unsubscribe(&self, client: &Client, key: &StreamKey) -> bool {
+        let mut state = self.state();
+        let by_symbol = (key.kind, key.symbol.clone());
+        let Some(subs) = state.subscriptions.get_mut(&by_symbol) else {
+            return false;
+        };
+        let mut removed = false;
+        for (interval, holders) in subs.iter_mut() {
+            if *interval == key.interval {
+                let before = holders.len();
+                holders.retain(|c| c.id != client.id);
+                removed = holders.len() < before;
+            }
+        }
+        subs.retain(|(_, holders)| !holders.is_empty());
+        if subs.is_empty() {
+            state.subscriptions.remove(&by_symbol);
+        }
+        removed
+    }
+
+    /// Removes a client and every subscription it holds.
+    pub fn disconnect(&self, client: &Client) {
+        remove_client(&mut self.state(), client.id);
+    }
+
+    /// Kicks every client (server shutdown): their connection tasks close them.
+    pub fn close_all(&self) {
+        let mut state = self.state();
+        let ids: Vec<u64> = state.clients.keys().copied().collect();
+        for id in ids {
+            if let Some(client) = state.clients.get(&id) {
+                client.kick();
+            }
+            remove_client(&mut state, id);
+        }
+    }
+}
+
+fn record_time(record: &Record) -> (i64, u64) {
+    match record {
+        Record::Tick(t) => (t.ts, t.seq),
+        Record::Bar(b) => (b.start, 0),
+        Record::Indicator(i) => (i.ts, 0),
+    }
+}
+
+fn remove_client(state: &mut State, id: u64) {
+    if state.clients.remove(&id).is_none() {
+        return;
+    }
+    state.subscriptions.retain(|_, subs| {
+        for (_, holders) in subs.iter_mut() {
+            holders.retain(|c| c.id != id);
+        }
+        subs.retain(|(_, holders)| !holders.is_empty());
+        !subs.is_empty()
+    });
+    metrics().ws_clients.dec();
+}
+
+#[derive(Default)]
+struct Queue {
+    chunks: VecDeque<Chunk>,
+    records: usize,
+    /// Dropped since the client was last told.
+    unreported: u64,
+    dropped: u64,
+    kicked: bool,
+}
+
+/// What a connection task takes from its queue at once.
+#[derive(Default)]
+pub struct Pending {
+    pub chunks: Vec<Chunk>,
+    /// Records dropped after these chunks (to report as lag).
+    pub dropped: u64,
+    /// The hub disconnected this client.
+    pub kicked: bool,
+}
+
+/// One WebSocket client of the hub.
+pub struct Client {
+    pub id: u64,
+    queue: Mutex<Queue>,
+    ready: Notify,
+    kicked: Notify,
+}
+
+impl Client {
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        self.queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Queues a chunk unless the queue is full; true if the client must now be kicked.
+    fn push(&self, chunk: Chunk, config: &HubConfig) -> bool {
+        let mut q = self.queue();
+        if q.kicked {
+            return true;
+        }
+        if q.records + chunk.records > config.client_queue {
+            q.unreported += chunk.records as u64;
+            q.dropped += chunk.records as u64;
+            metrics().ws_dropped.inc_by(chunk.records as u64);
+            if q.dropped > config.max_dropped {
+                q.kicked = true;
+                metrics()
+                    .ws_disconnects
+                    .with_label_values(&["too_slow"])
+                    .inc();
+            }
+        } else {
+            q.records += chunk.records;
+            q.chunks.push_back(chunk);
+        }
+        let kicked = q.kicked;
+        drop(q);
+        self.ready.notify_one();
+        if kicked {
+            self.kicked.notify_waiters();
+        }
+        kicked
+    }
+
+    /// Queues a snapshot whatever the queue holds: it was asked for.
+    fn push_unbounded(&self, chunk: Chunk) {
+        let mut q = self.queue();
+        q.records += chunk.records;
+        q.chunks.push_back(chunk);
+        drop(q);
+        self.ready.notify_one();
+    }
+
+    fn kick(&self) {
+        self.queue().kicked = true;
+        self.ready.notify_one();
+        self.kicked.notify_waiters();
+    }
+
+    /// Everything queued, and whether records were dropped or the client was kicked.
+    pub fn take(&self) -> Pending {
+        let mut q = self.queue();
+        q.records = 0;
+        Pending {
+            chunks: q.chunks.drain(..).collect(),
+            dropped: std::mem::take(&mut q.unreported),
+            kicked: q.kicked,
+        }
+    }
+
+    /// Resolves when something was queued (or the client was kicked) since the last `take`.
+    pub async fn ready(&self) {
+        self.ready.notified().await;
+    }
+
+    /// Resolves once the hub disconnects this client.
+    pub async fn kicked(&self) {
+        loop {
+            let kicked = self.kicked.notified();
+            if self.is_kicked() {
+                return;
+            }
+            kicked.await;
+        }
+    }
+
+    /// Whether the hub disconnected this client.
+    pub fn is_kicked(&self) -> bool {
+        self.queue().kicked
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use marketflow_operators::Tick;
+
+    fn tick(symbol: &str, ts: i64) -> Record {
+        Record::Tick(Tick {
+            symbol: Symbol::new(symbol).unwrap(),
+            ts,
+            price: 1.5,
+            volume: 2.0,
+            seq: ts as u64,
+            wm: ts,
+        })
+    }
+
+    /// The JSON payloads of a buffer of unmasked frames.
+    fn payloads(frames: &[u8]) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < frames.len() {
+            assert_eq!(frames[at], 0x81);
+            let (len, header) = match frames[at + 1] {
+                126 => (
+                    u16::from_be_bytes([frames[at + 2], frames[at + 3]]) as usize,
+                    4,
+                ),
+                127 => (
+                    u64::from_be_bytes(frames[at + 2..at + 10].try_into().unwrap()) as usize,
+                    10,
+                ),
+                n => (n as usize, 2),
+            };
+            out.push(String::from_utf8(frames[at + header..at + header + len].to_vec()).unwrap());
+            at += header + len;
+        }
+        out
+    }
+
+    fn received(client: &Client) -> Vec<String> {
+        client
+            .take()
+            .chunks
+            .iter()
+            .flat_map(|c| payloads(&c.frames))
+            .collect()
+    }
+
+    #[test]
+    fn parses_stream_names() {
+        for (text, shown) in [
+            ("ticks:aapl", "ticks:AAPL"),
+            ("bars:1m:AAPL", "bars:1m:AAPL"),
+            ("bars:5min:EUR/USD", "bars:5m:EUR/USD"),
+            ("indicators:*:MSFT", "indicators:*:MSFT"),
+        ] {
+            assert_eq!(StreamKey::parse(text).unwrap().to_string(), shown);
+        }
+        for bad in [
+            "",
+            "ticks",
+            "bars:AAPL",
+            "quotes:AAPL",
+            "bars:7x:AAPL",
+            "ticks:A B",
+        ] {
+            assert!(StreamKey::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn snapshot_then_live_in_order_without_gaps() {
+        let hub = Hub::new(HubConfig {
+            snapshot: 3,
+            ..HubConfig::default()
+        });
+        hub.publish((0..5).map(|i| tick("AAPL", i)).collect());
+        let client = hub.connect();
+        let key = StreamKey::parse("ticks:AAPL").unwrap();
+        assert_eq!(hub.subscribe(&client, &key, 2), 2);
+        hub.publish(vec![tick("MSFT", 5), tick("AAPL", 6)]);
+        let got = received(&client);
+        assert_eq!(got.len(), 4, "{got:?}");
+        assert!(got[0].contains(r#""type":"snapshot""#) && got[0].contains(r#""records":2"#));
+        let times: Vec<bool> = ["00.003Z", "00.004Z", "00.006Z"]
+            .iter()
+            .zip(&got[1..])
+            .map(|(t, g)| g.contains(t) && g.contains("AAPL"))
+            .collect();
+        assert_eq!(times, [true, true, true], "{got:?}");
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_reports_then_kicks() {
+        let hub = Hub::new(HubConfig {
+            snapshot: 0,
+            client_queue: 4,
+            max_dropped: 5,
+        });
+        let client = hub.connect();
+        hub.subscribe(&client, &StreamKey::parse("ticks:A").unwrap(), 0);
+        client.take();
+        hub.publish((0..3).map(|i| tick("A", i)).collect());
+        hub.publish((3..6).map(|i| tick("A", i)).collect()); // 3 + 3 > 4: dropped
+        let pending = client.take();
+        assert_eq!(pending.chunks.len(), 1);
+        assert_eq!((pending.dropped, pending.kicked), (3, false));
+        hub.publish((6..11).map(|i| tick("A", i)).collect()); // 5 > 4: dropped, 8 > 5
+        assert!(client.is_kicked());
+        assert_eq!(hub.clients(), 0);
+    }
+}

@@ -1,0 +1,700 @@
+//! The HTTP and WebSocket server (hyper 1 on tokio): the REST API over the store, live
+//! streams from the hub, Prometheus metrics, the OpenAPI document and the chart page.
+//!
+//! Routes are one table ([`ROUTES`]): dispatch, the metrics label of each request and the
+//! check that `/openapi.json` documents every route all read it.
+
+pub mod api;
+pub mod config;
+pub mod hub;
+mod ws;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ACCEPT, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use marketflow_operators::Interval;
+use tokio::net::TcpListener;
+use tokio::sync::OnceCell;
+use tokio::task::JoinSet;
+
+use self::api::{ApiError, Params};
+pub use self::config::ServerConfig;
+use self::hub::Hub;
+use crate::metrics::metrics;
+use crate::shutdown::Shutdown;
+use crate::store::{Location, Store};
+
+/// What a route answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    Chart,
+    Docs,
+    OpenApi,
+    Health,
+    Metrics,
+    Symbols,
+    RealtimePrices,
+    RealtimeLatest,
+    IntradayPrices,
+    IntradayLatest,
+    IntradayLast,
+    HistoricalPrices,
+    HistoricalLatest,
+    HistoricalLast,
+    Analytics,
+    IntradayAnalytics,
+    HistoricalAnalytics,
+    Ws,
+    WsPrices,
+    WsAnalytics,
+}
+
+/// A route: its path template (`{symbol}`, `{count}` are path parameters) and the query
+/// parameters it accepts.
+pub struct Route {
+    pub template: &'static str,
+    pub endpoint: Endpoint,
+    pub params: &'static [&'static str],
+}
+
+const BARS: &[&str] = &["interval", "start", "end", "limit", "order"];
+const ANALYTICS: &[&str] = &["interval", "indicator", "start", "end", "limit", "order"];
+const DAILY: &[&str] = &["start_date", "end_date", "limit", "order"];
+
+/// Every route of the server.
+pub const ROUTES: &[Route] = &[
+    Route {
+        template: "/",
+        endpoint: Endpoint::Chart,
+        params: &["symbol", "interval"],
+    },
+    Route {
+        template: "/docs",
+        endpoint: Endpoint::Docs,
+        params: &[],
+    },
+    Route {
+        template: "/openapi.json",
+        endpoint: Endpoint::OpenApi,
+        params: &[],
+    },
+    Route {
+        template: "/health",
+        endpoint: Endpoint::Health,
+        params: &[],
+    },
+    Route {
+        template: "/metrics",
+        endpoint: Endpoint::Metrics,
+        params: &[],
+    },
+    Route {
+        template: "/api/v2/symbols",
+        endpoint: Endpoint::Symbols,
+        params: &[],
+    },
+    Route {
+        template: "/api/v2/realtime/symbols",
+        endpoint: Endpoint::Symbols,
+        params: &[],
+    },
+    Route {
+        template: "/api/v2/realtime/prices/{symbol}",
+        endpoint: Endpoint::RealtimePrices,
+        params: &["limit", "order"],
+    },
+    Route {
+        template: "/api/v2/realtime/prices/{symbol}/latest",
+        endpoint: Endpoint::RealtimeLatest,
+        params: &[],
+    },
+    Route {
+        template: "/api/v2/intraday/prices/{symbol}",
+        endpoint: Endpoint::IntradayPrices,
+        params: BARS,
+    },
+    Route {
+        template: "/api/v2/intraday/prices/{symbol}/latest",
+        endpoint: Endpoint::IntradayLatest,
+        params: &["interval"],
+    },
+    Route {
+        template: "/api/v2/intraday/prices/{symbol}/last/{count}",
+        endpoint: Endpoint::IntradayLast,
+        params: &["interval", "order"],
+    },
+    Route {
+        template: "/api/v2/historical/prices/{symbol}",
+        endpoint: Endpoint::HistoricalPrices,
+        params: DAILY,
+    },
+    Route {
+        template: "/api/v2/historical/prices/{symbol}/latest",
+        endpoint: Endpoint::HistoricalLatest,
+        params: &[],
+    },
+    Route {
+        template: "/api/v2/historical/prices/{symbol}/last/{count}",
+        endpoint: Endpoint::HistoricalLast,
+        params: &["order"],
+    },
+    Route {
+        template: "/api/v2/analytics/{symbol}",
+        endpoint: Endpoint::Analytics,
+        params: ANALYTICS,
+    },
+    Route {
+        template: "/api/v2/intraday/analytics/{symbol}",
+        endpoint: Endpoint::IntradayAnalytics,
+        params: ANALYTICS,
+    },
+    Route {
+        template: "/api/v2/historical/analytics/{symbol}",
+        endpoint: Endpoint::HistoricalAnalytics,
+        params: &["indicator", "start", "end", "limit", "order"],
+    },
+    Route {
+        template: "/ws",
+        endpoint: Endpoint::Ws,
+        params: &[],
+    },
+    Route {
+        template: "/ws/prices/{symbol}",
+        endpoint: Endpoint::WsPrices,
+        params: &[],
+    },
+    Route {
+        template: "/ws/analytics/{symbol}",
+        endpoint: Endpoint::WsAnalytics,
+        params: &["interval"],
+    },
+];
+
+/// The route of a path and its path parameters (`{symbol}`, `{count}` in order).
+pub fn route(path: &str) -> Option<(&'static Route, Vec<&str>)> {
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    'routes: for route in ROUTES {
+        let template: Vec<&str> = route.template.split('/').skip(1).collect();
+        let template = if route.template == "/" {
+            Vec::new()
+        } else {
+            template
+        };
+        if template.len() != segments.len() {
+            continue;
+        }
+        let mut captures = Vec::new();
+        for (t, s) in template.iter().zip(&segments) {
+            if t.starts_with('{') {
+                if s.is_empty() {
+                    continue 'routes;
+                }
+                captures.push(*s);
+            } else if t != s {
+                continue 'routes;
+            }
+        }
+        return Some((route, captures));
+    }
+    None
+}
+
+/// A source as `/health` reports it.
+#[derive(Clone, Debug)]
+pub struct SourceInfo {
+    pub name: String,
+    pub kind: &'static str,
+    /// Whether it ends by itself (a file, a bounded synthetic run).
+    pub finite: bool,
+}
+
+/// The store, opened on first use: a pipeline's sink may not have created it yet.
+pub struct StoreHandle {
+    location: Option<Location>,
+    store: OnceCell<Store>,
+}
+
+impl StoreHandle {
+    pub fn new(location: Option<Location>) -> StoreHandle {
+        StoreHandle {
+            location,
+            store: OnceCell::new(),
+        }
+    }
+
+    pub async fn get(&self) -> Result<&Store, ApiError> {
+        let Some(location) = &self.location else {
+            return Err(ApiError::unavailable(
+                "this server has no store: set `server.store` to a sqlite or postgres sink",
+            ));
+        };
+        self.store
+            .get_or_try_init(|| Store::open(location))
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "store not available yet");
+                ApiError::unavailable("the store is not available yet (see the server log)")
+            })
+    }
+}
+
+/// Everything the request handlers share.
+pub struct ServerState {
+    pub store: StoreHandle,
+    pub hub: Hub,
+    pub pipeline: Option<String>,
+    pub sources: Vec<SourceInfo>,
+    pub ping_interval: Duration,
+    pub max_lag_ms: i64,
+    pub stop: Shutdown,
+}
+
+impl ServerState {
+    pub fn new(config: &ServerConfig, store: Option<Location>, hub: Hub) -> ServerState {
+        ServerState {
+            store: StoreHandle::new(store),
+            hub,
+            pipeline: None,
+            sources: Vec::new(),
+            ping_interval: config
+                .ping_interval
+                .as_std()
+                .max(Duration::from_millis(100)),
+            max_lag_ms: config.max_lag.0,
+            stop: Shutdown::new(),
+        }
+    }
+}
+
+/// A running server.
+pub struct ServerHandle {
+    pub addr: SocketAddr,
+    stop: Shutdown,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ServerHandle {
+    /// Stops accepting, closes WebSocket clients and waits (a few seconds at most) for
+    /// requests in flight.
+    pub async fn stop(self) {
+        self.stop.trigger();
+        let _ = self.task.await;
+    }
+}
+
+/// Binds `addr` (so that a taken port fails before anything else starts).
+pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(addr)?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+/// Serves on `listener` from the current tokio runtime until [`ServerHandle::stop`].
+pub fn start(listener: std::net::TcpListener, state: ServerState) -> std::io::Result<ServerHandle> {
+    let listener = TcpListener::from_std(listener)?;
+    let addr = listener.local_addr()?;
+    let stop = state.stop.clone();
+    let state = Arc::new(state);
+    let task = tokio::spawn(accept_loop(listener, state));
+    tracing::info!("serving on http://{addr}/ (API docs at http://{addr}/docs)");
+    Ok(ServerHandle { addr, stop, task })
+}
+
+async fn accept_loop(listener: TcpListener, state: Arc<ServerState>) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    connections.spawn(serve_connection(stream, state.clone()));
+                }
+                Err(e) => {
+                    // Out of descriptors and the like: wait for connections to close.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            _ = state.stop.triggered() => break,
+        }
+    }
+    drop(listener);
+    state.hub.close_all();
+    let drained = tokio::time::timeout(Duration::from_secs(5), async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        connections.abort_all();
+    }
+}
+
+async fn serve_connection(stream: tokio::net::TcpStream, state: Arc<ServerState>) {
+    let stop = state.stop.clone();
+    let service = hyper::service::service_fn(move |req| {
+        let state = state.clone();
+        async move { Ok::<_, Infallible>(handle(state, req).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        _ = stop.triggered() => conn.as_mut().graceful_shutdown(),
+    }
+    let _ = conn.await;
+}
+
+pub type Body = Full<Bytes>;
+
+fn response(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Body> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+fn json(status: StatusCode, body: Vec<u8>) -> Response<Body> {
+    let mut r = response(status, "application/json", body);
+    r.headers_mut()
+        .insert("access-control-allow-origin", HeaderValue::from_static("*"));
+    r
+}
+
+fn error_response(e: &ApiError) -> Response<Body> {
+    json(e.status, e.body())
+}
+
+async fn handle(state: Arc<ServerState>, req: Request<Incoming>) -> Response<Body> {
+    let started = Instant::now();
+    let path = req.uri().path().to_owned();
+    let matched = route(&path);
+    let label = matched.as_ref().map_or("unmatched", |(r, _)| r.template);
+    let method = req.method().clone();
+    let mut response = if method != Method::GET && method != Method::HEAD {
+        let mut r = error_response(&ApiError {
+            status: StatusCode::METHOD_NOT_ALLOWED,
+            code: "method_not_allowed",
+            message: format!("{method} is not allowed; this server answers GET"),
+        });
+        r.headers_mut()
+            .insert("allow", HeaderValue::from_static("GET, HEAD"));
+        r
+    } else {
+        match matched {
+            Some((route, captures)) => match dispatch(&state, route, &captures, req).await {
+                Ok(r) => r,
+                Err(e) => error_response(&e),
+            },
+            None => error_response(&ApiError::not_found(
+                "not_found",
+                "no such route; GET /docs lists the API",
+            )),
+        }
+    };
+    if method == Method::HEAD {
+        *response.body_mut() = Full::new(Bytes::new());
+    }
+    let m = metrics();
+    m.http_requests
+        .with_label_values(&[label, method.as_str(), response.status().as_str()])
+        .inc();
+    m.http_seconds
+        .with_label_values(&[label])
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+const CHART_HTML: &str = include_str!("assets/index.html");
+const DOCS_HTML: &str = include_str!("assets/docs.html");
+/// The OpenAPI 3.1 description of every route.
+pub const OPENAPI_JSON: &str = include_str!("assets/openapi.json");
+
+async fn dispatch(
+    state: &Arc<ServerState>,
+    route: &'static Route,
+    captures: &[&str],
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let params = Params::parse(req.uri().query(), route.params)?;
+    let symbol = captures.first().map(|s| api::symbol(s)).transpose();
+    let count = || {
+        captures
+            .get(1)
+            .map(|c| api::count("count", c, api::MAX_LIMIT))
+            .transpose()
+    };
+    let ok = |body: Vec<u8>| Ok(json(StatusCode::OK, body));
+    match route.endpoint {
+        Endpoint::Chart => {
+            if prefers_json(&req) {
+                return ok(service_info(state));
+            }
+            let mut r = response(StatusCode::OK, "text/html; charset=utf-8", CHART_HTML);
+            r.headers_mut()
+                .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            Ok(r)
+        }
+        Endpoint::Docs => Ok(response(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            DOCS_HTML,
+        )),
+        Endpoint::OpenApi => ok(OPENAPI_JSON.as_bytes().to_vec()),
+        Endpoint::Health => {
+            let (status, body) = health(state).await;
+            Ok(json(status, body))
+        }
+        Endpoint::Metrics => {
+            update_lag(state, now_ms());
+            Ok(response(
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                metrics().render(),
+            ))
+        }
+        Endpoint::Symbols => ok(api::symbols(state.store.get().await?).await?),
+        Endpoint::RealtimePrices => {
+            let store = state.store.get().await?;
+            ok(
+                api::realtime_prices(store, symbol?.expect("route has a symbol"), &params, None)
+                    .await?,
+            )
+        }
+        Endpoint::RealtimeLatest => {
+            let store = state.store.get().await?;
+            ok(api::realtime_prices(
+                store,
+                symbol?.expect("route has a symbol"),
+                &params,
+                Some(1),
+            )
+            .await?)
+        }
+        Endpoint::IntradayPrices | Endpoint::IntradayLatest | Endpoint::IntradayLast => {
+            let limit = match route.endpoint {
+                Endpoint::IntradayLatest => Some(1),
+                Endpoint::IntradayLast => count()?,
+                _ => None,
+            };
+            let symbol = symbol?.expect("route has a symbol");
+            let store = state.store.get().await?;
+            ok(api::intraday_prices(store, symbol, &params, limit).await?)
+        }
+        Endpoint::HistoricalPrices | Endpoint::HistoricalLatest | Endpoint::HistoricalLast => {
+            let limit = match route.endpoint {
+                Endpoint::HistoricalLatest => Some(1),
+                Endpoint::HistoricalLast => count()?,
+                _ => None,
+            };
+            let symbol = symbol?.expect("route has a symbol");
+            let store = state.store.get().await?;
+            ok(api::historical_prices(store, symbol, &params, limit).await?)
+        }
+        Endpoint::Analytics | Endpoint::IntradayAnalytics | Endpoint::HistoricalAnalytics => {
+            let default = if route.endpoint == Endpoint::HistoricalAnalytics {
+                Interval::D1
+            } else {
+                Interval::M1
+            };
+            let symbol = symbol?.expect("route has a symbol");
+            let store = state.store.get().await?;
+            ok(api::analytics(store, symbol, &params, default, None).await?)
+        }
+        Endpoint::Ws => ws::upgrade(state.clone(), req, ws::Mode::Streams),
+        Endpoint::WsPrices => {
+            let symbol = symbol?.expect("route has a symbol");
+            ws::upgrade(state.clone(), req, ws::Mode::Prices(symbol))
+        }
+        Endpoint::WsAnalytics => {
+            let symbol = symbol?.expect("route has a symbol");
+            let interval = params
+                .get("interval")
+                .map(api::parse_interval)
+                .transpose()?;
+            ws::upgrade(state.clone(), req, ws::Mode::Analytics(symbol, interval))
+        }
+    }
+}
+
+/// Whether the client asked for JSON rather than a page (`GET /` from an API client).
+fn prefers_json(req: &Request<Incoming>) -> bool {
+    req.headers()
+        .get(ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("application/json") && !accept.contains("text/html"))
+}
+
+fn service_info(state: &ServerState) -> Vec<u8> {
+    let endpoints: Vec<&str> = ROUTES.iter().map(|r| r.template).collect();
+    serde_json::to_vec(&serde_json::json!({
+        "status": "online",
+        "service": "marketflow",
+        "version": env!("CARGO_PKG_VERSION"),
+        "pipeline": state.pipeline,
+        "endpoints": endpoints,
+        "docs": "/docs",
+    }))
+    .unwrap_or_default()
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A source's state from its metrics: (running, watermark, lag in ms).
+fn source_state(source: &SourceInfo, now: i64) -> (bool, i64, Option<i64>) {
+    let m = metrics();
+    let running = m.source_up.with_label_values(&[&source.name]).get() == 1;
+    let watermark = m.source_watermark.with_label_values(&[&source.name]).get();
+    let lag = (watermark > 0).then(|| (now - watermark).max(0));
+    (running, watermark, lag)
+}
+
+/// Publishes the watermark lag of each running source.
+fn update_lag(state: &ServerState, now: i64) {
+    for source in &state.sources {
+        let (running, _, lag) = source_state(source, now);
+        let gauge = metrics().source_lag.with_label_values(&[&source.name]);
+        match lag.filter(|_| running) {
+            Some(lag) => gauge.set(lag as f64 / 1000.0),
+            None => gauge.set(0.0),
+        }
+    }
+}
+
+/// `/health`: the store, every source and the WebSocket clients; 503 when degraded.
+async fn health(state: &ServerState) -> (StatusCode, Vec<u8>) {
+    let now = now_ms();
+    update_lag(state, now);
+    let mut degraded = false;
+    let store = match state.store.get().await {
+        Ok(store) => match tokio::time::timeout(Duration::from_secs(2), store.ping()).await {
+            Ok(Ok(())) => serde_json::json!({"status": "ok", "kind": store.kind()}),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "health: store ping failed");
+                degraded = true;
+                serde_json::json!({"status": "unreachable", "kind": store.kind()})
+            }
+            Err(_) => {
+                degraded = true;
+                serde_json::json!({"status": "timeout", "kind": store.kind()})
+            }
+        },
+        Err(e) => {
+            degraded = true;
+            serde_json::json!({"status": "unavailable", "message": e.message})
+        }
+    };
+    let sources: Vec<serde_json::Value> = state
+        .sources
+        .iter()
+        .map(|s| {
+            let (running, watermark, lag) = source_state(s, now);
+            let status = match (running, lag) {
+                (false, _) if s.finite => "finished",
+                (false, _) => "stopped",
+                (true, None) => "starting",
+                (true, Some(lag)) if lag > state.max_lag_ms => "lagging",
+                (true, Some(_)) => "ok",
+            };
+            if matches!(status, "stopped" | "lagging") {
+                degraded = true;
+            }
+            serde_json::json!({
+                "name": s.name,
+                "type": s.kind,
+                "status": status,
+                "watermark": (watermark > 0).then(|| marketflow_operators::time::format_timestamp(watermark)),
+                "lag_seconds": lag.map(|l| l as f64 / 1000.0),
+            })
+        })
+        .collect();
+    let body = serde_json::json!({
+        "status": if degraded { "degraded" } else { "ok" },
+        "time": marketflow_operators::time::format_timestamp(now),
+        "pipeline": state.pipeline,
+        "store": store,
+        "sources": sources,
+        "websocket": {"clients": state.hub.clients()},
+    });
+    let status = if degraded {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (status, serde_json::to_vec(&body).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_match_templates() {
+        let (r, c) = route("/api/v2/intraday/prices/AAPL/last/10").unwrap();
+        assert_eq!(r.endpoint, Endpoint::IntradayLast);
+        assert_eq!(c, ["AAPL", "10"]);
+        assert_eq!(route("/").unwrap().0.endpoint, Endpoint::Chart);
+        assert_eq!(route("/health/").unwrap().0.endpoint, Endpoint::Health);
+        assert_eq!(route("/ws/prices/EUR%2FUSD").unwrap().1, ["EUR%2FUSD"]);
+        assert!(route("/api/v2/intraday/prices/").is_none());
+        assert!(route("/nope").is_none());
+    }
+
+    /// Every route is in the OpenAPI document with exactly the query parameters it takes.
+    #[test]
+    fn openapi_documents_every_route() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI_JSON).unwrap();
+        assert_eq!(doc["openapi"].as_str().unwrap().get(..3), Some("3.1"));
+        let paths = doc["paths"].as_object().unwrap();
+        assert_eq!(paths.len(), ROUTES.len(), "documented paths vs routes");
+        for route in ROUTES {
+            let op = &paths
+                .get(route.template)
+                .unwrap_or_else(|| panic!("{} is not documented", route.template))["get"];
+            let mut query: Vec<&str> = op["parameters"]
+                .as_array()
+                .map(|ps| {
+                    ps.iter()
+                        .map(|p| match p["$ref"].as_str() {
+                            Some(r) => {
+                                let name = r.trim_start_matches("#/components/parameters/");
+                                &doc["components"]["parameters"][name]
+                            }
+                            None => p,
+                        })
+                        .filter(|p| p["in"] == "query")
+                        .map(|p| p["name"].as_str().unwrap())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let mut expected = route.params.to_vec();
+            query.sort_unstable();
+            expected.sort_unstable();
+            assert_eq!(query, expected, "query parameters of {}", route.template);
+            assert!(
+                op["responses"]["200"].is_object() || op["responses"]["101"].is_object(),
+                "{}",
+                route.template
+            );
+        }
+    }
+}

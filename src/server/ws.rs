@@ -1,0 +1,390 @@
+//! WebSocket endpoints (tokio-tungstenite over the hyper upgrade).
+//!
+//! `/ws` speaks a small protocol: `{"action":"subscribe","streams":["bars:1m:AAPL"]}`,
+//! `unsubscribe`, `ping`. `/ws/prices/{symbol}` and `/ws/analytics/{symbol}` are the seed's
+//! endpoints: subscribed at connect, with the seed's greeting.
+//!
+//! tungstenite reads every client frame and writes every control message; the records
+//! themselves are frames the hub encoded once for all clients, written to the socket as
+//! they are (after tungstenite's own buffer is flushed, so frames never interleave).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, UPGRADE};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use marketflow_operators::{Interval, Symbol};
+use serde::Deserialize;
+use tokio::io::AsyncWriteExt;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+use super::api::ApiError;
+use super::hub::{Chunk, Client, StreamKey, StreamKind};
+use super::{Body, ServerState};
+use crate::metrics::metrics;
+
+/// Subscriptions one client may hold.
+const MAX_SUBSCRIPTIONS: usize = 256;
+/// Largest message a client may send.
+const MAX_MESSAGE: usize = 64 * 1024;
+
+/// Which endpoint the client connected to.
+pub enum Mode {
+    /// `/ws`: subscriptions by message.
+    Streams,
+    /// `/ws/prices/{symbol}`: the symbol's ticks.
+    Prices(Symbol),
+    /// `/ws/analytics/{symbol}?interval=`: its indicator rows (every interval if none).
+    Analytics(Symbol, Option<Interval>),
+}
+
+impl Mode {
+    /// The stream subscribed at connect, with the seed's topic name.
+    fn initial(&self) -> Option<(StreamKey, &'static str)> {
+        match self {
+            Mode::Streams => None,
+            Mode::Prices(symbol) => Some((
+                StreamKey {
+                    kind: StreamKind::Ticks,
+                    symbol: symbol.clone(),
+                    interval: None,
+                },
+                "market.prices.raw",
+            )),
+            Mode::Analytics(symbol, interval) => Some((
+                StreamKey {
+                    kind: StreamKind::Indicators,
+                    symbol: symbol.clone(),
+                    interval: *interval,
+                },
+                "market.analytics",
+            )),
+        }
+    }
+}
+
+/// Answers the upgrade request and runs the connection in a task of its own.
+pub fn upgrade(
+    state: Arc<ServerState>,
+    mut req: Request<Incoming>,
+    mode: Mode,
+) -> Result<Response<Body>, ApiError> {
+    let headers = req.headers();
+    let has = |name, token: &str| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split(',')
+                    .any(|part| part.trim().eq_ignore_ascii_case(token))
+            })
+    };
+    let key = headers
+        .get(SEC_WEBSOCKET_KEY)
+        .map(|k| derive_accept_key(k.as_bytes()));
+    let (Some(accept), true, true) = (key, has(UPGRADE, "websocket"), has(CONNECTION, "upgrade"))
+    else {
+        return Err(ApiError {
+            status: StatusCode::UPGRADE_REQUIRED,
+            code: "websocket_required",
+            message: "this route speaks WebSocket: connect with a WebSocket client".into(),
+        });
+    };
+    if headers
+        .get("sec-websocket-version")
+        .is_some_and(|v| v != "13")
+    {
+        return Err(ApiError::bad(
+            "websocket_version",
+            "only WebSocket version 13 is supported",
+        ));
+    }
+    tokio::spawn(async move {
+        match hyper::upgrade::on(&mut req).await {
+            Ok(upgraded) => {
+                let config = WebSocketConfig::default()
+                    .max_message_size(Some(MAX_MESSAGE))
+                    .max_frame_size(Some(MAX_MESSAGE));
+                let ws = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(config),
+                )
+                .await;
+                serve(state, ws, mode).await;
+            }
+            Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
+        }
+    });
+    let mut r = Response::new(Body::default());
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+    if let Ok(v) = HeaderValue::from_str(&accept) {
+        h.insert(SEC_WEBSOCKET_ACCEPT, v);
+    }
+    Ok(r)
+}
+
+type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+/// A message from a client.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Command {
+    action: String,
+    #[serde(default)]
+    streams: Vec<String>,
+    /// Records of each stream to send first (default: the server's `snapshot`).
+    snapshot: Option<usize>,
+}
+
+fn text(value: serde_json::Value) -> Message {
+    Message::text(value.to_string())
+}
+
+fn error(code: &str, message: impl Into<String>) -> Message {
+    text(serde_json::json!({"type": "error", "error": {"code": code, "message": message.into()}}))
+}
+
+struct Connection {
+    state: Arc<ServerState>,
+    client: Arc<Client>,
+    subscriptions: Vec<StreamKey>,
+    mode: Mode,
+}
+
+async fn serve(state: Arc<ServerState>, mut ws: Socket, mode: Mode) {
+    let client = state.hub.connect();
+    let mut conn = Connection {
+        state: state.clone(),
+        client: client.clone(),
+        subscriptions: Vec::new(),
+        mode,
+    };
+    let reason = match conn.greet(&mut ws).await {
+        Ok(()) => conn.run(&mut ws).await,
+        Err(_) => "write_failed",
+    };
+    state.hub.disconnect(&client);
+    metrics().ws_disconnects.with_label_values(&[reason]).inc();
+    let (code, why) = match reason {
+        "too_slow" => (
+            CloseCode::Policy,
+            "too slow: records were dropped past the limit",
+        ),
+        "shutdown" => (CloseCode::Away, "server shutting down"),
+        "timeout" => (CloseCode::Policy, "no answer to pings"),
+        _ => (CloseCode::Normal, ""),
+    };
+    if !matches!(reason, "closed" | "write_failed" | "protocol_error") {
+        let close = Message::Close(Some(CloseFrame {
+            code,
+            reason: why.into(),
+        }));
+        let _ = tokio::time::timeout(Duration::from_secs(1), ws.send(close)).await;
+    }
+}
+
+impl Connection {
+    /// The seed endpoints greet and subscribe at once.
+    async fn greet(
+        &mut self,
+        ws: &mut Socket,
+    ) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+        let Some((key, topic)) = self.mode.initial() else {
+            return Ok(());
+        };
+        ws.send(text(serde_json::json!({
+            "type": "subscription",
+            "status": "success",
+            "topic": topic,
+            "symbol": key.symbol.as_str(),
+            "stream": key.to_string(),
+            "timestamp": marketflow_operators::time::format_timestamp(super::now_ms()),
+        })))
+        .await?;
+        let snapshot = self.state.hub.config().snapshot;
+        self.state.hub.subscribe(&self.client, &key, snapshot);
+        self.subscriptions.push(key);
+        Ok(())
+    }
+
+    /// Serves the client until it leaves, lags too far, stops answering or the server stops.
+    async fn run(&mut self, ws: &mut Socket) -> &'static str {
+        let interval = self.state.ping_interval;
+        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        let mut last_heard = Instant::now();
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.state.stop.triggered() => return "shutdown",
+                _ = self.client.ready() => {
+                    let pending = self.client.take();
+                    if pending.kicked {
+                        return "too_slow";
+                    }
+                    if let Err(reason) = self.deliver(ws, &pending.chunks, pending.dropped).await {
+                        return reason;
+                    }
+                }
+                message = ws.next() => {
+                    last_heard = Instant::now();
+                    match message {
+                        Some(Ok(Message::Text(body))) => {
+                            let reply = self.command(body.as_str());
+                            if ws.send(reply).await.is_err() {
+                                return "write_failed";
+                            }
+                        }
+                        Some(Ok(Message::Binary(_))) => {
+                            if ws.send(error("bad_message", "send JSON text messages")).await.is_err() {
+                                return "write_failed";
+                            }
+                        }
+                        Some(Ok(Message::Close(_))) | None => return "closed",
+                        Some(Ok(_)) => {} // ping (answered by tungstenite), pong
+                        Some(Err(_)) => return "protocol_error",
+                    }
+                }
+                _ = ping.tick() => {
+                    if last_heard.elapsed() > interval * 3 {
+                        return "timeout";
+                    }
+                    if ws.send(Message::Ping(Default::default())).await.is_err() {
+                        return "write_failed";
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes queued frames, then tells the client how many records it lost, if any. A
+    /// stalled write ends when the hub kicks the client or after three ping intervals.
+    async fn deliver(
+        &self,
+        ws: &mut Socket,
+        chunks: &[Chunk],
+        dropped: u64,
+    ) -> Result<(), &'static str> {
+        let write = async {
+            ws.flush().await.map_err(|_| "write_failed")?;
+            let socket = ws.get_mut();
+            for chunk in chunks {
+                socket
+                    .write_all(&chunk.frames)
+                    .await
+                    .map_err(|_| "write_failed")?;
+            }
+            socket.flush().await.map_err(|_| "write_failed")?;
+            if dropped > 0 {
+                let lagged = text(serde_json::json!({"type": "lagged", "dropped": dropped}));
+                ws.send(lagged).await.map_err(|_| "write_failed")?;
+            }
+            Ok(())
+        };
+        tokio::select! {
+            result = write => result,
+            _ = self.client.kicked() => Err("too_slow"),
+            _ = tokio::time::sleep(self.state.ping_interval * 3) => Err("timeout"),
+        }
+    }
+
+    /// Handles one client message and returns the reply.
+    fn command(&mut self, body: &str) -> Message {
+        let command: Command = match serde_json::from_str(body) {
+            Ok(c) => c,
+            Err(e) => {
+                return error(
+                    "bad_message",
+                    format!("expected {{\"action\":\"subscribe\",\"streams\":[...]}}: {e}"),
+                )
+            }
+        };
+        let default = self.mode.initial().map(|(key, _)| key);
+        match command.action.as_str() {
+            "ping" => text(serde_json::json!({"type": "pong"})),
+            "subscribe" | "unsubscribe" => {
+                let mut keys = Vec::new();
+                for name in &command.streams {
+                    match StreamKey::parse(name) {
+                        Ok(key) => keys.push(key),
+                        Err(e) => return error("bad_stream", e.to_string()),
+                    }
+                }
+                if keys.is_empty() {
+                    match &default {
+                        Some(key) => keys.push(key.clone()),
+                        None => {
+                            return error(
+                                "bad_message",
+                                "`streams` lists no stream, e.g. [\"bars:1m:AAPL\"]",
+                            )
+                        }
+                    }
+                }
+                if command.action == "subscribe" {
+                    self.subscribe(keys, command.snapshot, default.is_some())
+                } else {
+                    self.unsubscribe(keys, default.is_some())
+                }
+            }
+            other => error(
+                "unknown_action",
+                format!("unknown action `{other}`: use `subscribe`, `unsubscribe` or `ping`"),
+            ),
+        }
+    }
+
+    fn subscribe(&mut self, keys: Vec<StreamKey>, snapshot: Option<usize>, seed: bool) -> Message {
+        let fresh = keys
+            .iter()
+            .filter(|k| !self.subscriptions.contains(k))
+            .count();
+        if self.subscriptions.len() + fresh > MAX_SUBSCRIPTIONS {
+            return error(
+                "too_many_streams",
+                format!("a client may hold {MAX_SUBSCRIPTIONS} subscriptions"),
+            );
+        }
+        let hub = &self.state.hub;
+        let snapshot = snapshot
+            .unwrap_or(hub.config().snapshot)
+            .min(hub.config().snapshot);
+        let names: Vec<String> = keys.iter().map(ToString::to_string).collect();
+        for key in keys {
+            if !self.subscriptions.contains(&key) {
+                hub.subscribe(&self.client, &key, snapshot);
+                self.subscriptions.push(key);
+            }
+        }
+        if seed {
+            text(serde_json::json!({"type": "subscription", "status": "success", "streams": names}))
+        } else {
+            text(serde_json::json!({"type": "subscribed", "streams": names}))
+        }
+    }
+
+    fn unsubscribe(&mut self, keys: Vec<StreamKey>, seed: bool) -> Message {
+        let names: Vec<String> = keys.iter().map(ToString::to_string).collect();
+        for key in &keys {
+            self.state.hub.unsubscribe(&self.client, key);
+            self.subscriptions.retain(|k| k != key);
+        }
+        if seed {
+            text(
+                serde_json::json!({"type": "subscription", "status": "unsubscribed", "streams": names}),
+            )
+        } else {
+            text(serde_json::json!({"type": "unsubscribed", "streams": names}))
+        }
+    }
+}
