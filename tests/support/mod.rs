@@ -2,6 +2,7 @@
 //! generated tick files.
 #![allow(dead_code)]
 
+pub mod http;
 pub mod pg;
 
 use std::path::{Path, PathBuf};

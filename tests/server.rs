@@ -1,0 +1,724 @@
+//! The REST API over real TCP: `marketflow serve` on a store with known rows, every route,
+//! every bad-input case, health, metrics, the OpenAPI document and the pages.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use marketflow::store::{sqlite, Batch};
+use marketflow_operators::fixed::Fixed;
+use marketflow_operators::indicators::IndicatorKind;
+use marketflow_operators::{Bar, IndicatorRow, Interval, Record, Symbol, Tick};
+use serde_json::Value;
+use support::http::{block_on, get, request, Serving};
+use support::*;
+
+const T0: i64 = 1_704_205_800_000; // 2024-01-02T14:30:00Z (09:30 New York)
+const MINUTE: i64 = 60_000;
+const DAY: i64 = 86_400_000;
+
+fn sym(s: &str) -> Symbol {
+    Symbol::new(s).unwrap()
+}
+
+fn bar(symbol: &str, interval: Interval, start: i64, end: i64, close: f64) -> Record {
+    Record::Bar(Bar {
+        symbol: sym(symbol),
+        interval,
+        start,
+        end,
+        open: close - 0.5,
+        high: close + 1.0,
+        low: close - 1.0,
+        close,
+        volume: Fixed::from_f64(1000.0),
+        notional: Fixed::from_f64(1000.0 * close),
+        trades: 10,
+        revision: 0,
+        seq: 0,
+        wm: start,
+    })
+}
+
+fn indicator(
+    symbol: &str,
+    interval: Interval,
+    ts: i64,
+    id: &str,
+    kind: IndicatorKind,
+    v: f64,
+) -> Record {
+    Record::Indicator(IndicatorRow {
+        symbol: sym(symbol),
+        interval,
+        ts,
+        id: id.into(),
+        kind,
+        outputs: [v, v / 2.0, v / 4.0],
+        revision: 0,
+    })
+}
+
+/// Per symbol: 300 ticks a second apart, 120 one-minute bars, 24 five-minute bars, daily
+/// session bars for 5 days (14:30Z-21:00Z), rsi_14 and macd rows on 1m, sma_20 on 1d.
+fn fill(path: &Path) {
+    let mut conn = sqlite::open(path).unwrap();
+    sqlite::migrate(&mut conn).unwrap();
+    let mut batch = Batch::default();
+    for (k, s) in ["AAPL", "MSFT", "EUR/USD"].iter().enumerate() {
+        let base = 100.0 * (k + 1) as f64;
+        for i in 0..300 {
+            batch.push(Record::Tick(Tick {
+                symbol: sym(s),
+                ts: T0 + i * 1000,
+                price: base + i as f64 / 100.0,
+                volume: 10.0,
+                seq: i as u64,
+                wm: T0,
+            }));
+        }
+        for i in 0..120 {
+            let start = T0 + i * MINUTE;
+            batch.push(bar(s, Interval::M1, start, start + MINUTE, base + i as f64));
+            batch.push(indicator(
+                s,
+                Interval::M1,
+                start,
+                "rsi_14",
+                IndicatorKind::Rsi,
+                50.0 + i as f64 / 10.0,
+            ));
+            batch.push(indicator(
+                s,
+                Interval::M1,
+                start,
+                "macd_12_26_9",
+                IndicatorKind::Macd,
+                i as f64,
+            ));
+        }
+        for i in 0..24 {
+            let start = T0 + i * 5 * MINUTE;
+            batch.push(bar(
+                s,
+                Interval::M5,
+                start,
+                start + 5 * MINUTE,
+                base + i as f64,
+            ));
+        }
+        for d in 0..5 {
+            let start = T0 + d * DAY;
+            batch.push(bar(
+                s,
+                Interval::D1,
+                start,
+                start + 390 * MINUTE,
+                base + 10.0 * d as f64,
+            ));
+            batch.push(indicator(
+                s,
+                Interval::D1,
+                start,
+                "sma_20",
+                IndicatorKind::Sma,
+                base + d as f64,
+            ));
+        }
+    }
+    sqlite::write(&mut conn, &batch).unwrap();
+}
+
+fn serving(dir: &Path) -> Serving {
+    let db = dir.join("store.db");
+    fill(&db);
+    Serving::start(
+        dir,
+        &[
+            "serve",
+            "--store",
+            db.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+    )
+}
+
+fn data(v: &Value) -> &Vec<Value> {
+    v["data"].as_array().expect("data is a list")
+}
+
+fn column<'a>(v: &'a Value, key: &str) -> Vec<&'a Value> {
+    data(v).iter().map(|r| &r[key]).collect()
+}
+
+fn nums(v: &Value, key: &str) -> Vec<f64> {
+    data(v)
+        .iter()
+        .map(|r| r[key].as_f64().expect("a number"))
+        .collect()
+}
+
+async fn ok(addr: SocketAddr, path: &str) -> Value {
+    let answer = get(addr, path).await;
+    assert_eq!(answer.status, 200, "{path}: {}", answer.text());
+    assert_eq!(answer.headers["content-type"], "application/json", "{path}");
+    answer.json()
+}
+
+#[test]
+fn every_route_answers_from_the_store() {
+    let dir = scratch();
+    let server = serving(dir.path());
+    let addr = server.addr;
+    block_on(async {
+        // Ticks: the latest, in time order, or newest first; symbols are case-insensitive.
+        let v = ok(addr, "/api/v2/realtime/prices/aapl?limit=3").await;
+        assert_eq!(v["symbol"], "AAPL");
+        assert_eq!(v["count"], 3);
+        assert_eq!(nums(&v, "price"), [102.97, 102.98, 102.99]);
+        assert_eq!(data(&v)[2]["ts"], "2024-01-02T14:34:59Z");
+        assert_eq!(data(&v)[2]["timestamp_utc"], "2024-01-02T14:34:59Z");
+        assert_eq!(data(&v)[2]["timestamp_est"], "2024-01-02T09:34:59-05:00");
+        let v = ok(addr, "/api/v2/realtime/prices/AAPL?limit=2&order=desc").await;
+        assert_eq!(nums(&v, "price"), [102.99, 102.98]);
+        assert_eq!(ok(addr, "/api/v2/realtime/prices/AAPL").await["count"], 100);
+        let v = ok(addr, "/api/v2/realtime/prices/AAPL/latest").await;
+        assert_eq!(nums(&v, "price"), [102.99]);
+        // A symbol with a slash, percent-encoded in the path.
+        let v = ok(addr, "/api/v2/realtime/prices/eur%2Fusd/latest").await;
+        assert_eq!(v["symbol"], "EUR/USD");
+        assert_eq!(nums(&v, "price"), [302.99]);
+
+        // Intraday bars: interval, [start, end), limit keeps the latest.
+        let v = ok(addr, "/api/v2/intraday/prices/AAPL?interval=1m&start=2024-01-02T14:35:00Z&end=2024-01-02T14:40:00Z").await;
+        assert_eq!(v["interval"], "1m");
+        assert_eq!(v["count"], 5);
+        assert_eq!(data(&v)[0]["start"], "2024-01-02T14:35:00Z");
+        assert_eq!(data(&v)[0]["close"], 105.0);
+        assert_eq!(data(&v)[0]["vwap"], 105.0);
+        assert_eq!(data(&v)[4]["end"], "2024-01-02T14:40:00Z");
+        let v = ok(addr, "/api/v2/intraday/prices/AAPL?interval=5min&limit=2").await;
+        assert_eq!(v["interval"], "5m");
+        assert_eq!(nums(&v, "close"), [122.0, 123.0]);
+        let v = ok(
+            addr,
+            "/api/v2/intraday/prices/AAPL?start=1704205800000&limit=1",
+        )
+        .await;
+        assert_eq!(
+            data(&v)[0]["start"],
+            "2024-01-02T16:29:00Z",
+            "default interval 1m, latest in range"
+        );
+        let v = ok(addr, "/api/v2/intraday/prices/AAPL/latest?interval=5m").await;
+        assert_eq!(nums(&v, "close"), [123.0]);
+        let v = ok(
+            addr,
+            "/api/v2/intraday/prices/AAPL/last/3?interval=1m&order=desc",
+        )
+        .await;
+        assert_eq!(nums(&v, "close"), [219.0, 218.0, 217.0]);
+        // A known symbol with nothing in range is an empty answer, not an error.
+        let v = ok(addr, "/api/v2/intraday/prices/AAPL?interval=15m").await;
+        assert_eq!(v["count"], 0);
+
+        // Daily bars by session date, both ends included.
+        let v = ok(
+            addr,
+            "/api/v2/historical/prices/MSFT?start_date=2024-01-03&end_date=2024-01-05",
+        )
+        .await;
+        assert_eq!(v["count"], 3);
+        assert_eq!(
+            column(&v, "date"),
+            [
+                &Value::from("2024-01-03"),
+                &Value::from("2024-01-04"),
+                &Value::from("2024-01-05")
+            ]
+        );
+        assert_eq!(data(&v)[0]["close"], 210.0);
+        assert_eq!(data(&v)[0]["timestamp_est"], "2024-01-03T09:30:00-05:00");
+        let v = ok(addr, "/api/v2/historical/prices/MSFT?start_date=2024-01-06").await;
+        assert_eq!(column(&v, "date"), [&Value::from("2024-01-06")]);
+        assert_eq!(ok(addr, "/api/v2/historical/prices/MSFT").await["count"], 5);
+        let v = ok(addr, "/api/v2/historical/prices/MSFT/latest").await;
+        assert_eq!(column(&v, "date"), [&Value::from("2024-01-06")]);
+        let v = ok(addr, "/api/v2/historical/prices/MSFT/last/2").await;
+        assert_eq!(nums(&v, "close"), [230.0, 240.0]);
+
+        // Indicator rows: by id, by name, every one, the seed's paths.
+        let v = ok(
+            addr,
+            "/api/v2/analytics/AAPL?interval=1m&indicator=rsi_14&limit=2",
+        )
+        .await;
+        assert_eq!(v["indicator"], "rsi_14");
+        assert_eq!(data(&v)[1]["values"]["value"], 61.9);
+        assert_eq!(data(&v)[1]["ts"], "2024-01-02T16:29:00Z");
+        let v = ok(addr, "/api/v2/analytics/AAPL?indicator=macd&limit=1").await;
+        assert_eq!(
+            data(&v)[0]["values"],
+            serde_json::json!({"macd": 119, "signal": 59.5, "hist": 29.75})
+        );
+        let v = ok(addr, "/api/v2/analytics/AAPL?limit=4").await;
+        assert_eq!(v["count"], 4);
+        assert_eq!(v["indicator"], Value::Null);
+        let v = ok(addr, "/api/v2/intraday/analytics/AAPL?indicator=rsi&start=2024-01-02T14:30:00Z&end=2024-01-02T14:32:00Z").await;
+        assert_eq!(v["count"], 2);
+        let v = ok(addr, "/api/v2/historical/analytics/AAPL?indicator=sma_20").await;
+        assert_eq!(v["interval"], "1d");
+        assert_eq!(v["count"], 5);
+        // A shaped id that was never computed is an empty answer.
+        assert_eq!(
+            ok(addr, "/api/v2/analytics/AAPL?indicator=rsi_7").await["count"],
+            0
+        );
+
+        // Symbols, on both paths.
+        for path in ["/api/v2/symbols", "/api/v2/realtime/symbols"] {
+            let v = ok(addr, path).await;
+            assert_eq!(v["count"], 3);
+            assert_eq!(v["symbols"][0]["symbol"], "AAPL");
+            assert_eq!(v["symbols"][0]["first_seen"], "2024-01-02T14:30:00Z");
+            assert_eq!(v["symbols"][0]["last_seen"], "2024-01-06T14:30:00Z");
+        }
+
+        // Health without a pipeline: the store only.
+        let v = ok(addr, "/health").await;
+        assert_eq!(v["status"], "ok");
+        assert_eq!(
+            v["store"],
+            serde_json::json!({"status": "ok", "kind": "sqlite"})
+        );
+
+        // Pages and documents.
+        let page = get(addr, "/").await;
+        assert_eq!(page.status, 200);
+        assert!(page.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"));
+        assert!(page.text().contains("<canvas id=\"chart\">"));
+        let info = request(addr, "GET", "/", &[("accept", "application/json")])
+            .await
+            .json();
+        assert_eq!(info["service"], "marketflow");
+        let docs = get(addr, "/docs").await;
+        assert!(docs.text().contains("/openapi.json"));
+        let openapi = ok(addr, "/openapi.json").await;
+        assert!(openapi["paths"]["/api/v2/intraday/prices/{symbol}"]["get"].is_object());
+        let head = request(addr, "HEAD", "/api/v2/symbols", &[]).await;
+        assert_eq!((head.status, head.body.len()), (200, 0));
+
+        // Metrics count requests by route template, never by raw path.
+        let metrics = get(addr, "/metrics").await;
+        assert_eq!(metrics.status, 200);
+        let text = metrics.text();
+        assert!(text.contains(r#"marketflow_http_requests_total{method="GET",route="/api/v2/realtime/prices/{symbol}",status="200"}"#), "{text}");
+        assert!(text.contains("marketflow_http_request_seconds_bucket"));
+        assert!(text.contains("marketflow_ws_clients 0"));
+        assert!(!text.contains("route=\"/api/v2/realtime/prices/aapl"));
+    });
+}
+
+#[test]
+fn bad_input_gets_a_json_error() {
+    let dir = scratch();
+    let server = serving(dir.path());
+    let addr = server.addr;
+    let long = "X".repeat(40);
+    let cases: Vec<(&str, String, u16, &str)> = vec![
+        (
+            "GET",
+            "/api/v2/intraday/prices/AAPL?limit=5001".into(),
+            400,
+            "bad_parameter",
+        ),
+        (
+            "GET",
+            "/api/v2/intraday/prices/AAPL?limit=0".into(),
+            400,
+            "bad_parameter",
+        ),
+        (
+            "GET",
+            "/api/v2/intraday/prices/AAPL?limit=ten".into(),
+            400,
+            "bad_parameter",
+        ),
+        (
+            "GET",
+            "/api/v2/realtime/prices/AAPL?limit=-1".into(),
+            400,
+            "bad_parameter",
+        ),
+        (
+            "GET",
+            "/api/v2/realtime/prices/AAPL?limit=99999999999999999999999".into(),
+            400,
+            "bad_parameter",
+        ),
+        (
+            "GET",
+            "/api/v2/intraday/prices/AAPL?limit=1&limit=2".into(),
+            400,
+            "bad_parameter",
+        ),
+        (
+            "GET",
+            "/api/v2/intraday/prices/AAPL?limt=5".into(),
+            400,
+            "unknown_parameter",
+        ),
+        (
+            "GET",
+            "/api/v2/symbols?x=1".into(),
+            400,
+            "unknown_parameter",
+        ),
+        (
+            "GET",
+            "/api/v2/intraday/prices/AAPL?interval=7x".into(),
+            400,
+            "bad_interval",
+        ),
+        (
+            "GET",
+            "/api/v2/intraday/prices/AAPL?interval=0m".into(),
+            400,
+            "bad_interval",
+        ),
+        (
+            "GET",
+            "/api/v2/intraday/prices/AAPL?interval=1d".into(),
+            400,
+            "bad_interval",
+        ),
+        (
+            "GET",
+            "/api/v2/analytics/AAPL?interval=2d".into(),
+            400,
+            "bad_interval",
+        ),
+        (
+            "GET",
+            "/api/v2/intraday/prices/AAPL?start=yesterday".into(),
+            400,
+            "bad_time",
+        ),
+        (
+            "GET",
+            "/api/v2/intraday/prices/AAPL?end=2024-13-45".into(),
+            400,
+            "bad_time",
+        ),
+        (
+            "GET",
+            "/api/v2/intraday/prices/AAPL?start=2024-01-03&end=2024-01-02".into(),
+            400,
+            "bad_range",
+        ),
+        (
+            "GET",
+            "/api/v2/intraday/prices/AAPL?start=2024-01-02&end=2024-01-02".into(),
+            400,
+            "bad_range",
+        ),
+        (
+            "GET",
+            "/api/v2/historical/prices/AAPL?start_date=2024-01-05&end_date=2024-01-03".into(),
+            400,
+            "bad_range",
+        ),
+        (
+            "GET",
+            "/api/v2/historical/prices/AAPL?start_date=01/02/2024".into(),
+            400,
+            "bad_time",
+        ),
+        (
+            "GET",
+            "/api/v2/historical/prices/AAPL?end_date=2024-01-02T00:00:00Z".into(),
+            400,
+            "bad_time",
+        ),
+        (
+            "GET",
+            "/api/v2/intraday/prices/AAPL?order=newest".into(),
+            400,
+            "bad_parameter",
+        ),
+        (
+            "GET",
+            "/api/v2/intraday/prices/AAPL/last/0".into(),
+            400,
+            "bad_parameter",
+        ),
+        (
+            "GET",
+            "/api/v2/intraday/prices/AAPL/last/5001".into(),
+            400,
+            "bad_parameter",
+        ),
+        (
+            "GET",
+            "/api/v2/historical/prices/AAPL/last/x".into(),
+            400,
+            "bad_parameter",
+        ),
+        (
+            "GET",
+            "/api/v2/analytics/AAPL?indicator=rsx".into(),
+            400,
+            "bad_indicator",
+        ),
+        (
+            "GET",
+            "/api/v2/analytics/AAPL?indicator=rsi%3B%20DROP%20TABLE".into(),
+            400,
+            "bad_indicator",
+        ),
+        (
+            "GET",
+            "/api/v2/intraday/prices/A%20B".into(),
+            400,
+            "bad_symbol",
+        ),
+        (
+            "GET",
+            format!("/api/v2/intraday/prices/{long}"),
+            400,
+            "bad_symbol",
+        ),
+        (
+            "GET",
+            "/api/v2/realtime/prices/AAPL%27%3B--".into(),
+            400,
+            "bad_symbol",
+        ),
+        (
+            "GET",
+            "/api/v2/realtime/prices/%FF".into(),
+            400,
+            "bad_symbol",
+        ),
+        (
+            "GET",
+            "/api/v2/intraday/prices/NOPE".into(),
+            404,
+            "unknown_symbol",
+        ),
+        (
+            "GET",
+            "/api/v2/analytics/NOPE".into(),
+            404,
+            "unknown_symbol",
+        ),
+        (
+            "GET",
+            "/api/v2/historical/prices/NOPE/latest".into(),
+            404,
+            "unknown_symbol",
+        ),
+        ("GET", "/api/v3/anything".into(), 404, "not_found"),
+        ("POST", "/api/v2/symbols".into(), 405, "method_not_allowed"),
+        (
+            "DELETE",
+            "/api/v2/intraday/prices/AAPL".into(),
+            405,
+            "method_not_allowed",
+        ),
+        ("GET", "/ws".into(), 426, "websocket_required"),
+        ("GET", "/ws/prices/AAPL".into(), 426, "websocket_required"),
+        (
+            "GET",
+            "/ws/analytics/AAPL?interval=banana".into(),
+            400,
+            "bad_interval",
+        ),
+    ];
+    block_on(async {
+        for (method, path, status, code) in &cases {
+            let answer = request(addr, method, path, &[]).await;
+            assert_eq!(answer.status, *status, "{method} {path}: {}", answer.text());
+            let v = answer.json();
+            assert_eq!(v["error"]["code"], *code, "{method} {path}: {v}");
+            let message = v["error"]["message"].as_str().unwrap();
+            assert!(!message.is_empty());
+            assert!(
+                !message.contains("sqlite") && !message.contains("SELECT"),
+                "{message}"
+            );
+        }
+        // The message names the parameter and the valid choices.
+        let v = get(addr, "/api/v2/intraday/prices/AAPL?intervl=5m")
+            .await
+            .json();
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("did you mean `interval`"),
+            "{v}"
+        );
+        let v = get(addr, "/api/v2/analytics/AAPL?indicator=rsx")
+            .await
+            .json();
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("did you mean `rsi`"),
+            "{v}"
+        );
+        // Still serving, and the rows are intact.
+        assert_eq!(
+            ok(addr, "/api/v2/realtime/prices/AAPL?limit=5").await["count"],
+            5
+        );
+    });
+}
+
+#[test]
+fn health_is_503_without_a_store() {
+    let dir = scratch();
+    let missing = dir.path().join("missing.db");
+    let server = Serving::start(
+        dir.path(),
+        &[
+            "serve",
+            "--store",
+            missing.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+    );
+    block_on(async {
+        let health = get(server.addr, "/health").await;
+        assert_eq!(health.status, 503);
+        let v = health.json();
+        assert_eq!(v["status"], "degraded");
+        assert_eq!(v["store"]["status"], "unavailable");
+        let answer = get(server.addr, "/api/v2/symbols").await;
+        assert_eq!(answer.status, 503);
+        assert_eq!(answer.json()["error"]["code"], "store_unavailable");
+    });
+    // Once the store exists, the same server answers.
+    fill(&missing);
+    block_on(async {
+        assert_eq!(get(server.addr, "/health").await.status, 200);
+        assert_eq!(ok(server.addr, "/api/v2/symbols").await["count"], 3);
+    });
+    assert!(server.interrupt().success(), "serve exits 0 on SIGINT");
+}
+
+#[test]
+fn serves_a_postgres_store_alike() {
+    let db = support::pg::TestDb::new("server");
+    let dir = scratch();
+    // The same rows in both databases: written to SQLite, read back, written to PostgreSQL.
+    let sqlite_path = dir.path().join("store.db");
+    fill(&sqlite_path);
+    let lite = Serving::start(
+        dir.path(),
+        &[
+            "serve",
+            "--store",
+            sqlite_path.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+    );
+    let records = stored_records(&sqlite_path);
+    support::pg::block_on(async {
+        let mut client = marketflow::store::postgres::connect(&db.url).await.unwrap();
+        marketflow::store::postgres::migrate(
+            &mut client,
+            marketflow::store::postgres::TimescaleMode::Auto,
+        )
+        .await
+        .unwrap();
+        let mut writer = marketflow::store::postgres::PgWriter::new(client)
+            .await
+            .unwrap();
+        let mut batch = Batch::default();
+        for r in records {
+            batch.push(r);
+        }
+        writer.write(&batch).await.unwrap();
+    });
+    let pg = Serving::start(
+        dir.path(),
+        &["serve", "--store", &db.url, "--listen", "127.0.0.1:0"],
+    );
+    block_on(async {
+        for path in [
+            "/api/v2/realtime/prices/AAPL?limit=7&order=desc",
+            "/api/v2/intraday/prices/MSFT?interval=5m&start=2024-01-02T15:00:00Z",
+            "/api/v2/historical/prices/EUR%2FUSD?start_date=2024-01-03",
+            "/api/v2/analytics/AAPL?indicator=macd&limit=3",
+            "/api/v2/symbols",
+        ] {
+            let a = ok(lite.addr, path).await;
+            let b = ok(pg.addr, path).await;
+            assert_eq!(a, b, "{path}");
+        }
+        assert_eq!(ok(pg.addr, "/health").await["store"]["kind"], "postgres");
+        assert_eq!(
+            get(pg.addr, "/api/v2/realtime/prices/NOPE").await.status,
+            404
+        );
+    });
+}
+
+/// Every record of a SQLite store, read back through the store interface.
+fn stored_records(path: &Path) -> Vec<Record> {
+    use marketflow::store::{BarQuery, IndicatorQuery, Location, Store};
+    support::pg::block_on(async {
+        let store = Store::open(&Location::Sqlite(path.to_owned()))
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        for s in ["AAPL", "MSFT", "EUR/USD"] {
+            let symbol = sym(s);
+            out.extend(
+                store
+                    .latest_ticks(&symbol, 10_000)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(Record::Tick),
+            );
+            for interval in [Interval::M1, Interval::M5, Interval::D1] {
+                let q = BarQuery {
+                    symbol: symbol.clone(),
+                    interval,
+                    start: None,
+                    end: None,
+                    limit: 10_000,
+                };
+                out.extend(store.bars(&q).await.unwrap().into_iter().map(Record::Bar));
+                let q = IndicatorQuery {
+                    symbol: symbol.clone(),
+                    interval,
+                    indicator: None,
+                    start: None,
+                    end: None,
+                    limit: 10_000,
+                };
+                out.extend(
+                    store
+                        .indicators(&q)
+                        .await
+                        .unwrap()
+                        .into_iter()
+                        .map(Record::Indicator),
+                );
+            }
+        }
+        out
+    })
+}
