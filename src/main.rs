@@ -182,7 +182,8 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 "pipeline {} finished",
                 pipeline.name
             );
-            if let Some((runtime, handle)) = server {
+            if let Some((runtime, handle, finished)) = server {
+                finished.store(true, std::sync::atomic::Ordering::SeqCst);
                 if !summary.interrupted {
                     tracing::info!(
                         "the pipeline has ended; still serving on http://{}/ until Ctrl-C",
@@ -280,7 +281,11 @@ fn start_pipeline_server(
     config: &ServerConfig,
     listen: Option<std::net::SocketAddr>,
     hub: &Hub,
-) -> anyhow::Result<(tokio::runtime::Runtime, server::ServerHandle)> {
+) -> anyhow::Result<(
+    tokio::runtime::Runtime,
+    server::ServerHandle,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+)> {
     let addr = listen.unwrap_or(config.listen.value);
     let listener = server::bind(addr).with_context(|| format!("listening on {addr}"))?;
     let store = config.store.as_ref().and_then(|name| {
@@ -301,10 +306,11 @@ fn start_pipeline_server(
             finite: s.spec.is_finite(),
         })
         .collect();
+    let finished = state.pipeline_finished.clone();
     let runtime = server_runtime()?;
     let handle = runtime.block_on(async { server::start(listener, state) })?;
     announce(handle.addr);
-    Ok((runtime, handle))
+    Ok((runtime, handle, finished))
 }
 
 fn read_cluster(hostfile: &Path, processes: usize, process: usize) -> anyhow::Result<Cluster> {

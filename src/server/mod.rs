@@ -251,6 +251,8 @@ pub struct ServerState {
     pub store: StoreHandle,
     pub hub: Hub,
     pub pipeline: Option<String>,
+    /// Set once the pipeline has ended and its sinks have flushed.
+    pub pipeline_finished: Arc<std::sync::atomic::AtomicBool>,
     pub sources: Vec<SourceInfo>,
     pub ping_interval: Duration,
     pub max_lag_ms: i64,
@@ -263,6 +265,7 @@ impl ServerState {
             store: StoreHandle::new(store),
             hub,
             pipeline: None,
+            pipeline_finished: Arc::default(),
             sources: Vec::new(),
             ping_interval: config
                 .ping_interval
@@ -630,7 +633,10 @@ async fn health(state: &ServerState) -> (StatusCode, Vec<u8>) {
     let body = serde_json::json!({
         "status": if degraded { "degraded" } else { "ok" },
         "time": marketflow_operators::time::format_timestamp(now),
-        "pipeline": state.pipeline,
+        "pipeline": state.pipeline.as_ref().map(|name| serde_json::json!({
+            "name": name,
+            "status": if state.pipeline_finished.load(std::sync::atomic::Ordering::SeqCst) { "finished" } else { "running" },
+        })),
         "store": store,
         "sources": sources,
         "websocket": {"clients": state.hub.clients()},

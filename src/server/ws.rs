@@ -9,7 +9,7 @@
 //! they are (after tungstenite's own buffer is flushed, so frames never interleave).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use hyper::body::Incoming;
@@ -222,7 +222,8 @@ impl Connection {
     async fn run(&mut self, ws: &mut Socket) -> &'static str {
         let interval = self.state.ping_interval;
         let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
-        let mut last_heard = Instant::now();
+        // Pings sent since the client was last heard from.
+        let mut unanswered = 0u32;
         loop {
             tokio::select! {
                 biased;
@@ -237,7 +238,7 @@ impl Connection {
                     }
                 }
                 message = ws.next() => {
-                    last_heard = Instant::now();
+                    unanswered = 0;
                     match message {
                         Some(Ok(Message::Text(body))) => {
                             let reply = self.command(body.as_str());
@@ -256,9 +257,10 @@ impl Connection {
                     }
                 }
                 _ = ping.tick() => {
-                    if last_heard.elapsed() > interval * 3 {
+                    if unanswered == 3 {
                         return "timeout";
                     }
+                    unanswered += 1;
                     if ws.send(Message::Ping(Default::default())).await.is_err() {
                         return "write_failed";
                     }

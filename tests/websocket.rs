@@ -1,0 +1,578 @@
+//! WebSocket streams over real TCP: the subscribe protocol, snapshot then live records in
+//! order with no gap, the seed's endpoints, errors, a stalled client dropped while the
+//! others get everything, pings, shutdown, and a pipeline feeding clients end to end.
+
+mod support;
+
+use std::io::Write;
+use std::net::SocketAddr;
+
+use futures_util::StreamExt;
+use marketflow::server::hub::Hub;
+use marketflow::server::{self, ServerConfig, ServerHandle, ServerState};
+use marketflow::spec::values::Duration;
+use marketflow_operators::fixed::Fixed;
+use marketflow_operators::indicators::IndicatorKind;
+use marketflow_operators::{Bar, IndicatorRow, Interval, Record, Symbol, Tick};
+use serde_json::json;
+use support::http::{block_on, get, ws_connect, ws_next, ws_send, Serving, Ws};
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
+
+const T0: i64 = 1_704_205_800_000;
+
+fn tick(symbol: &str, i: i64) -> Record {
+    Record::Tick(Tick {
+        symbol: Symbol::new(symbol).unwrap(),
+        ts: T0 + i,
+        price: 100.0,
+        volume: i as f64, // the sequence number, read back by the tests
+        seq: i as u64,
+        wm: T0,
+    })
+}
+
+fn bar(symbol: &str, interval: Interval, i: i64) -> Record {
+    let start = T0 + i * interval.millis();
+    Record::Bar(Bar {
+        symbol: Symbol::new(symbol).unwrap(),
+        interval,
+        start,
+        end: start + interval.millis(),
+        open: 1.0,
+        high: 2.0,
+        low: 0.5,
+        close: 1.5,
+        volume: Fixed::from_f64(10.0),
+        notional: Fixed::from_f64(15.0),
+        trades: 3,
+        revision: 0,
+        seq: 0,
+        wm: start,
+    })
+}
+
+fn rsi(symbol: &str, interval: Interval, i: i64) -> Record {
+    Record::Indicator(IndicatorRow {
+        symbol: Symbol::new(symbol).unwrap(),
+        interval,
+        ts: T0 + i * interval.millis(),
+        id: "rsi_14".into(),
+        kind: IndicatorKind::Rsi,
+        outputs: [i as f64, f64::NAN, f64::NAN],
+        revision: 0,
+    })
+}
+
+fn config(edit: impl FnOnce(&mut ServerConfig)) -> ServerConfig {
+    let mut c = ServerConfig::default();
+    edit(&mut c);
+    c
+}
+
+/// A server on a free port with its own hub (no store), in the current runtime.
+fn start(config: &ServerConfig) -> (ServerHandle, Hub) {
+    let hub = Hub::new(config.hub_config());
+    let listener = server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let handle = server::start(listener, ServerState::new(config, None, hub.clone())).unwrap();
+    (handle, hub)
+}
+
+/// Reads `n` records (skipping nothing), returning their `volume` sequence numbers.
+async fn read_ticks(ws: &mut Ws, n: usize) -> Vec<i64> {
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let m = ws_next(ws).await.expect("open");
+        assert_eq!(m["type"], "tick", "{m}");
+        out.push(m["volume"].as_i64().unwrap());
+    }
+    out
+}
+
+#[test]
+fn subscribe_gets_a_snapshot_then_live_records_in_order() {
+    block_on(async {
+        let (server, hub) = start(&config(|c| c.snapshot = 5));
+        hub.publish((0..10).map(|i| tick("AAPL", i)).collect());
+        hub.publish(vec![tick("MSFT", 0), bar("AAPL", Interval::M5, 0)]);
+        let mut ws = ws_connect(server.addr, "/ws").await;
+        ws_send(
+            &mut ws,
+            json!({"action": "subscribe", "streams": ["ticks:aapl", "bars:1m:AAPL"]}),
+        )
+        .await;
+        assert_eq!(
+            ws_next(&mut ws).await.unwrap(),
+            json!({"type": "subscribed", "streams": ["ticks:AAPL", "bars:1m:AAPL"]})
+        );
+        assert_eq!(
+            ws_next(&mut ws).await.unwrap(),
+            json!({"type": "snapshot", "stream": "ticks:AAPL", "records": 5})
+        );
+        assert_eq!(read_ticks(&mut ws, 5).await, [5, 6, 7, 8, 9]);
+        assert_eq!(
+            ws_next(&mut ws).await.unwrap(),
+            json!({"type": "snapshot", "stream": "bars:1m:AAPL", "records": 0})
+        );
+        // Live: only the subscribed streams, in publication order.
+        for batch in 0..20 {
+            let mut records: Vec<Record> = (0..100)
+                .map(|i| tick("AAPL", 10 + batch * 100 + i))
+                .collect();
+            records.insert(50, tick("MSFT", batch));
+            records.push(bar("AAPL", Interval::M5, batch + 1));
+            hub.publish(records);
+        }
+        hub.publish(vec![bar("AAPL", Interval::M1, 7)]);
+        let expected: Vec<i64> = (10..2010).collect();
+        assert_eq!(read_ticks(&mut ws, 2000).await, expected);
+        let m = ws_next(&mut ws).await.unwrap();
+        assert_eq!(
+            (
+                m["type"].as_str(),
+                m["interval"].as_str(),
+                m["start"].as_str()
+            ),
+            (Some("bar"), Some("1m"), Some("2024-01-02T14:37:00Z"))
+        );
+        server.stop().await;
+    });
+}
+
+#[test]
+fn no_gap_and_no_repeat_between_snapshot_and_live() {
+    block_on(async {
+        // A queue that holds everything: this test is about order, not speed.
+        let (server, hub) = start(&config(|c| {
+            c.snapshot = 50;
+            c.client_queue = 1_000_000;
+        }));
+        const TOTAL: i64 = 200_000;
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+        let publisher = {
+            let hub = hub.clone();
+            std::thread::spawn(move || {
+                for i in (0..TOTAL).step_by(10) {
+                    if i == TOTAL / 4 {
+                        // A quarter is out: the client subscribes while the rest follows.
+                        ready_tx.send(()).unwrap();
+                    }
+                    hub.publish((i..i + 10).map(|k| tick("AAPL", k)).collect());
+                }
+            })
+        };
+        let mut ws = ws_connect(server.addr, "/ws").await;
+        ready_rx.recv().unwrap();
+        ws_send(
+            &mut ws,
+            json!({"action": "subscribe", "streams": ["ticks:AAPL"]}),
+        )
+        .await;
+        assert_eq!(ws_next(&mut ws).await.unwrap()["type"], "subscribed");
+        let marker = ws_next(&mut ws).await.unwrap();
+        assert_eq!(marker["records"], 50, "{marker}");
+        let first = read_ticks(&mut ws, 1).await[0];
+        assert!(first >= TOTAL / 4 - 50, "snapshot starts at {first}");
+        let rest = read_ticks(&mut ws, (TOTAL - first - 1) as usize).await;
+        let expected: Vec<i64> = (first + 1..TOTAL).collect();
+        assert!(rest == expected, "records from {first} are not contiguous");
+        publisher.join().unwrap();
+        server.stop().await;
+    });
+}
+
+#[test]
+fn the_seed_endpoints_greet_filter_and_unsubscribe() {
+    block_on(async {
+        let (server, hub) = start(&ServerConfig::default());
+        hub.publish(vec![tick("AAPL", 0)]);
+        let mut prices = ws_connect(server.addr, "/ws/prices/aapl").await;
+        let hello = ws_next(&mut prices).await.unwrap();
+        assert_eq!(
+            (
+                &hello["type"],
+                &hello["status"],
+                &hello["topic"],
+                &hello["symbol"]
+            ),
+            (
+                &json!("subscription"),
+                &json!("success"),
+                &json!("market.prices.raw"),
+                &json!("AAPL")
+            )
+        );
+        assert!(hello["timestamp"].as_str().unwrap().ends_with('Z'));
+        assert_eq!(ws_next(&mut prices).await.unwrap()["records"], 1);
+        assert_eq!(read_ticks(&mut prices, 1).await, [0]);
+
+        let mut analytics = ws_connect(server.addr, "/ws/analytics/AAPL?interval=5min").await;
+        assert_eq!(
+            ws_next(&mut analytics).await.unwrap()["topic"],
+            "market.analytics"
+        );
+        assert_eq!(ws_next(&mut analytics).await.unwrap()["records"], 0);
+
+        hub.publish(vec![
+            tick("MSFT", 1),
+            rsi("AAPL", Interval::M1, 1),
+            tick("AAPL", 2),
+            rsi("AAPL", Interval::M5, 2),
+            rsi("MSFT", Interval::M5, 3),
+        ]);
+        assert_eq!(read_ticks(&mut prices, 1).await, [2]);
+        let row = ws_next(&mut analytics).await.unwrap();
+        assert_eq!(
+            (
+                row["type"].as_str(),
+                row["interval"].as_str(),
+                row["symbol"].as_str()
+            ),
+            (Some("indicator"), Some("5m"), Some("AAPL"))
+        );
+        assert_eq!(row["values"]["value"], 2);
+
+        ws_send(&mut prices, json!({"action": "unsubscribe"})).await;
+        let bye = ws_next(&mut prices).await.unwrap();
+        assert_eq!(
+            (&bye["status"], &bye["streams"]),
+            (&json!("unsubscribed"), &json!(["ticks:AAPL"]))
+        );
+        hub.publish(vec![tick("AAPL", 3)]);
+        // Messages keep their order: the pong comes before any later tick would.
+        ws_send(&mut prices, json!({"action": "ping"})).await;
+        assert_eq!(ws_next(&mut prices).await.unwrap(), json!({"type": "pong"}));
+        server.stop().await;
+    });
+}
+
+#[test]
+fn bad_messages_get_errors_and_the_connection_stays() {
+    block_on(async {
+        let (server, _hub) = start(&ServerConfig::default());
+        let mut ws = ws_connect(server.addr, "/ws").await;
+        for (message, code) in [
+            ("not json", "bad_message"),
+            (
+                r#"{"action":"subscribe","streams":["quotes:AAPL"]}"#,
+                "bad_stream",
+            ),
+            (
+                r#"{"action":"subscribe","streams":["bars:7x:AAPL"]}"#,
+                "bad_stream",
+            ),
+            (
+                r#"{"action":"subscribe","streams":["ticks:A B"]}"#,
+                "bad_stream",
+            ),
+            (r#"{"action":"subscribe","streams":[]}"#, "bad_message"),
+            (
+                r#"{"action":"subscribe","streams":["ticks:A"],"typo":1}"#,
+                "bad_message",
+            ),
+            (r#"{"action":"dance"}"#, "unknown_action"),
+        ] {
+            futures_util::SinkExt::send(&mut ws, Message::text(message))
+                .await
+                .unwrap();
+            let reply = ws_next(&mut ws).await.unwrap();
+            assert_eq!(
+                (reply["type"].as_str(), reply["error"]["code"].as_str()),
+                (Some("error"), Some(code)),
+                "{message}: {reply}"
+            );
+        }
+        futures_util::SinkExt::send(&mut ws, Message::Binary(vec![1, 2, 3].into()))
+            .await
+            .unwrap();
+        assert_eq!(
+            ws_next(&mut ws).await.unwrap()["error"]["code"],
+            "bad_message"
+        );
+        let too_many: Vec<String> = (0..300).map(|i| format!("ticks:S{i}")).collect();
+        ws_send(&mut ws, json!({"action": "subscribe", "streams": too_many})).await;
+        assert_eq!(
+            ws_next(&mut ws).await.unwrap()["error"]["code"],
+            "too_many_streams"
+        );
+        ws_send(&mut ws, json!({"action": "ping"})).await;
+        assert_eq!(ws_next(&mut ws).await.unwrap(), json!({"type": "pong"}));
+        server.stop().await;
+    });
+}
+
+#[test]
+fn a_stalled_client_is_dropped_while_the_others_get_everything() {
+    block_on(async {
+        let (server, hub) = start(&config(|c| {
+            c.client_queue = 2_000;
+            c.max_dropped = 10_000;
+        }));
+        let subscribe = json!({"action": "subscribe", "streams": ["ticks:AAPL"]});
+        let mut healthy = ws_connect(server.addr, "/ws").await;
+        let mut stalled = ws_connect(server.addr, "/ws").await;
+        for ws in [&mut healthy, &mut stalled] {
+            ws_send(ws, subscribe.clone()).await;
+            assert_eq!(ws_next(ws).await.unwrap()["type"], "subscribed");
+            assert_eq!(ws_next(ws).await.unwrap()["type"], "snapshot");
+        }
+        assert_eq!(hub.clients(), 2);
+        // The stream goes at the pace of the healthy client (at most two batches ahead of
+        // what it has read); the stalled client reads nothing.
+        const TOTAL: i64 = 200_000;
+        const BATCH: i64 = 500;
+        let (progress_tx, mut progress) = tokio::sync::watch::channel(0i64);
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::with_capacity(TOTAL as usize);
+            while got.len() < TOTAL as usize {
+                got.extend(read_ticks(&mut healthy, BATCH as usize).await);
+                let _ = progress_tx.send(got.len() as i64);
+            }
+            (got, healthy)
+        });
+        for i in (0..TOTAL).step_by(BATCH as usize) {
+            progress
+                .wait_for(|read| *read >= i - 2 * BATCH)
+                .await
+                .unwrap();
+            hub.publish((i..i + BATCH).map(|k| tick("AAPL", k)).collect());
+        }
+        let (got, mut healthy) = reader.await.unwrap();
+        assert!(
+            got == (0..TOTAL).collect::<Vec<_>>(),
+            "the healthy client lost or reordered records"
+        );
+        assert_eq!(hub.clients(), 1, "the stalled client was disconnected");
+        // What the stalled client finds when it finally reads: part of the stream, maybe a
+        // lag notice, then the server's close (policy violation).
+        let mut records = 0;
+        let mut close = None;
+        while let Some(message) = stalled.next().await {
+            match message {
+                Ok(Message::Text(t)) => {
+                    if t.as_str().contains("\"type\":\"tick\"") {
+                        records += 1;
+                    }
+                }
+                Ok(Message::Close(frame)) => {
+                    close = frame.map(|f| u16::from(f.code));
+                    break;
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        assert!(
+            records < TOTAL,
+            "the stalled client got everything ({records})"
+        );
+        assert!(matches!(close, Some(1008) | None), "close code {close:?}");
+        // The healthy client is still served.
+        hub.publish(vec![tick("AAPL", TOTAL)]);
+        assert_eq!(read_ticks(&mut healthy, 1).await, [TOTAL]);
+        server.stop().await;
+    });
+}
+
+#[test]
+fn pings_keep_answering_clients_and_close_silent_ones() {
+    block_on(async {
+        let (server, hub) = start(&config(|c| c.ping_interval = Duration(100)));
+        // A tungstenite client answers pings as it reads: still connected after five.
+        let mut ws = ws_connect(server.addr, "/ws/prices/AAPL").await;
+        let mut pings = 0;
+        while pings < 5 {
+            match ws.next().await.unwrap().unwrap() {
+                Message::Ping(_) => pings += 1,
+                Message::Close(_) => panic!("closed after {pings} pings"),
+                _ => {}
+            }
+        }
+        hub.publish(vec![tick("AAPL", 42)]);
+        assert_eq!(read_ticks(&mut ws, 1).await, [42]);
+
+        // A client that never answers is closed after three unanswered intervals.
+        let mut raw = raw_websocket(server.addr, "/ws").await;
+        let mut opcodes = Vec::new();
+        let mut buf = Vec::new();
+        let close_code = 'read: loop {
+            let mut chunk = [0u8; 1024];
+            let n = raw.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "connection ended without a close frame: {opcodes:?}");
+            buf.extend_from_slice(&chunk[..n]);
+            while let Some((opcode, payload, used)) = frame(&buf) {
+                buf.drain(..used);
+                opcodes.push(opcode);
+                if opcode == 0x8 {
+                    break 'read payload.get(..2).map(|c| u16::from_be_bytes([c[0], c[1]]));
+                }
+            }
+        };
+        assert!(
+            opcodes.iter().filter(|&&o| o == 0x9).count() >= 3,
+            "{opcodes:?}"
+        );
+        assert_eq!(close_code, Some(1008));
+        server.stop().await;
+    });
+}
+
+/// Parses one unmasked server frame: (opcode, payload, bytes used).
+fn frame(buf: &[u8]) -> Option<(u8, Vec<u8>, usize)> {
+    if buf.len() < 2 {
+        return None;
+    }
+    let opcode = buf[0] & 0x0f;
+    let (len, header) = match buf[1] & 0x7f {
+        126 if buf.len() >= 4 => (u16::from_be_bytes([buf[2], buf[3]]) as usize, 4),
+        127 if buf.len() >= 10 => (
+            u64::from_be_bytes(buf[2..10].try_into().unwrap()) as usize,
+            10,
+        ),
+        126 | 127 => return None,
+        n => (n as usize, 2),
+    };
+    if buf.len() < header + len {
+        return None;
+    }
+    Some((opcode, buf[header..header + len].to_vec(), header + len))
+}
+
+/// A WebSocket handshake by hand: the socket then neither reads automatically nor pongs.
+async fn raw_websocket(addr: SocketAddr, path: &str) -> tokio::net::TcpStream {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        stream.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
+    stream
+}
+
+#[test]
+fn shutdown_closes_clients_with_going_away() {
+    block_on(async {
+        let (server, _hub) = start(&ServerConfig::default());
+        let mut ws = ws_connect(server.addr, "/ws").await;
+        ws_send(&mut ws, json!({"action": "ping"})).await;
+        assert_eq!(ws_next(&mut ws).await.unwrap(), json!({"type": "pong"}));
+        let addr = server.addr;
+        server.stop().await;
+        let mut code = None;
+        while let Some(Ok(message)) = ws.next().await {
+            if let Message::Close(frame) = message {
+                code = frame.map(|f| u16::from(f.code));
+                break;
+            }
+        }
+        assert_eq!(code, Some(1001));
+        assert!(
+            tokio::net::TcpStream::connect(addr).await.is_err(),
+            "still accepting"
+        );
+    });
+}
+
+/// A pipeline reading ticks from a FIFO, with a websocket sink and a SQLite store behind
+/// its server: a client subscribed before the ticks arrive gets the bars the pipeline
+/// builds, and the REST API answers the same bars.
+#[test]
+fn pipeline_records_reach_websocket_clients() {
+    let dir = scratch();
+    let fifo = dir.path().join("ticks.fifo");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    write(
+        dir.path(),
+        "live.yaml",
+        "pipeline: live\n\
+         sources:\n  ticks: {type: file, path: ticks.fifo, format: csv, max_delay: 1s}\n\
+         operators:\n  bars_1m: {type: bars, from: ticks, interval: 1m}\n\
+         sinks:\n  store: {type: sqlite, from: [ticks, bars_1m], path: live.db}\n  \
+         live: {type: websocket, from: [ticks, bars_1m]}\n\
+         server: {listen: 127.0.0.1:8000, store: store}\n",
+    );
+    let server = Serving::start(dir.path(), &["run", "live.yaml", "--listen", "127.0.0.1:0"]);
+    let mut writer = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    block_on(async {
+        let mut ws = ws_connect(server.addr, "/ws").await;
+        ws_send(
+            &mut ws,
+            json!({"action": "subscribe", "streams": ["bars:1m:AAPL", "ticks:MSFT"]}),
+        )
+        .await;
+        assert_eq!(ws_next(&mut ws).await.unwrap()["type"], "subscribed");
+        assert_eq!(ws_next(&mut ws).await.unwrap()["records"], 0);
+        assert_eq!(ws_next(&mut ws).await.unwrap()["records"], 0);
+        // Three minutes of ticks, then the end of input closes every window.
+        let mut csv = String::from("ts,symbol,price,volume\n");
+        for s in 0..180 {
+            csv.push_str(&format!("{},AAPL,{},10\n", iso(T0 + s * 1000), 100 + s));
+        }
+        csv.push_str(&format!("{},MSFT,50,1\n", iso(T0 + 5_000)));
+        writer.write_all(csv.as_bytes()).unwrap();
+        drop(writer);
+        let mut bars = Vec::new();
+        let mut msft = 0;
+        while bars.len() < 3 {
+            let m = ws_next(&mut ws).await.expect("records");
+            match m["type"].as_str() {
+                Some("bar") => bars.push(m),
+                Some("tick") => msft += 1,
+                other => panic!("unexpected {other:?}: {m}"),
+            }
+        }
+        assert_eq!(msft, 1);
+        let summary: Vec<(String, f64, f64, f64)> = bars
+            .iter()
+            .map(|b| {
+                (
+                    b["start"].as_str().unwrap().to_owned(),
+                    b["open"].as_f64().unwrap(),
+                    b["close"].as_f64().unwrap(),
+                    b["volume"].as_f64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("2024-01-02T14:30:00Z".to_owned(), 100.0, 159.0, 600.0),
+                ("2024-01-02T14:31:00Z".to_owned(), 160.0, 219.0, 600.0),
+                ("2024-01-02T14:32:00Z".to_owned(), 220.0, 279.0, 600.0),
+            ]
+        );
+        // Once the pipeline has ended (its sinks committed), the server still answers and
+        // the store behind it has the same bars.
+        let mut polls = 0;
+        while get(server.addr, "/health").await.json()["pipeline"]["status"] != "finished" {
+            polls += 1;
+            assert!(polls < 3000, "the pipeline did not finish");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let rest = get(server.addr, "/api/v2/intraday/prices/AAPL?interval=1m")
+            .await
+            .json();
+        let closes: Vec<f64> = rest["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["close"].as_f64().unwrap())
+            .collect();
+        assert_eq!(closes, [159.0, 219.0, 279.0]);
+    });
+    assert!(server.interrupt().success());
+}
