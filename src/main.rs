@@ -83,6 +83,8 @@ enum Command {
     Bench(marketflow::bench::BenchArgs),
     /// Measure rows/s into SQLite and PostgreSQL (binary COPY vs one INSERT per row).
     BenchStore(marketflow::bench::StoreBenchArgs),
+    /// Measure WebSocket fan-out latency and REST requests/s on loopback.
+    BenchServer(marketflow::bench::server::ServerBenchArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -251,6 +253,10 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::BenchStore(args) => {
             marketflow::bench::run_store(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::BenchServer(args) => {
+            marketflow::bench::server::run(&args)?;
             Ok(ExitCode::SUCCESS)
         }
     }

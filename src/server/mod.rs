@@ -311,6 +311,9 @@ pub fn start(listener: std::net::TcpListener, state: ServerState) -> std::io::Re
     Ok(ServerHandle { addr, stop, task })
 }
 
+/// Kernel send buffer of each connection.
+const SEND_BUFFER: usize = 256 * 1024;
+
 async fn accept_loop(listener: TcpListener, state: Arc<ServerState>) {
     let mut connections = JoinSet::new();
     loop {
@@ -318,6 +321,10 @@ async fn accept_loop(listener: TcpListener, state: Arc<ServerState>) {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     let _ = stream.set_nodelay(true);
+                    // A bounded kernel buffer per client: a stalled WebSocket client fills
+                    // it within seconds and is then handled by the hub's queue limits,
+                    // instead of pinning megabytes of kernel memory each.
+                    let _ = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER);
                     connections.spawn(serve_connection(stream, state.clone()));
                 }
                 Err(e) => {

@@ -18,7 +18,9 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use marketflow_operators::{Interval, Symbol};
 use serde::Deserialize;
-use tokio::io::AsyncWriteExt;
+use std::io::IoSlice;
+
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
@@ -135,6 +137,33 @@ pub fn upgrade(
 }
 
 type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+/// Writes every chunk with as few system calls as the socket allows.
+async fn write_chunks<W: AsyncWrite + Unpin>(
+    socket: &mut W,
+    chunks: &[Chunk],
+) -> std::io::Result<()> {
+    let mut chunk = 0;
+    let mut offset = 0;
+    while chunk < chunks.len() {
+        let slices: Vec<IoSlice<'_>> = std::iter::once(&chunks[chunk].frames[offset..])
+            .chain(chunks[chunk + 1..].iter().map(|c| &c.frames[..]))
+            .take(64)
+            .map(IoSlice::new)
+            .collect();
+        let mut written = socket.write_vectored(&slices).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while chunk < chunks.len() && written >= chunks[chunk].frames.len() - offset {
+            written -= chunks[chunk].frames.len() - offset;
+            chunk += 1;
+            offset = 0;
+        }
+        offset += written;
+    }
+    socket.flush().await
+}
 
 /// A message from a client.
 #[derive(Deserialize)]
@@ -279,14 +308,9 @@ impl Connection {
     ) -> Result<(), &'static str> {
         let write = async {
             ws.flush().await.map_err(|_| "write_failed")?;
-            let socket = ws.get_mut();
-            for chunk in chunks {
-                socket
-                    .write_all(&chunk.frames)
-                    .await
-                    .map_err(|_| "write_failed")?;
-            }
-            socket.flush().await.map_err(|_| "write_failed")?;
+            write_chunks(ws.get_mut(), chunks)
+                .await
+                .map_err(|_| "write_failed")?;
             if dropped > 0 {
                 let lagged = text(serde_json::json!({"type": "lagged", "dropped": dropped}));
                 ws.send(lagged).await.map_err(|_| "write_failed")?;

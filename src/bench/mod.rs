@@ -3,6 +3,8 @@
 //! hash-map bucketing) measured in the same run. Each measurement runs in its own
 //! process so that its peak RSS is its own.
 
+pub mod server;
+
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
