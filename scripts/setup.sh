@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on Debian when it is missing: a C toolchain, the
-# PostgreSQL server binaries (tests start a throwaway cluster when no server is running)
-# and the sqlite3 shell. Idempotent: a machine that has everything is left alone.
+# PostgreSQL server binaries (tests start a throwaway cluster when no server is running),
+# the sqlite3 shell and Chromium (the browser test of the chart page). Idempotent: a
+# machine that has everything is left alone.
 set -euo pipefail
 
 need=()
@@ -11,6 +12,7 @@ command -v sqlite3 >/dev/null || need+=(sqlite3)
 command -v mkfifo >/dev/null || need+=(coreutils)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v psql >/dev/null || need+=(postgresql-client)
+command -v chromium >/dev/null || need+=(chromium)
 
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""

@@ -175,11 +175,14 @@ struct Stream {
     recent: VecDeque<Recent>,
 }
 
+/// An interval filter (`None`: every interval) and the clients holding it.
+type Holders = (Option<Interval>, Vec<Arc<Client>>);
+
 #[derive(Default)]
 struct State {
     streams: HashMap<StreamKey, Stream>,
-    /// Subscriptions by kind and symbol: each interval filter with the clients holding it.
-    subscriptions: HashMap<(StreamKind, Symbol), Vec<(Option<Interval>, Vec<Arc<Client>>)>>,
+    /// Subscriptions by kind and symbol.
+    subscriptions: HashMap<(StreamKind, Symbol), Vec<Holders>>,
     clients: HashMap<u64, Arc<Client>>,
 }
 
