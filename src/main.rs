@@ -292,7 +292,7 @@ fn start_pipeline_server(
     server::ServerHandle,
     std::sync::Arc<std::sync::atomic::AtomicBool>,
 )> {
-    let addr = listen.unwrap_or(config.listen.value);
+    let addr = listen.unwrap_or(config.listen.value.0);
     let listener = server::bind(addr).with_context(|| format!("listening on {addr}"))?;
     let store = config.store.as_ref().and_then(|name| {
         pipeline

@@ -15,9 +15,10 @@ use crate::spec::Named;
 #[derive(Deserialize, Debug, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
-    /// `host:port` to listen on (default `127.0.0.1:8000`; port 0 picks a free one).
+    /// `IP:PORT` or `localhost:PORT` to listen on (default `127.0.0.1:8000`; port 0 picks a
+    /// free one; `0.0.0.0:PORT` listens on every interface).
     #[serde(default = "default_listen")]
-    pub listen: Parsed<SocketAddr>,
+    pub listen: Parsed<ListenAddr>,
     /// The `sqlite` or `postgres` sink whose database the REST API reads.
     pub store: Option<Spanned<String>>,
     /// Records of each stream a WebSocket subscriber gets first (default 100).
@@ -38,9 +39,30 @@ pub struct ServerConfig {
     pub max_lag: Duration,
 }
 
-fn default_listen() -> Parsed<SocketAddr> {
+/// An address to listen on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListenAddr(pub SocketAddr);
+
+impl std::str::FromStr for ListenAddr {
+    type Err = String;
+    fn from_str(text: &str) -> Result<ListenAddr, String> {
+        let local = text
+            .strip_prefix("localhost:")
+            .map(|port| format!("127.0.0.1:{port}"));
+        local
+            .as_deref()
+            .unwrap_or(text)
+            .parse()
+            .map(ListenAddr)
+            .map_err(|_| {
+                format!("`{text}` is not an address to listen on: use IP:PORT such as 127.0.0.1:8000 (0.0.0.0:8000 for every interface)")
+            })
+    }
+}
+
+fn default_listen() -> Parsed<ListenAddr> {
     Parsed {
-        value: SocketAddr::from(([127, 0, 0, 1], 8000)),
+        value: ListenAddr(SocketAddr::from(([127, 0, 0, 1], 8000))),
         pos: Default::default(),
     }
 }
