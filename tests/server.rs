@@ -277,6 +277,35 @@ fn every_route_answers_from_the_store() {
             0
         );
 
+        // CSV, as the file sink writes it; the seed's `format` parameter.
+        let csv = get(
+            addr,
+            "/api/v2/intraday/prices/AAPL?interval=5m&limit=2&format=csv",
+        )
+        .await;
+        assert_eq!(csv.status, 200);
+        assert!(csv.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv"));
+        assert_eq!(
+            csv.text(),
+            "symbol,interval,start,end,open,high,low,close,volume,trades,vwap,revision\n\
+             AAPL,5m,2024-01-02T16:20:00Z,2024-01-02T16:25:00Z,121.5,123,121,122,1000,10,122,0\n\
+             AAPL,5m,2024-01-02T16:25:00Z,2024-01-02T16:30:00Z,122.5,124,122,123,1000,10,123,0\n"
+        );
+        let csv = get(
+            addr,
+            "/api/v2/analytics/AAPL?indicator=macd&limit=1&format=csv",
+        )
+        .await
+        .text();
+        assert_eq!(csv.lines().count(), 4, "{csv}"); // header + macd, signal, hist
+        assert_eq!(
+            ok(addr, "/api/v2/realtime/prices/AAPL/latest?format=json").await["count"],
+            1
+        );
+
         // Symbols, on both paths.
         for path in ["/api/v2/symbols", "/api/v2/realtime/symbols"] {
             let v = ok(addr, path).await;

@@ -106,4 +106,22 @@ impl Record {
     }
 }
 
+impl From<Tick> for Record {
+    fn from(tick: Tick) -> Record {
+        Record::Tick(tick)
+    }
+}
+
+impl From<Bar> for Record {
+    fn from(bar: Bar) -> Record {
+        Record::Bar(bar)
+    }
+}
+
+impl From<IndicatorRow> for Record {
+    fn from(row: IndicatorRow) -> Record {
+        Record::Indicator(row)
+    }
+}
+
 pub use crate::indicators::IndicatorKind;

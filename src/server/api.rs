@@ -8,11 +8,44 @@ use chrono::{SecondsFormat, TimeZone};
 use hyper::StatusCode;
 use marketflow_operators::indicators::IndicatorKind;
 use marketflow_operators::time::{parse_timestamp_with, write_timestamp, DAY};
-use marketflow_operators::{Bar, IndicatorRow, Interval, Symbol, Tick};
+use marketflow_operators::{Bar, IndicatorRow, Interval, Record, Symbol, Tick};
 
-use crate::codec::{write_bar_json, write_indicator_json, write_json_str, write_tick_json};
+use crate::codec::{
+    csv_header, write_bar_json, write_indicator_json, write_json_str, write_record_csv,
+    write_tick_json, RecordKind,
+};
 use crate::spec::de::suggest;
 use crate::store::{BarQuery, IndicatorQuery, Store};
+
+/// An answer body and its content type.
+pub struct Reply {
+    pub body: Vec<u8>,
+    pub content_type: &'static str,
+}
+
+impl Reply {
+    pub fn json(body: Vec<u8>) -> Reply {
+        Reply {
+            body,
+            content_type: "application/json",
+        }
+    }
+}
+
+/// Query parameters of the seed's API that have another form here, with the hint given
+/// when a client still sends them.
+const SEED_PARAMETERS: &[(&str, &str)] = &[
+    ("last_minutes", "use `start` (an RFC 3339 time) instead"),
+    ("last_hours", "use `start` (an RFC 3339 time) instead"),
+    ("last_days", "use `start_date` instead"),
+    ("start_time", "use `start`"),
+    ("end_time", "use `end`"),
+    ("date", "use `start` and `end`"),
+    (
+        "indicators",
+        "use `indicator` (one name or id; omit it for every indicator)",
+    ),
+];
 
 /// Rows a list query may ask for.
 pub const MAX_LIMIT: usize = 5000;
@@ -92,7 +125,10 @@ impl Params {
                 ApiError::bad("bad_parameter", format!("{name}: value is not valid UTF-8"))
             })?;
             if !accepted.contains(&name.as_str()) {
-                let hint = suggest(&name, accepted)
+                let seed = SEED_PARAMETERS.iter().find(|(n, _)| *n == name);
+                let hint = seed
+                    .map(|(_, hint)| format!("the seed's `{name}` is not supported: {hint}"))
+                    .or_else(|| suggest(&name, accepted))
                     .unwrap_or_else(|| "this route takes no query parameters".into());
                 return Err(ApiError::bad(
                     "unknown_parameter",
@@ -117,11 +153,13 @@ impl Params {
             .map(|(_, v)| v.as_str())
     }
 
-    /// `limit`: 1 to `max`, `default` when absent.
-    pub fn limit(&self, default: usize, max: usize) -> Result<usize, ApiError> {
-        match self.get("limit") {
-            None => Ok(default),
-            Some(text) => count("limit", text, max),
+    /// The row count: `fixed` when the route sets it (`/latest`, `/last/{count}`), else
+    /// `limit` (1 to [`MAX_LIMIT`]), else `default`.
+    pub fn limit(&self, fixed: Option<usize>, default: usize) -> Result<usize, ApiError> {
+        match (fixed, self.get("limit")) {
+            (Some(n), _) => Ok(n),
+            (None, None) => Ok(default),
+            (None, Some(text)) => count("limit", text, MAX_LIMIT),
         }
     }
 
@@ -145,6 +183,18 @@ impl Params {
             }
         }
         Ok((start, end))
+    }
+
+    /// Whether the answer is CSV (`format=csv`) rather than JSON (the default).
+    pub fn csv(&self) -> Result<bool, ApiError> {
+        match self.get("format") {
+            None | Some("json") => Ok(false),
+            Some("csv") => Ok(true),
+            Some(other) => Err(ApiError::bad(
+                "bad_parameter",
+                format!("format: `{other}` is not `json` or `csv`"),
+            )),
+        }
     }
 
     /// Whether rows come newest first (`order=desc`); time order by default.
@@ -281,14 +331,34 @@ fn with_presentation(out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>), ms: i6
 
 pub const TIMEZONE_NOTE: &str = "times are UTC (RFC 3339); timestamp_est shows them in America/New_York; data is in time order unless order=desc";
 
-/// Writes `{"symbol":..,<extra>,"count":n,"timezone_note":..,"data":[rows]}`.
-fn envelope<T>(
+/// Writes `{"symbol":..,<extra>,"count":n,"timezone_note":..,"data":[rows]}`, or with
+/// `format=csv` a header and one line per row (the record CSV of the file sink).
+fn envelope<T: Clone + Into<Record>>(
+    params: &Params,
     symbol: Option<&Symbol>,
     extra: &[(&str, Option<&str>)],
     rows: &[T],
-    descending: bool,
+    kind: RecordKind,
     mut write_row: impl FnMut(&mut Vec<u8>, &T),
-) -> Vec<u8> {
+) -> Result<Reply, ApiError> {
+    let descending = params.descending()?;
+    let ordered: Box<dyn Iterator<Item = &T>> = if descending {
+        Box::new(rows.iter().rev())
+    } else {
+        Box::new(rows.iter())
+    };
+    if params.csv()? {
+        let mut out = Vec::with_capacity(64 + rows.len() * 120);
+        out.extend_from_slice(csv_header(kind).as_bytes());
+        out.push(b'\n');
+        for row in ordered {
+            write_record_csv(&mut out, &row.clone().into());
+        }
+        return Ok(Reply {
+            body: out,
+            content_type: "text/csv; charset=utf-8",
+        });
+    }
     let mut out = Vec::with_capacity(128 + rows.len() * 260);
     out.push(b'{');
     if let Some(symbol) = symbol {
@@ -310,21 +380,14 @@ fn envelope<T>(
     out.extend_from_slice(b",\"timezone_note\":");
     write_json_str(&mut out, TIMEZONE_NOTE);
     out.extend_from_slice(b",\"data\":[");
-    let mut first = true;
-    let mut each = |row: &T| {
-        if !first {
+    for (i, row) in ordered.enumerate() {
+        if i > 0 {
             out.push(b',');
         }
-        first = false;
         write_row(&mut out, row);
-    };
-    if descending {
-        rows.iter().rev().for_each(&mut each);
-    } else {
-        rows.iter().for_each(&mut each);
     }
     out.extend_from_slice(b"]}");
-    out
+    Ok(Reply::json(out))
 }
 
 fn write_tick_row(out: &mut Vec<u8>, t: &Tick) {
@@ -374,24 +437,21 @@ pub async fn realtime_prices(
     symbol: Symbol,
     params: &Params,
     limit: Option<usize>,
-) -> Result<Vec<u8>, ApiError> {
-    let limit = match limit {
-        Some(n) => n,
-        None => params.limit(100, MAX_LIMIT)?,
-    };
-    let descending = params.descending()?;
+) -> Result<Reply, ApiError> {
+    let limit = params.limit(limit, 100)?;
     let ticks = store
         .latest_ticks(&symbol, limit)
         .await
         .map_err(store_error)?;
     known(store, &symbol, ticks.len()).await?;
-    Ok(envelope(
+    envelope(
+        params,
         Some(&symbol),
         &[],
         &ticks,
-        descending,
+        RecordKind::Tick,
         write_tick_row,
-    ))
+    )
 }
 
 /// `GET /api/v2/intraday/prices/{symbol}`: bars below a day.
@@ -400,7 +460,7 @@ pub async fn intraday_prices(
     symbol: Symbol,
     params: &Params,
     limit: Option<usize>,
-) -> Result<Vec<u8>, ApiError> {
+) -> Result<Reply, ApiError> {
     let interval = params.interval(Interval::M1)?;
     if interval.is_daily() {
         return Err(ApiError::bad(
@@ -409,11 +469,7 @@ pub async fn intraday_prices(
         ));
     }
     let (start, end) = params.range()?;
-    let limit = match limit {
-        Some(n) => n,
-        None => params.limit(100, MAX_LIMIT)?,
-    };
-    let descending = params.descending()?;
+    let limit = params.limit(limit, 100)?;
     let bars = store
         .bars(&BarQuery {
             symbol: symbol.clone(),
@@ -426,13 +482,14 @@ pub async fn intraday_prices(
         .map_err(store_error)?;
     known(store, &symbol, bars.len()).await?;
     let interval = interval.to_string();
-    Ok(envelope(
+    envelope(
+        params,
         Some(&symbol),
         &[("interval", Some(&interval))],
         &bars,
-        descending,
+        RecordKind::Bar,
         write_bar_row,
-    ))
+    )
 }
 
 /// `GET /api/v2/historical/prices/{symbol}`: daily bars by session date, both dates included.
@@ -441,7 +498,7 @@ pub async fn historical_prices(
     symbol: Symbol,
     params: &Params,
     limit: Option<usize>,
-) -> Result<Vec<u8>, ApiError> {
+) -> Result<Reply, ApiError> {
     let first = params
         .get("start_date")
         .map(|t| date("start_date", t))
@@ -458,11 +515,7 @@ pub async fn historical_prices(
             ));
         }
     }
-    let limit = match limit {
-        Some(n) => n,
-        None => params.limit(252, MAX_LIMIT)?,
-    };
-    let descending = params.descending()?;
+    let limit = params.limit(limit, 252)?;
     // Sessions start up to 14 h either side of their date's UTC midnight: fetch a margin,
     // then keep the bars whose session date is in range.
     const MARGIN: i64 = 14 * 3_600_000;
@@ -483,13 +536,14 @@ pub async fn historical_prices(
     let skip = bars.len().saturating_sub(limit);
     bars.drain(..skip);
     known(store, &symbol, bars.len()).await?;
-    Ok(envelope(
+    envelope(
+        params,
         Some(&symbol),
         &[("interval", Some("1d"))],
         &bars,
-        descending,
+        RecordKind::Bar,
         write_daily_row,
-    ))
+    )
 }
 
 /// Whether `name` is an indicator name (`rsi`) or has the shape of a generated id (`rsi_14`).
@@ -509,7 +563,7 @@ pub async fn analytics(
     params: &Params,
     default_interval: Interval,
     limit: Option<usize>,
-) -> Result<Vec<u8>, ApiError> {
+) -> Result<Reply, ApiError> {
     let interval = params.interval(default_interval)?;
     let indicator = params.get("indicator").map(str::to_owned);
     if let Some(name) = &indicator {
@@ -526,11 +580,7 @@ pub async fn analytics(
         }
     }
     let (start, end) = params.range()?;
-    let limit = match limit {
-        Some(n) => n,
-        None => params.limit(100, MAX_LIMIT)?,
-    };
-    let descending = params.descending()?;
+    let limit = params.limit(limit, 100)?;
     let rows = store
         .indicators(&IndicatorQuery {
             symbol: symbol.clone(),
@@ -558,20 +608,21 @@ pub async fn analytics(
     }
     known(store, &symbol, rows.len()).await?;
     let interval = interval.to_string();
-    Ok(envelope(
+    envelope(
+        params,
         Some(&symbol),
         &[
             ("interval", Some(&interval)),
             ("indicator", indicator.as_deref()),
         ],
         &rows,
-        descending,
+        RecordKind::Indicator,
         write_indicator_row,
-    ))
+    )
 }
 
 /// `GET /api/v2/symbols`: every symbol with the span of its data.
-pub async fn symbols(store: &Store) -> Result<Vec<u8>, ApiError> {
+pub async fn symbols(store: &Store) -> Result<Reply, ApiError> {
     let spans = store.symbols().await.map_err(store_error)?;
     let mut out = Vec::with_capacity(64 + spans.len() * 160);
     out.extend_from_slice(b"{\"count\":");
@@ -595,7 +646,7 @@ pub async fn symbols(store: &Store) -> Result<Vec<u8>, ApiError> {
     out.extend_from_slice(b"],\"timezone_note\":");
     write_json_str(&mut out, TIMEZONE_NOTE);
     out.push(b'}');
-    Ok(out)
+    Ok(Reply::json(out))
 }
 
 #[cfg(test)]
@@ -615,19 +666,20 @@ mod tests {
     fn checks_parameters() {
         let accepted = ["limit", "start", "end"];
         let p = Params::parse(Some("limit=5&start=2024-01-02"), &accepted).unwrap();
-        assert_eq!(p.limit(100, 10).unwrap(), 5);
+        assert_eq!(p.limit(None, 100).unwrap(), 5);
+        assert_eq!(p.limit(Some(1), 100).unwrap(), 1);
         assert_eq!(p.range().unwrap().0, Some(1_704_153_600_000));
         for (query, code) in [
             ("limt=5", "unknown_parameter"),
             ("limit=5&limit=6", "bad_parameter"),
             ("limit=0", "bad_parameter"),
-            ("limit=11", "bad_parameter"),
+            ("limit=5001", "bad_parameter"),
             ("limit=x", "bad_parameter"),
             ("start=yesterday", "bad_time"),
             ("start=2024-01-03&end=2024-01-02", "bad_range"),
         ] {
             let err = Params::parse(Some(query), &accepted)
-                .and_then(|p| p.limit(100, 10).and_then(|_| p.range()))
+                .and_then(|p| p.limit(None, 100).and_then(|_| p.range()))
                 .unwrap_err();
             assert_eq!(err.code, code, "{query}");
             assert_eq!(err.status, StatusCode::BAD_REQUEST);

@@ -25,7 +25,7 @@ use tokio::net::TcpListener;
 use tokio::sync::OnceCell;
 use tokio::task::JoinSet;
 
-use self::api::{ApiError, Params};
+use self::api::{ApiError, Params, Reply};
 pub use self::config::ServerConfig;
 use self::hub::Hub;
 use crate::metrics::metrics;
@@ -65,9 +65,17 @@ pub struct Route {
     pub params: &'static [&'static str],
 }
 
-const BARS: &[&str] = &["interval", "start", "end", "limit", "order"];
-const ANALYTICS: &[&str] = &["interval", "indicator", "start", "end", "limit", "order"];
-const DAILY: &[&str] = &["start_date", "end_date", "limit", "order"];
+const BARS: &[&str] = &["interval", "start", "end", "limit", "order", "format"];
+const ANALYTICS: &[&str] = &[
+    "interval",
+    "indicator",
+    "start",
+    "end",
+    "limit",
+    "order",
+    "format",
+];
+const DAILY: &[&str] = &["start_date", "end_date", "limit", "order", "format"];
 
 /// Every route of the server.
 pub const ROUTES: &[Route] = &[
@@ -109,12 +117,12 @@ pub const ROUTES: &[Route] = &[
     Route {
         template: "/api/v2/realtime/prices/{symbol}",
         endpoint: Endpoint::RealtimePrices,
-        params: &["limit", "order"],
+        params: &["limit", "order", "format"],
     },
     Route {
         template: "/api/v2/realtime/prices/{symbol}/latest",
         endpoint: Endpoint::RealtimeLatest,
-        params: &[],
+        params: &["format"],
     },
     Route {
         template: "/api/v2/intraday/prices/{symbol}",
@@ -124,12 +132,12 @@ pub const ROUTES: &[Route] = &[
     Route {
         template: "/api/v2/intraday/prices/{symbol}/latest",
         endpoint: Endpoint::IntradayLatest,
-        params: &["interval"],
+        params: &["interval", "format"],
     },
     Route {
         template: "/api/v2/intraday/prices/{symbol}/last/{count}",
         endpoint: Endpoint::IntradayLast,
-        params: &["interval", "order"],
+        params: &["interval", "order", "format"],
     },
     Route {
         template: "/api/v2/historical/prices/{symbol}",
@@ -139,12 +147,12 @@ pub const ROUTES: &[Route] = &[
     Route {
         template: "/api/v2/historical/prices/{symbol}/latest",
         endpoint: Endpoint::HistoricalLatest,
-        params: &[],
+        params: &["format"],
     },
     Route {
         template: "/api/v2/historical/prices/{symbol}/last/{count}",
         endpoint: Endpoint::HistoricalLast,
-        params: &["order"],
+        params: &["order", "format"],
     },
     Route {
         template: "/api/v2/analytics/{symbol}",
@@ -159,7 +167,7 @@ pub const ROUTES: &[Route] = &[
     Route {
         template: "/api/v2/historical/analytics/{symbol}",
         endpoint: Endpoint::HistoricalAnalytics,
-        params: &["indicator", "start", "end", "limit", "order"],
+        params: &["indicator", "start", "end", "limit", "order", "format"],
     },
     Route {
         template: "/ws",
@@ -449,11 +457,16 @@ async fn dispatch(
             .map(|c| api::count("count", c, api::MAX_LIMIT))
             .transpose()
     };
-    let ok = |body: Vec<u8>| Ok(json(StatusCode::OK, body));
+    let ok = |reply: Reply| {
+        let mut r = response(StatusCode::OK, reply.content_type, reply.body);
+        r.headers_mut()
+            .insert("access-control-allow-origin", HeaderValue::from_static("*"));
+        Ok(r)
+    };
     match route.endpoint {
         Endpoint::Chart => {
             if prefers_json(&req) {
-                return ok(service_info(state));
+                return ok(Reply::json(service_info(state)));
             }
             let mut r = response(StatusCode::OK, "text/html; charset=utf-8", CHART_HTML);
             r.headers_mut()
@@ -465,7 +478,7 @@ async fn dispatch(
             "text/html; charset=utf-8",
             DOCS_HTML,
         )),
-        Endpoint::OpenApi => ok(OPENAPI_JSON.as_bytes().to_vec()),
+        Endpoint::OpenApi => ok(Reply::json(OPENAPI_JSON.as_bytes().to_vec())),
         Endpoint::Health => {
             let (status, body) = health(state).await;
             Ok(json(status, body))
