@@ -156,7 +156,11 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 (Some(n), Some(index), Some(hostfile)) => Some(read_cluster(&hostfile, n, index)?),
                 _ => None,
             };
-            let server_config = pipeline.server.clone().filter(|_| !no_server);
+            // Sinks, and so the live hub, run in process 0 of a cluster: it alone serves.
+            let server_config = pipeline
+                .server
+                .clone()
+                .filter(|_| !no_server && process.unwrap_or(0) == 0);
             let hub = server_config
                 .as_ref()
                 .map(|c| Hub::new(c.hub_config()))

@@ -268,6 +268,15 @@ fn every_route_answers_from_the_store() {
         assert_eq!(v["indicator"], Value::Null);
         let v = ok(addr, "/api/v2/intraday/analytics/AAPL?indicator=rsi&start=2024-01-02T14:30:00Z&end=2024-01-02T14:32:00Z").await;
         assert_eq!(v["count"], 2);
+        let v = ok(
+            addr,
+            "/api/v2/intraday/analytics/AAPL/last/3?indicator=rsi_14",
+        )
+        .await;
+        assert_eq!(v["count"], 3);
+        assert_eq!(data(&v)[2]["ts"], "2024-01-02T16:29:00Z");
+        let v = ok(addr, "/api/v2/historical/analytics/AAPL/last/2").await;
+        assert_eq!(v["count"], 2);
         let v = ok(addr, "/api/v2/historical/analytics/AAPL?indicator=sma_20").await;
         assert_eq!(v["interval"], "1d");
         assert_eq!(v["count"], 5);

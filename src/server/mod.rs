@@ -51,7 +51,9 @@ pub enum Endpoint {
     HistoricalLast,
     Analytics,
     IntradayAnalytics,
+    IntradayAnalyticsLast,
     HistoricalAnalytics,
+    HistoricalAnalyticsLast,
     Ws,
     WsPrices,
     WsAnalytics,
@@ -165,9 +167,19 @@ pub const ROUTES: &[Route] = &[
         params: ANALYTICS,
     },
     Route {
+        template: "/api/v2/intraday/analytics/{symbol}/last/{count}",
+        endpoint: Endpoint::IntradayAnalyticsLast,
+        params: &["interval", "indicator", "order", "format"],
+    },
+    Route {
         template: "/api/v2/historical/analytics/{symbol}",
         endpoint: Endpoint::HistoricalAnalytics,
         params: &["indicator", "start", "end", "limit", "order", "format"],
+    },
+    Route {
+        template: "/api/v2/historical/analytics/{symbol}/last/{count}",
+        endpoint: Endpoint::HistoricalAnalyticsLast,
+        params: &["indicator", "order", "format"],
     },
     Route {
         template: "/ws",
@@ -529,15 +541,20 @@ async fn dispatch(
             let store = state.store.get().await?;
             ok(api::historical_prices(store, symbol, &params, limit).await?)
         }
-        Endpoint::Analytics | Endpoint::IntradayAnalytics | Endpoint::HistoricalAnalytics => {
-            let default = if route.endpoint == Endpoint::HistoricalAnalytics {
-                Interval::D1
-            } else {
-                Interval::M1
-            };
+        Endpoint::Analytics
+        | Endpoint::IntradayAnalytics
+        | Endpoint::IntradayAnalyticsLast
+        | Endpoint::HistoricalAnalytics
+        | Endpoint::HistoricalAnalyticsLast => {
+            let daily = matches!(
+                route.endpoint,
+                Endpoint::HistoricalAnalytics | Endpoint::HistoricalAnalyticsLast
+            );
+            let default = if daily { Interval::D1 } else { Interval::M1 };
             let symbol = symbol?.expect("route has a symbol");
+            let limit = count()?;
             let store = state.store.get().await?;
-            ok(api::analytics(store, symbol, &params, default, None).await?)
+            ok(api::analytics(store, symbol, &params, default, limit).await?)
         }
         Endpoint::Ws => ws::upgrade(state.clone(), req, ws::Mode::Streams),
         Endpoint::WsPrices => {
