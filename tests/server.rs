@@ -223,6 +223,13 @@ fn every_route_answers_from_the_store() {
         // A known symbol with nothing in range is an empty answer, not an error.
         let v = ok(addr, "/api/v2/intraday/prices/AAPL?interval=15m").await;
         assert_eq!(v["count"], 0);
+        // interval=1d on the intraday route gives the daily bars.
+        let v = ok(
+            addr,
+            "/api/v2/intraday/prices/AAPL?interval=1d&start=2024-01-04",
+        )
+        .await;
+        assert_eq!(v["count"], 3);
 
         // Daily bars by session date, both ends included.
         let v = ok(
@@ -431,12 +438,6 @@ fn bad_input_gets_a_json_error() {
         ),
         (
             "GET",
-            "/api/v2/intraday/prices/AAPL?interval=1d".into(),
-            400,
-            "bad_interval",
-        ),
-        (
-            "GET",
             "/api/v2/analytics/AAPL?interval=2d".into(),
             400,
             "bad_interval",
@@ -510,8 +511,8 @@ fn bad_input_gets_a_json_error() {
         (
             "GET",
             "/api/v2/analytics/AAPL?indicator=rsx".into(),
-            400,
-            "bad_indicator",
+            404,
+            "unknown_indicator",
         ),
         (
             "GET",

@@ -234,41 +234,72 @@ pub fn parse_interval(text: &str) -> Result<Interval, ApiError> {
     })
 }
 
-/// An instant: RFC 3339 (no offset: UTC), `YYYY-MM-DD` (midnight UTC) or epoch ms.
+/// An instant: RFC 3339 with an offset, a date `YYYY-MM-DD` (midnight UTC) or epoch
+/// milliseconds (up to 15 digits). A time without an offset is refused: it is ambiguous.
 pub fn instant(name: &str, text: &str) -> Result<i64, ApiError> {
-    let full: Cow<str> = if text.len() == 10 && text.as_bytes().get(4) == Some(&b'-') {
-        format!("{text}T00:00:00Z").into()
-    } else {
-        text.into()
-    };
-    parse_timestamp_with(&full, Some).map_err(|_| {
+    let bytes = text.as_bytes();
+    let bad = |why: &str| {
         ApiError::bad(
             "bad_time",
-            format!("{name}: `{text}` is not a time; use RFC 3339 (2024-01-02T14:30:00Z), a date (2024-01-02) or epoch milliseconds"),
+            format!("{name}: `{text}` is not a time{why}; use RFC 3339 (2024-01-02T14:30:00Z), a date (2024-01-02) or epoch milliseconds"),
         )
-    })
+    };
+    if (1..=15).contains(&bytes.len()) && bytes.iter().all(u8::is_ascii_digit) {
+        return text.parse().map_err(|_| bad(""));
+    }
+    if let Some(day) = full_date(text) {
+        return Ok(day * DAY);
+    }
+    if bytes.len() > 10 && matches!(bytes[10], b'T' | b't') {
+        if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+            return Ok(t.timestamp_millis());
+        }
+        if chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f").is_ok() {
+            return Err(bad(" with an offset (add `Z` for UTC)"));
+        }
+    }
+    Err(bad(""))
+}
+
+/// Days since the epoch of a strict `YYYY-MM-DD`.
+fn full_date(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    let shaped = b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
+    if !shaped {
+        return None;
+    }
+    let date = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?;
+    Some(i64::from(
+        date.signed_duration_since(chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?)
+            .num_days() as i32,
+    ))
 }
 
 /// A calendar date `YYYY-MM-DD` as days since the epoch.
 pub fn date(name: &str, text: &str) -> Result<i64, ApiError> {
-    let bad = || {
+    full_date(text).ok_or_else(|| {
         ApiError::bad(
             "bad_time",
             format!("{name}: `{text}` is not a date; use YYYY-MM-DD"),
         )
-    };
-    if text.len() != 10 {
-        return Err(bad());
-    }
-    instant(name, text)
-        .map(|ms| ms.div_euclid(DAY))
-        .map_err(|_| bad())
+    })
 }
 
 /// A symbol from a path segment: percent-decoded, upper-case, checked.
 pub fn symbol(segment: &str) -> Result<Symbol, ApiError> {
     let text = percent_decode(segment)
         .ok_or_else(|| ApiError::bad("bad_symbol", "symbol is not valid UTF-8"))?;
+    if !text.is_ascii() {
+        return Err(ApiError::bad(
+            "bad_symbol",
+            "symbol: expected 1 to 32 printable ASCII characters without spaces, commas, quotes or backslashes",
+        ));
+    }
     Symbol::new(&text.to_ascii_uppercase()).map_err(|e| ApiError::bad("bad_symbol", e.to_string()))
 }
 
@@ -462,12 +493,6 @@ pub async fn intraday_prices(
     limit: Option<usize>,
 ) -> Result<Reply, ApiError> {
     let interval = params.interval(Interval::M1)?;
-    if interval.is_daily() {
-        return Err(ApiError::bad(
-            "bad_interval",
-            "interval: daily bars are served by /api/v2/historical/prices/{symbol}",
-        ));
-    }
     let (start, end) = params.range()?;
     let limit = params.limit(limit, 100)?;
     let bars = store
@@ -597,8 +622,8 @@ pub async fn analytics(
         // is a mistake worth saying (the seed dropped unknown indicators silently).
         if !indicator_shaped(name) {
             let names: Vec<&str> = IndicatorKind::ALL.iter().map(|k| k.name()).collect();
-            return Err(ApiError::bad(
-                "bad_indicator",
+            return Err(ApiError::not_found(
+                "unknown_indicator",
                 format!(
                     "indicator: unknown indicator `{name}`; {}",
                     suggest(name, &names).unwrap_or_default()
@@ -693,10 +718,23 @@ mod tests {
             instant("t", "2024-01-02T14:30:00Z").unwrap(),
             instant("t", "2024-01-02T09:30:00-05:00").unwrap()
         );
-        assert_eq!(
-            instant("t", "2024-01-02T14:30:00").unwrap(),
-            1_704_205_800_000
+        assert_eq!(instant("t", "1969-12-31T23:59:59Z").unwrap(), -1000);
+        assert_eq!(instant("t", "2024-01-02").unwrap(), 1_704_153_600_000);
+        let naive = instant("t", "2024-01-02T14:30:00").unwrap_err();
+        assert!(
+            naive.message.contains("with an offset"),
+            "{}",
+            naive.message
         );
+        for bad in [
+            "2024-1-2",
+            "2024-01-02 14:30:00Z",
+            "+2024-01-02",
+            "1234567890123456",
+            "2024-02-30",
+        ] {
+            assert!(instant("t", bad).is_err(), "{bad}");
+        }
         assert!(date("d", "2024-01-02T00:00:00Z").is_err());
         assert!(date("d", "2024-13-02").is_err());
     }
