@@ -2,12 +2,10 @@
 //! parameter), answers written straight into a buffer with the record codec. Nothing from
 //! a request reaches SQL except as a bound parameter.
 
-use std::borrow::Cow;
-
 use chrono::{SecondsFormat, TimeZone};
 use hyper::StatusCode;
 use marketflow_operators::indicators::IndicatorKind;
-use marketflow_operators::time::{parse_timestamp_with, write_timestamp, DAY};
+use marketflow_operators::time::{write_timestamp, DAY};
 use marketflow_operators::{Bar, IndicatorRow, Interval, Record, Symbol, Tick};
 
 use crate::codec::{
