@@ -299,14 +299,19 @@ impl Hub {
             let Some(subs) = subscriptions.get(&(key.kind, key.symbol.clone())) else {
                 continue;
             };
-            for (interval, clients) in subs {
-                if interval.is_some() && *interval != key.interval {
+            let matching: Vec<&Vec<Arc<Client>>> = subs
+                .iter()
+                .filter(|(interval, _)| interval.is_none() || *interval == key.interval)
+                .map(|(_, clients)| clients)
+                .collect();
+            // A client holding both `bars:*:X` and `bars:1m:X` gets each record once.
+            let mut seen = std::collections::HashSet::new();
+            for client in matching.iter().flat_map(|clients| clients.iter()) {
+                if matching.len() > 1 && !seen.insert(client.id) {
                     continue;
                 }
-                for client in clients {
-                    if client.push(chunk.clone(), &self.inner.config) {
-                        kicked.push(client.id);
-                    }
+                if client.push(chunk.clone(), &self.inner.config) {
+                    kicked.push(client.id);
                 }
             }
         }
@@ -650,6 +655,36 @@ mod tests {
             .map(|(t, g)| g.contains(t) && g.contains("AAPL"))
             .collect();
         assert_eq!(times, [true, true, true], "{got:?}");
+    }
+
+    #[test]
+    fn overlapping_subscriptions_deliver_once() {
+        let hub = Hub::new(HubConfig::default());
+        let client = hub.connect();
+        let bar = |minute: i64| {
+            Record::Bar(marketflow_operators::Bar {
+                symbol: Symbol::new("A").unwrap(),
+                interval: Interval::M1,
+                start: minute * 60_000,
+                end: (minute + 1) * 60_000,
+                open: 1.0,
+                high: 1.0,
+                low: 1.0,
+                close: 1.0,
+                volume: Default::default(),
+                notional: Default::default(),
+                trades: 1,
+                revision: 0,
+                seq: 0,
+                wm: 0,
+            })
+        };
+        for stream in ["bars:*:A", "bars:1m:A"] {
+            hub.subscribe(&client, &StreamKey::parse(stream).unwrap(), 0);
+        }
+        client.take();
+        hub.publish(vec![bar(0), bar(1)]);
+        assert_eq!(received(&client).len(), 2);
     }
 
     #[test]
