@@ -418,6 +418,41 @@ fn pings_keep_answering_clients_and_close_silent_ones() {
     });
 }
 
+/// A client that keeps reading is not timed out during a large delivery, and its pongs
+/// are heard under a stream that never pauses.
+#[test]
+fn a_busy_client_that_answers_pings_is_not_timed_out() {
+    block_on(async {
+        let (server, hub) = start(&config(|c| {
+            c.ping_interval = Duration(20);
+            c.client_queue = 10_000_000;
+            c.max_dropped = u64::MAX;
+        }));
+        let mut ws = ws_connect(server.addr, "/ws/prices/AAPL").await;
+        assert_eq!(ws_next(&mut ws).await.unwrap()["type"], "subscription");
+        assert_eq!(ws_next(&mut ws).await.unwrap()["type"], "snapshot");
+        // About 20 MB in one delivery, then a stream that never pauses.
+        const TOTAL: i64 = 200_000;
+        hub.publish((0..TOTAL).map(|k| tick("AAPL", k)).collect());
+        let (mut pings, mut records) = (0, 0);
+        while records < TOTAL || pings < 10 {
+            if records == TOTAL {
+                // A stream that keeps coming while the client waits for more pings.
+                hub.publish(vec![tick("AAPL", TOTAL)]);
+            }
+            match ws.next().await.expect("open").expect("frame") {
+                Message::Ping(_) => pings += 1,
+                Message::Text(t) if t.as_str().contains("\"tick\"") => records += 1,
+                Message::Close(frame) => {
+                    panic!("closed after {pings} pings, {records} records: {frame:?}")
+                }
+                _ => {}
+            }
+        }
+        server.stop().await;
+    });
+}
+
 /// Parses one unmasked server frame: (opcode, payload, bytes used).
 fn frame(buf: &[u8]) -> Option<(u8, Vec<u8>, usize)> {
     if buf.len() < 2 {
@@ -518,11 +553,10 @@ fn pipeline_records_reach_websocket_clients() {
         assert_eq!(ws_next(&mut ws).await.unwrap()["records"], 0);
         assert_eq!(ws_next(&mut ws).await.unwrap()["records"], 0);
         // Three minutes of ticks, then the end of input closes every window.
-        let mut csv = String::from("ts,symbol,price,volume\n");
+        let mut csv = format!("ts,symbol,price,volume\n{},MSFT,50,1\n", iso(T0));
         for s in 0..180 {
             csv.push_str(&format!("{},AAPL,{},10\n", iso(T0 + s * 1000), 100 + s));
         }
-        csv.push_str(&format!("{},MSFT,50,1\n", iso(T0 + 5_000)));
         writer.write_all(csv.as_bytes()).unwrap();
         drop(writer);
         let mut bars = Vec::new();

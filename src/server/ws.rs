@@ -138,10 +138,12 @@ pub fn upgrade(
 
 type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
-/// Writes every chunk with as few system calls as the socket allows.
+/// Writes every chunk with as few system calls as the socket allows. A socket that takes
+/// nothing for `stall` is stalled (a slow reader that makes progress is not).
 async fn write_chunks<W: AsyncWrite + Unpin>(
     socket: &mut W,
     chunks: &[Chunk],
+    stall: Duration,
 ) -> std::io::Result<()> {
     let mut chunk = 0;
     let mut offset = 0;
@@ -151,7 +153,9 @@ async fn write_chunks<W: AsyncWrite + Unpin>(
             .take(64)
             .map(IoSlice::new)
             .collect();
-        let mut written = socket.write_vectored(&slices).await?;
+        let mut written = tokio::time::timeout(stall, socket.write_vectored(&slices))
+            .await
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
         if written == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
@@ -251,21 +255,16 @@ impl Connection {
     async fn run(&mut self, ws: &mut Socket) -> &'static str {
         let interval = self.state.ping_interval;
         let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        // After a long write, one ping, not a burst of the missed ones.
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Pings sent since the client was last heard from.
         let mut unanswered = 0u32;
         loop {
+            // Client frames before deliveries: under a stream that never pauses, pongs and
+            // commands must still be read.
             tokio::select! {
                 biased;
                 _ = self.state.stop.triggered() => return "shutdown",
-                _ = self.client.ready() => {
-                    let pending = self.client.take();
-                    if pending.kicked {
-                        return "too_slow";
-                    }
-                    if let Err(reason) = self.deliver(ws, &pending.chunks, pending.dropped).await {
-                        return reason;
-                    }
-                }
                 message = ws.next() => {
                     unanswered = 0;
                     match message {
@@ -285,6 +284,15 @@ impl Connection {
                         Some(Err(_)) => return "protocol_error",
                     }
                 }
+                _ = self.client.ready() => {
+                    let pending = self.client.take();
+                    if pending.kicked {
+                        return "too_slow";
+                    }
+                    if let Err(reason) = self.deliver(ws, &pending.chunks, pending.dropped).await {
+                        return reason;
+                    }
+                }
                 _ = ping.tick() => {
                     if unanswered == 3 {
                         return "timeout";
@@ -299,18 +307,23 @@ impl Connection {
     }
 
     /// Writes queued frames, then tells the client how many records it lost, if any. A
-    /// stalled write ends when the hub kicks the client or after three ping intervals.
+    /// stalled write ends when the hub kicks the client or when the socket has taken nothing
+    /// for three ping intervals.
     async fn deliver(
         &self,
         ws: &mut Socket,
         chunks: &[Chunk],
         dropped: u64,
     ) -> Result<(), &'static str> {
+        let stall = self.state.ping_interval * 3;
         let write = async {
             ws.flush().await.map_err(|_| "write_failed")?;
-            write_chunks(ws.get_mut(), chunks)
+            write_chunks(ws.get_mut(), chunks, stall)
                 .await
-                .map_err(|_| "write_failed")?;
+                .map_err(|e| match e.kind() {
+                    std::io::ErrorKind::TimedOut => "timeout",
+                    _ => "write_failed",
+                })?;
             if dropped > 0 {
                 let lagged = text(serde_json::json!({"type": "lagged", "dropped": dropped}));
                 ws.send(lagged).await.map_err(|_| "write_failed")?;
@@ -320,7 +333,6 @@ impl Connection {
         tokio::select! {
             result = write => result,
             _ = self.client.kicked() => Err("too_slow"),
-            _ = tokio::time::sleep(self.state.ping_interval * 3) => Err("timeout"),
         }
     }
 
