@@ -36,6 +36,8 @@ use crate::metrics::metrics;
 const MAX_SUBSCRIPTIONS: usize = 256;
 /// Largest message a client may send.
 const MAX_MESSAGE: usize = 64 * 1024;
+/// Initial read buffer of a connection.
+const READ_BUFFER: usize = 4 * 1024;
 
 /// Which endpoint the client connected to.
 pub enum Mode {
@@ -111,7 +113,11 @@ pub fn upgrade(
     tokio::spawn(async move {
         match hyper::upgrade::on(&mut req).await {
             Ok(upgraded) => {
+                // tungstenite zero-fills its whole read buffer on every read attempt: client
+                // messages are small, so a small buffer (it grows when needed) keeps each
+                // poll of a busy connection cheap.
                 let config = WebSocketConfig::default()
+                    .read_buffer_size(READ_BUFFER)
                     .max_message_size(Some(MAX_MESSAGE))
                     .max_frame_size(Some(MAX_MESSAGE));
                 let ws = WebSocketStream::from_raw_socket(
