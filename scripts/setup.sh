@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on Debian when it is missing: a C toolchain, the
 # PostgreSQL server binaries (tests start a throwaway cluster when no server is running),
-# the sqlite3 shell and Chromium (the browser test of the chart page). Idempotent: a
-# machine that has everything is left alone.
+# the sqlite3 shell, Chromium (the browser test of the chart page) and schemathesis (the
+# OpenAPI conformance test, from PyPI). Idempotent: a machine that has everything is left
+# alone.
 set -euo pipefail
 
 need=()
@@ -22,4 +23,12 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}"
 else
     echo "system packages: all present"
+fi
+
+if ! python3 -m schemathesis.cli --version >/dev/null 2>&1; then
+    echo "installing: schemathesis (PyPI)"
+    python3 -m pip install --quiet schemathesis \
+        || python3 -m pip install --quiet --break-system-packages schemathesis
+else
+    echo "schemathesis: present"
 fi

@@ -4,6 +4,7 @@
 
 pub mod http;
 pub mod pg;
+pub mod rows;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
