@@ -462,7 +462,8 @@ async fn dispatch(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let params = Params::parse(req.uri().query(), route.params)?;
-    let symbol = captures.first().map(|s| api::symbol(s)).transpose();
+    // The `{symbol}` of the route (an empty one is refused like any invalid symbol).
+    let symbol = || api::symbol(captures.first().copied().unwrap_or_default());
     let count = || {
         captures
             .get(1)
@@ -504,22 +505,11 @@ async fn dispatch(
             ))
         }
         Endpoint::Symbols => ok(api::symbols(state.store.get().await?).await?),
-        Endpoint::RealtimePrices => {
+        Endpoint::RealtimePrices | Endpoint::RealtimeLatest => {
+            let limit = (route.endpoint == Endpoint::RealtimeLatest).then_some(1);
+            let symbol = symbol()?;
             let store = state.store.get().await?;
-            ok(
-                api::realtime_prices(store, symbol?.expect("route has a symbol"), &params, None)
-                    .await?,
-            )
-        }
-        Endpoint::RealtimeLatest => {
-            let store = state.store.get().await?;
-            ok(api::realtime_prices(
-                store,
-                symbol?.expect("route has a symbol"),
-                &params,
-                Some(1),
-            )
-            .await?)
+            ok(api::realtime_prices(store, symbol, &params, limit).await?)
         }
         Endpoint::IntradayPrices | Endpoint::IntradayLatest | Endpoint::IntradayLast => {
             let limit = match route.endpoint {
@@ -527,7 +517,7 @@ async fn dispatch(
                 Endpoint::IntradayLast => count()?,
                 _ => None,
             };
-            let symbol = symbol?.expect("route has a symbol");
+            let symbol = symbol()?;
             let store = state.store.get().await?;
             ok(api::intraday_prices(store, symbol, &params, limit).await?)
         }
@@ -537,7 +527,7 @@ async fn dispatch(
                 Endpoint::HistoricalLast => count()?,
                 _ => None,
             };
-            let symbol = symbol?.expect("route has a symbol");
+            let symbol = symbol()?;
             let store = state.store.get().await?;
             ok(api::historical_prices(store, symbol, &params, limit).await?)
         }
@@ -551,18 +541,18 @@ async fn dispatch(
                 Endpoint::HistoricalAnalytics | Endpoint::HistoricalAnalyticsLast
             );
             let default = if daily { Interval::D1 } else { Interval::M1 };
-            let symbol = symbol?.expect("route has a symbol");
+            let symbol = symbol()?;
             let limit = count()?;
             let store = state.store.get().await?;
             ok(api::analytics(store, symbol, &params, default, limit).await?)
         }
         Endpoint::Ws => ws::upgrade(state.clone(), req, ws::Mode::Streams),
         Endpoint::WsPrices => {
-            let symbol = symbol?.expect("route has a symbol");
+            let symbol = symbol()?;
             ws::upgrade(state.clone(), req, ws::Mode::Prices(symbol))
         }
         Endpoint::WsAnalytics => {
-            let symbol = symbol?.expect("route has a symbol");
+            let symbol = symbol()?;
             let interval = params
                 .get("interval")
                 .map(api::parse_interval)
