@@ -331,6 +331,9 @@ pub fn start(listener: std::net::TcpListener, state: ServerState) -> std::io::Re
     Ok(ServerHandle { addr, stop, task })
 }
 
+/// Time a client has to send a request head.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Kernel send buffer of each connection.
 const SEND_BUFFER: usize = 256 * 1024;
 
@@ -374,7 +377,10 @@ async fn serve_connection(stream: tokio::net::TcpStream, state: Arc<ServerState>
         let state = state.clone();
         async move { Ok::<_, Infallible>(handle(state, req).await) }
     });
+    // A client that never finishes its request head (slowloris) is closed.
     let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     tokio::pin!(conn);
