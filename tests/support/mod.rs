@@ -9,6 +9,20 @@ pub mod rows;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// For a test that needs an outside tool: false (skip, with a note) when `tool` is missing
+/// on a developer's machine; on CI (`CI` set), where scripts/setup.sh installs it, a missing
+/// tool fails the test.
+pub fn tool_present(present: bool, tool: &str) -> bool {
+    if !present {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{tool} is not installed (scripts/setup.sh installs it)"
+        );
+        eprintln!("skipped: {tool} is not installed (scripts/setup.sh installs it)");
+    }
+    present
+}
+
 /// The `marketflow` binary built for these tests.
 pub fn marketflow() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_marketflow"));
