@@ -479,8 +479,8 @@ fn rest(
         "== REST: GET /api/v2/intraday/prices/BENCH?interval=1m&limit=100 from SQLite, {} connections, {} s ==",
         args.connections, args.rest_seconds
     );
-    let dir = tempfile_dir()?;
-    let path = dir.join("bench.db");
+    let dir = ScratchDir::new()?;
+    let path = dir.0.join("bench.db");
     let mut conn = sqlite::open(&path)?;
     sqlite::migrate(&mut conn)?;
     let mut batch = Batch::default();
@@ -580,7 +580,6 @@ fn rest(
         (ok, failed)
     });
     server_rt.block_on(handle.stop());
-    let _ = std::fs::remove_dir_all(&dir);
     let rate = ok as f64 / seconds.as_secs_f64();
     let hist = latencies
         .lock()
@@ -637,10 +636,22 @@ async fn keep_alive_client(
     Ok((ok, failed))
 }
 
-fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!("marketflow-bench-server-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
+/// A scratch directory removed when dropped, also when the bench fails.
+struct ScratchDir(std::path::PathBuf);
+
+impl ScratchDir {
+    fn new() -> anyhow::Result<ScratchDir> {
+        let dir =
+            std::env::temp_dir().join(format!("marketflow-bench-server-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        Ok(ScratchDir(dir))
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 #[cfg(test)]
