@@ -470,11 +470,14 @@ async fn dispatch(
     let params = Params::parse(req.uri().query(), route.params)?;
     // The `{symbol}` of the route (an empty one is refused like any invalid symbol).
     let symbol = || api::symbol(captures.first().copied().unwrap_or_default());
-    let count = || {
+    // The row count a route fixes: one for `/latest`, `{count}` for `/last/{count}`.
+    let fixed = if route.template.ends_with("/latest") {
+        Some(1)
+    } else {
         captures
             .get(1)
             .map(|c| api::count("count", c, api::MAX_LIMIT))
-            .transpose()
+            .transpose()?
     };
     let ok = |reply: Reply| {
         let mut r = response(StatusCode::OK, reply.content_type, reply.body);
@@ -512,30 +515,19 @@ async fn dispatch(
         }
         Endpoint::Symbols => ok(api::symbols(state.store.get().await?).await?),
         Endpoint::RealtimePrices | Endpoint::RealtimeLatest => {
-            let limit = (route.endpoint == Endpoint::RealtimeLatest).then_some(1);
             let symbol = symbol()?;
             let store = state.store.get().await?;
-            ok(api::realtime_prices(store, symbol, &params, limit).await?)
+            ok(api::realtime_prices(store, symbol, &params, fixed).await?)
         }
         Endpoint::IntradayPrices | Endpoint::IntradayLatest | Endpoint::IntradayLast => {
-            let limit = match route.endpoint {
-                Endpoint::IntradayLatest => Some(1),
-                Endpoint::IntradayLast => count()?,
-                _ => None,
-            };
             let symbol = symbol()?;
             let store = state.store.get().await?;
-            ok(api::intraday_prices(store, symbol, &params, limit).await?)
+            ok(api::intraday_prices(store, symbol, &params, fixed).await?)
         }
         Endpoint::HistoricalPrices | Endpoint::HistoricalLatest | Endpoint::HistoricalLast => {
-            let limit = match route.endpoint {
-                Endpoint::HistoricalLatest => Some(1),
-                Endpoint::HistoricalLast => count()?,
-                _ => None,
-            };
             let symbol = symbol()?;
             let store = state.store.get().await?;
-            ok(api::historical_prices(store, symbol, &params, limit).await?)
+            ok(api::historical_prices(store, symbol, &params, fixed).await?)
         }
         Endpoint::Analytics
         | Endpoint::IntradayAnalytics
@@ -548,9 +540,8 @@ async fn dispatch(
             );
             let default = if daily { Interval::D1 } else { Interval::M1 };
             let symbol = symbol()?;
-            let limit = count()?;
             let store = state.store.get().await?;
-            ok(api::analytics(store, symbol, &params, default, limit).await?)
+            ok(api::analytics(store, symbol, &params, default, fixed).await?)
         }
         Endpoint::Ws => ws::upgrade(state.clone(), req, ws::Mode::Streams),
         Endpoint::WsPrices => {
