@@ -32,6 +32,14 @@ step "cargo clippy"
 cargo clippy --workspace --all-targets --release -- -D warnings
 
 step "cargo test"
+# Tests that cannot run here (a missing tool) say so in this file; under CI=true they fail.
+export MARKETFLOW_SKIPS="$PWD/target/test-skips.txt"
+mkdir -p target
+: > "$MARKETFLOW_SKIPS"
 cargo test --workspace --release
 
+if [ -s "$MARKETFLOW_SKIPS" ]; then
+    step "skipped tests"
+    cat "$MARKETFLOW_SKIPS"
+fi
 step "all tests passed"

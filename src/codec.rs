@@ -226,7 +226,7 @@ pub fn write_record_csv(out: &mut Vec<u8>, record: &Record) {
 }
 
 /// A file's record encoding.
-#[derive(serde::Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(serde::Deserialize, schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Format {
     Csv,

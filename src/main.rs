@@ -5,10 +5,12 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
+use marketflow::connector::Resources;
 use marketflow::engine::{self, Cluster, RunOptions};
-use marketflow::server::hub::Hub;
+use marketflow::hub::Hub;
 use marketflow::server::{self, ServerConfig, ServerState, SourceInfo};
 use marketflow::spec::{self, LoadError, Pipeline};
+use marketflow::status::RunStatus;
 use marketflow::store::Location;
 
 /// Streaming analytics for market data: YAML pipelines compiled to timely dataflow.
@@ -25,30 +27,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a pipeline; without a file, the embedded demo (synthetic market, no keys).
-    Run {
-        file: Option<PathBuf>,
-        /// Worker threads (overrides `workers:` in the file).
-        #[arg(short, long)]
-        workers: Option<usize>,
-        /// Number of processes in a timely cluster (needs --process and --hostfile).
-        #[arg(long, requires_all = ["process", "hostfile"])]
-        processes: Option<usize>,
-        /// This process's index in the cluster, from 0.
-        #[arg(long)]
-        process: Option<usize>,
-        /// File with one `host:port` per process, in process order.
-        #[arg(long)]
-        hostfile: Option<PathBuf>,
-        /// Write the final Prometheus metrics to this file when the run ends.
-        #[arg(long)]
-        metrics_file: Option<PathBuf>,
-        /// Serve on this address instead of `server.listen` (port 0 picks a free one).
-        #[arg(long)]
-        listen: Option<std::net::SocketAddr>,
-        /// Do not start the pipeline's server.
-        #[arg(long)]
-        no_server: bool,
-    },
+    Run(RunArgs),
     /// Serve the REST API, metrics and chart page over a database, without a pipeline.
     Serve {
         /// The store: `postgres://user@host:port/db`, or a SQLite file (`sqlite:PATH` or a path).
@@ -85,6 +64,33 @@ enum Command {
     BenchStore(marketflow::bench::StoreBenchArgs),
     /// Measure WebSocket fan-out latency and REST requests/s on loopback.
     BenchServer(marketflow::bench::server::ServerBenchArgs),
+}
+
+/// `marketflow run`'s arguments.
+#[derive(clap::Args)]
+struct RunArgs {
+    file: Option<PathBuf>,
+    /// Worker threads (overrides `workers:` in the file).
+    #[arg(short, long)]
+    workers: Option<usize>,
+    /// Number of processes in a timely cluster (needs --process and --hostfile).
+    #[arg(long, requires_all = ["process", "hostfile"])]
+    processes: Option<usize>,
+    /// This process's index in the cluster, from 0.
+    #[arg(long)]
+    process: Option<usize>,
+    /// File with one `host:port` per process, in process order.
+    #[arg(long)]
+    hostfile: Option<PathBuf>,
+    /// Write the final Prometheus metrics to this file when the run ends.
+    #[arg(long)]
+    metrics_file: Option<PathBuf>,
+    /// Serve on this address instead of `server.listen` (port 0 picks a free one).
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// Do not start the pipeline's server.
+    #[arg(long)]
+    no_server: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -125,82 +131,7 @@ fn load(path: &Path) -> Result<Pipeline, ExitCode> {
 
 fn execute(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Run {
-            file,
-            workers,
-            processes,
-            process,
-            hostfile,
-            metrics_file,
-            listen,
-            no_server,
-        } => {
-            let pipeline = match &file {
-                Some(path) => match load(path) {
-                    Ok(p) => p,
-                    Err(code) => return Ok(code),
-                },
-                None => match spec::load_str(
-                    "pipelines/demo.yaml (embedded)",
-                    marketflow::DEMO_PIPELINE,
-                    &|n| std::env::var(n).ok(),
-                ) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        eprintln!("{e}");
-                        return Ok(ExitCode::from(INVALID));
-                    }
-                },
-            };
-            let cluster = match (processes, process, hostfile) {
-                (Some(n), Some(index), Some(hostfile)) => Some(read_cluster(&hostfile, n, index)?),
-                _ => None,
-            };
-            // Sinks, and so the live hub, run in process 0 of a cluster: it alone serves.
-            let server_config = pipeline
-                .server
-                .clone()
-                .filter(|_| !no_server && process.unwrap_or(0) == 0);
-            let hub = server_config
-                .as_ref()
-                .map(|c| Hub::new(c.hub_config()))
-                .unwrap_or_default();
-            let server = match &server_config {
-                Some(config) => Some(start_pipeline_server(&pipeline, config, listen, &hub)?),
-                None => None,
-            };
-            let result = engine::run(
-                &pipeline,
-                &RunOptions {
-                    workers,
-                    cluster,
-                    hub,
-                },
-            );
-            if let Some(path) = &metrics_file {
-                std::fs::write(path, marketflow::metrics::metrics().render())
-                    .with_context(|| format!("writing {}", path.display()))?;
-            }
-            let summary = result?;
-            tracing::info!(
-                seconds = summary.seconds,
-                interrupted = summary.interrupted,
-                "pipeline {} finished",
-                pipeline.name
-            );
-            if let Some((runtime, handle, finished)) = server {
-                finished.store(true, std::sync::atomic::Ordering::SeqCst);
-                if !summary.interrupted {
-                    tracing::info!(
-                        "the pipeline has ended; still serving on http://{}/ until Ctrl-C",
-                        handle.addr
-                    );
-                    runtime.block_on(marketflow::shutdown::stop_signal());
-                }
-                runtime.block_on(handle.stop());
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Run(args) => run(args),
         Command::Serve { store, listen } => {
             let runtime = server_runtime()?;
             let listener =
@@ -266,6 +197,80 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// `marketflow run`: the pipeline, with its server beside it until Ctrl-C.
+fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let pipeline = match &args.file {
+        Some(path) => match load(path) {
+            Ok(p) => p,
+            Err(code) => return Ok(code),
+        },
+        None => match spec::load_str(
+            "pipelines/demo.yaml (embedded)",
+            marketflow::DEMO_PIPELINE,
+            &|n| std::env::var(n).ok(),
+        ) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("{e}");
+                return Ok(ExitCode::from(INVALID));
+            }
+        },
+    };
+    let cluster = match (args.processes, args.process, &args.hostfile) {
+        (Some(n), Some(index), Some(hostfile)) => Some(read_cluster(hostfile, n, index)?),
+        _ => None,
+    };
+    // Sinks, and so the live hub, run in process 0 of a cluster: it alone serves.
+    let server_config = pipeline
+        .server
+        .clone()
+        .filter(|_| !args.no_server && args.process.unwrap_or(0) == 0);
+    let hub = server_config
+        .as_ref()
+        .map(|c| Hub::new(c.hub_config()))
+        .unwrap_or_default();
+    let status = RunStatus::default();
+    let server = match &server_config {
+        Some(config) => Some(start_pipeline_server(
+            &pipeline,
+            config,
+            args.listen,
+            (&hub, &status),
+        )?),
+        None => None,
+    };
+    let options = RunOptions {
+        workers: args.workers,
+        cluster,
+        resources: Resources::default().with(hub),
+        status,
+    };
+    let result = engine::run(&pipeline, &options);
+    if let Some(path) = &args.metrics_file {
+        std::fs::write(path, marketflow::metrics::metrics().render())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    let summary = result?;
+    tracing::info!(
+        seconds = summary.seconds,
+        interrupted = summary.interrupted,
+        "pipeline {} finished",
+        pipeline.name
+    );
+    if let Some((runtime, handle, finished)) = server {
+        finished.store(true, std::sync::atomic::Ordering::SeqCst);
+        if !summary.interrupted {
+            tracing::info!(
+                "the pipeline has ended; still serving on http://{}/ until Ctrl-C",
+                handle.addr
+            );
+            runtime.block_on(marketflow::shutdown::stop_signal());
+        }
+        runtime.block_on(handle.stop());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// The tokio runtime the server runs on, apart from the pipeline's I/O runtime.
 fn server_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
@@ -290,7 +295,7 @@ fn start_pipeline_server(
     pipeline: &Pipeline,
     config: &ServerConfig,
     listen: Option<std::net::SocketAddr>,
-    hub: &Hub,
+    (hub, status): (&Hub, &RunStatus),
 ) -> anyhow::Result<(
     tokio::runtime::Runtime,
     server::ServerHandle,
@@ -303,10 +308,11 @@ fn start_pipeline_server(
             .sinks
             .iter()
             .find(|s| s.name == name.value)
-            .and_then(|s| s.spec.store_location())
+            .and_then(|s| s.spec.store())
     });
     let mut state = ServerState::new(config, store, hub.clone());
     state.pipeline = Some(pipeline.name.clone());
+    state.run_status = status.clone();
     state.sources = pipeline
         .sources
         .iter()

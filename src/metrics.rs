@@ -27,6 +27,9 @@ pub struct Metrics {
     pub sink_committed_watermark: IntGaugeVec,
     pub sink_retention_deleted: IntCounterVec,
     pub source_up: IntGaugeVec,
+    pub source_acked_position: IntGaugeVec,
+    pub source_paused_seconds: prometheus::Counter,
+    pub worker_busy_seconds: prometheus::CounterVec,
     pub source_lag: GaugeVec,
     pub http_requests: IntCounterVec,
     pub http_seconds: HistogramVec,
@@ -179,6 +182,31 @@ impl Metrics {
                 "marketflow_sink_retention_deleted_total",
                 "Rows deleted by the engine's retention (databases without TimescaleDB).",
                 &["sink"],
+            ),
+            source_acked_position: gauge(
+                r,
+                "marketflow_source_acked_position",
+                "The position of a source partition (byte offset, tick count, Kafka offset) that every sink has acknowledged as durable.",
+                &["source", "partition"],
+            ),
+            source_paused_seconds: register(
+                r,
+                prometheus::Counter::new(
+                    "marketflow_source_paused_seconds_total",
+                    "Time sources were held back because a sink was full (backpressure).",
+                )
+                .expect("valid metric definition"),
+            ),
+            worker_busy_seconds: register(
+                r,
+                prometheus::CounterVec::new(
+                    Opts::new(
+                        "marketflow_worker_busy_seconds_total",
+                        "Time a timely worker spent working (not parked), by worker index.",
+                    ),
+                    &["worker"],
+                )
+                .expect("valid metric definition"),
             ),
             source_up: gauge(
                 r,

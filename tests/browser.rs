@@ -13,8 +13,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use support::http::{block_on, get, Serving};
-use support::scratch;
+use support::http::{block_on, get, within, Serving, WAIT};
+use support::{scratch, watchdog};
 use tokio_tungstenite::tungstenite::Message;
 
 fn find_chromium() -> Option<PathBuf> {
@@ -65,6 +65,7 @@ impl Browser {
             .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
         let stderr = child.stderr.take().expect("stderr piped");
         let mut lines = BufReader::new(stderr).lines();
+        let chromium_started = watchdog(child.id(), WAIT, "Chromium to open DevTools");
         let devtools = loop {
             let line = lines
                 .next()
@@ -74,6 +75,7 @@ impl Browser {
                 break url.trim().to_owned();
             }
         };
+        drop(chromium_started);
         // Keep draining its log so that it never blocks on a full pipe.
         std::thread::spawn(move || lines.for_each(drop));
         Browser { child, devtools }
@@ -136,9 +138,7 @@ impl Cdp {
 
     async fn receive(&mut self) -> Value {
         loop {
-            let frame = self
-                .ws
-                .next()
+            let frame = within("a DevTools message", self.ws.next())
                 .await
                 .expect("devtools open")
                 .expect("devtools frame");

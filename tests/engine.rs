@@ -332,46 +332,7 @@ fn a_two_process_cluster_gives_the_same_bars_as_one_process() {
     let single = sorted_lines(&dir.path().join("out.jsonl"));
     std::fs::remove_file(dir.path().join("out.jsonl")).unwrap();
 
-    let ports: Vec<u16> = (0..2)
-        .map(|_| {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port()
-        })
-        .collect();
-    write(
-        dir.path(),
-        "hosts.txt",
-        &ports
-            .iter()
-            .map(|p| format!("127.0.0.1:{p}\n"))
-            .collect::<String>(),
-    );
-    let children: Vec<_> = (0..2)
-        .map(|i| {
-            marketflow()
-                .current_dir(dir.path())
-                .args([
-                    "run",
-                    "p.yaml",
-                    "--workers",
-                    "2",
-                    "--processes",
-                    "2",
-                    "--process",
-                    &i.to_string(),
-                    "--hostfile",
-                    "hosts.txt",
-                ])
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for mut child in children {
-        assert!(child.wait().unwrap().success());
-    }
+    run_cluster(dir.path(), 2, 2);
     assert_eq!(single, sorted_lines(&dir.path().join("out.jsonl")));
 }
 
@@ -388,4 +349,93 @@ fn a_missing_input_file_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("opening nowhere.csv"), "{stderr}");
+}
+
+/// Runs `p.yaml` in `dir` as a cluster of `processes` processes with `workers` each, to
+/// completion within a deadline.
+fn run_cluster(dir: &Path, processes: usize, workers: usize) {
+    let ports: Vec<u16> = (0..processes)
+        .map(|_| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        })
+        .collect();
+    let hosts: String = ports.iter().map(|p| format!("127.0.0.1:{p}\n")).collect();
+    write(dir, "hosts.txt", &hosts);
+    let (n, w) = (processes.to_string(), workers.to_string());
+    let children: Vec<_> = (0..processes)
+        .map(|i| {
+            let i = i.to_string();
+            marketflow()
+                .current_dir(dir)
+                .args(["run", "p.yaml", "--workers", &w, "--processes", &n])
+                .args(["--process", &i, "--hostfile", "hosts.txt"])
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let status = wait_with_deadline(child, std::time::Duration::from_secs(120));
+        assert!(status.success(), "a cluster process failed: {status}");
+    }
+}
+
+#[test]
+fn a_partitioned_file_gives_byte_identical_output_for_any_workers_and_processes() {
+    let dir = scratch();
+    write(
+        dir.path(),
+        "ticks.csv",
+        &tick_csv(
+            31,
+            &["AAPL", "MSFT", "NVDA", "AMZN", "GOOGL"],
+            ms("2024-01-02T14:30:00Z"),
+            60_000,
+            300,
+            1_500,
+        ),
+    );
+    let yaml = bars_pipeline(
+        "{type: file, path: ticks.csv, max_delay: 2s, partitions: 4}",
+        "  bars_5m: {type: bars, from: bars_1m, interval: 5m}\n  ta: {type: indicators, from: bars_1m, indicators: [{sma: {period: 5}}, {rsi: {period: 3}}]}\n",
+        "  out: {type: file, from: [ticks, bars_1m, bars_5m, ta], path: out.jsonl}\n",
+    );
+    write(dir.path(), "p.yaml", &yaml);
+    let out = dir.path().join("out.jsonl");
+    let mut runs: Vec<(String, Vec<u8>)> = Vec::new();
+    for workers in ["1", "2", "4"] {
+        run_ok(dir.path(), &["run", "p.yaml", "--workers", workers]);
+        runs.push((format!("{workers} workers"), std::fs::read(&out).unwrap()));
+        std::fs::remove_file(&out).unwrap();
+    }
+    run_cluster(dir.path(), 2, 2);
+    runs.push((
+        "2 processes of 2 workers".into(),
+        std::fs::read(&out).unwrap(),
+    ));
+
+    let (_, first) = &runs[0];
+    let text = String::from_utf8_lossy(first);
+    assert!(
+        text.lines()
+            .filter(|l| l.contains("\"type\":\"tick\""))
+            .count()
+            > 50_000,
+        "the ticks should be written"
+    );
+    assert!(
+        text.contains("\"type\":\"indicator\""),
+        "indicators expected"
+    );
+    for (name, bytes) in &runs[1..] {
+        assert!(
+            bytes == first,
+            "output with {name} differs from 1 worker ({} vs {} bytes)",
+            bytes.len(),
+            first.len()
+        );
+    }
 }

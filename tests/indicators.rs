@@ -51,8 +51,8 @@ fn bar_from_json(v: &Value) -> Bar {
 }
 
 fn specs() -> Vec<IndicatorSpec> {
-    let node = marketflow::spec::yaml::parse(DEFAULT_SET).unwrap();
-    marketflow::spec::de::from_node(&node, "indicators").unwrap()
+    let node = marketflow::config::yaml::parse(DEFAULT_SET).unwrap();
+    marketflow::config::de::from_node(&node, "indicators").unwrap()
 }
 
 #[test]

@@ -30,6 +30,11 @@ fn stops_cleanly_on(signal: &str) {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
+    let _watchdog = watchdog(
+        child.id(),
+        Duration::from_secs(120),
+        "the pipeline's bars and exit",
+    );
     // The ten minutes of history are caught up at once: wait for their bars on stdout.
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut bars = Vec::new();

@@ -312,10 +312,16 @@ fn run_from_fifo(dir: &Path, extra: &[&str]) -> (Child, std::fs::File) {
 
 /// Waits until `table` holds `rows` rows (the pipeline commits on its own schedule).
 fn wait_for_rows(db: &TestDb, table: &str, rows: i64, child: &mut Child) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     loop {
         if db.count(table) >= rows {
             return;
         }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "waited 120 s for {rows} rows in {table} (found {})",
+            db.count(table)
+        );
         if let Ok(Some(status)) = child.try_wait() {
             panic!("the pipeline exited ({status}) before committing {rows} rows to {table}");
         }
@@ -380,6 +386,11 @@ fn postgres_restarting_during_a_run_loses_and_duplicates_nothing() {
         .unwrap();
     drop(fifo);
     // The sink reports each failed attempt; restart the server after the first.
+    let _watch = watchdog(
+        child.id(),
+        std::time::Duration::from_secs(120),
+        "the sink to retry",
+    );
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut log = String::new();
     loop {
@@ -445,6 +456,11 @@ fn the_demo_store_opens_in_the_sqlite3_shell() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let _watchdog = watchdog(
+        child.id(),
+        std::time::Duration::from_secs(120),
+        "the demo's store to open",
+    );
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
     while !line.contains("sqlite store open") {

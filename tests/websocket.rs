@@ -8,14 +8,14 @@ use std::io::Write;
 use std::net::SocketAddr;
 
 use futures_util::StreamExt;
-use marketflow::server::hub::Hub;
+use marketflow::config::values::Duration;
+use marketflow::hub::Hub;
 use marketflow::server::{self, ServerConfig, ServerHandle, ServerState};
-use marketflow::spec::values::Duration;
 use marketflow_operators::fixed::Fixed;
 use marketflow_operators::indicators::IndicatorKind;
 use marketflow_operators::{Bar, IndicatorRow, Interval, Record, Symbol, Tick};
 use serde_json::json;
-use support::http::{block_on, get, ws_connect, ws_next, ws_send, Serving, Ws};
+use support::http::{block_on, get, within, ws_connect, ws_next, ws_send, Serving, Ws};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
@@ -348,7 +348,7 @@ fn a_stalled_client_is_dropped_while_the_others_get_everything() {
         // lag notice, then the server's close (policy violation).
         let mut records = 0;
         let mut close = None;
-        while let Some(message) = stalled.next().await {
+        while let Some(message) = within("the stalled client's close", stalled.next()).await {
             match message {
                 Ok(Message::Text(t)) => {
                     if t.as_str().contains("\"type\":\"tick\"") {
@@ -383,7 +383,7 @@ fn pings_keep_answering_clients_and_close_silent_ones() {
         let mut ws = ws_connect(server.addr, "/ws/prices/AAPL").await;
         let mut pings = 0;
         while pings < 5 {
-            match ws.next().await.unwrap().unwrap() {
+            match within("a ping", ws.next()).await.unwrap().unwrap() {
                 Message::Ping(_) => pings += 1,
                 Message::Close(_) => panic!("closed after {pings} pings"),
                 _ => {}
@@ -398,7 +398,9 @@ fn pings_keep_answering_clients_and_close_silent_ones() {
         let mut buf = Vec::new();
         let close_code = 'read: loop {
             let mut chunk = [0u8; 1024];
-            let n = raw.read(&mut chunk).await.unwrap();
+            let n = within("pings and a close frame", raw.read(&mut chunk))
+                .await
+                .unwrap();
             assert!(n > 0, "connection ended without a close frame: {opcodes:?}");
             buf.extend_from_slice(&chunk[..n]);
             while let Some((opcode, payload, used)) = frame(&buf) {
@@ -440,7 +442,11 @@ fn a_busy_client_that_answers_pings_is_not_timed_out() {
                 // A stream that keeps coming while the client waits for more pings.
                 hub.publish(vec![tick("AAPL", TOTAL)]);
             }
-            match ws.next().await.expect("open").expect("frame") {
+            match within("records and pings", ws.next())
+                .await
+                .expect("open")
+                .expect("frame")
+            {
                 Message::Ping(_) => pings += 1,
                 Message::Text(t) if t.as_str().contains("\"tick\"") => records += 1,
                 Message::Close(frame) => {
@@ -504,7 +510,7 @@ fn shutdown_closes_clients_with_going_away() {
         let addr = server.addr;
         server.stop().await;
         let mut code = None;
-        while let Some(Ok(message)) = ws.next().await {
+        while let Some(Ok(message)) = within("the close after shutdown", ws.next()).await {
             if let Message::Close(frame) = message {
                 code = frame.map(|f| u16::from(f.code));
                 break;

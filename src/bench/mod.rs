@@ -59,6 +59,21 @@ struct Measurement {
     seconds: f64,
     peak_rss_kb: u64,
     bars: u64,
+    /// Seconds each worker spent working (not parked).
+    #[serde(default)]
+    worker_busy: Vec<f64>,
+}
+
+impl Measurement {
+    /// Each worker's busy share of the run, as `w0 93%, w1 88%`.
+    fn utilisation(&self) -> String {
+        self.worker_busy
+            .iter()
+            .enumerate()
+            .map(|(i, busy)| format!("w{i} {:.0}%", busy * 100.0 / self.seconds))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
@@ -66,14 +81,20 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         let file = args.file.as_deref().context("--child needs --file")?;
         let measurement = match mode.as_str() {
             "baseline" => baseline(file)?,
-            "bars-1m" => engine_run(file, 1, BARS_1M)?,
-            "indicators" => engine_run(file, 1, INDICATORS_1M)?,
+            "bars-1m" => engine_run(file, 1, 1, BARS_1M)?,
+            "indicators" => engine_run(file, 1, 1, INDICATORS_1M)?,
             other => {
-                let workers: usize = other
+                // engine-W (one file partition) or engine-W-pP.
+                let mut parts = other
                     .strip_prefix("engine-")
+                    .unwrap_or_default()
+                    .split("-p");
+                let workers: usize = parts
+                    .next()
                     .and_then(|w| w.parse().ok())
                     .context("unknown child mode")?;
-                engine_run(file, workers, CASCADE)?
+                let partitions: usize = parts.next().and_then(|p| p.parse().ok()).unwrap_or(1);
+                engine_run(file, workers, partitions, CASCADE)?
             }
         };
         println!("{}", serde_json::to_string(&measurement)?);
@@ -113,12 +134,25 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         );
     };
     report("baseline (plain loop)", &base);
-    for &w in &args.workers {
-        let m = best_of(args.repeat, || child(&format!("engine-{w}"), &file))?;
-        report(
-            &format!("engine, {w} worker{}", if w == 1 { "" } else { "s" }),
-            &m,
-        );
+    let mut modes: Vec<(String, String)> = args
+        .workers
+        .iter()
+        .map(|&w| {
+            let name = format!("engine, {w} worker{}", if w == 1 { "" } else { "s" });
+            (name, format!("engine-{w}"))
+        })
+        .collect();
+    if let Some(&w) = args.workers.iter().filter(|&&w| w > 1).max() {
+        // The file read as one partition per worker: the reading is spread too.
+        modes.push((
+            format!("engine, {w} workers, {w} partitions"),
+            format!("engine-{w}-p{w}"),
+        ));
+    }
+    for (name, mode) in &modes {
+        let m = best_of(args.repeat, || child(mode, &file))?;
+        report(name, &m);
+        println!("{:<34} worker utilisation: {}", "", m.utilisation());
         if m.bars != base.bars {
             bail!(
                 "the engine made {} bars where the baseline made {}",
@@ -209,9 +243,9 @@ fn generate(path: &Path, symbols: usize, ticks: u64, rate: f64) -> anyhow::Resul
         "symbols: [{}]\nseed: 1\nrate: {rate}\ncount: {ticks}\n",
         names.join(", ")
     );
-    let node = spec::yaml::parse(&yaml).map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    let node = crate::config::yaml::parse(&yaml).map_err(|e| anyhow::anyhow!("{}", e.message))?;
     let config: SyntheticConfig =
-        spec::de::from_node(&node, "bench").map_err(|e| anyhow::anyhow!("{e}"))?;
+        crate::config::de::from_node(&node, "bench").map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut market = Market::new(&config, 1_704_153_600_000);
     let mut out = BufWriter::with_capacity(
         1 << 20,
@@ -301,6 +335,7 @@ fn baseline(path: &Path) -> anyhow::Result<Measurement> {
         seconds: started.elapsed().as_secs_f64(),
         peak_rss_kb: peak_rss_kb(),
         bars,
+        worker_busy: Vec::new(),
     })
 }
 
@@ -340,15 +375,20 @@ sinks:
   out: {type: null, from: [bars_1m, ta_1m]}
 ";
 
-fn engine_run(path: &Path, workers: usize, graph: &str) -> anyhow::Result<Measurement> {
+fn engine_run(
+    path: &Path,
+    workers: usize,
+    partitions: usize,
+    graph: &str,
+) -> anyhow::Result<Measurement> {
     let yaml = format!(
-        "pipeline: bench\nsources:\n  ticks: {{type: file, path: {:?}}}\n{graph}",
+        "pipeline: bench\nsources:\n  ticks: {{type: file, path: {:?}, partitions: {partitions}}}\n{graph}",
         path.display().to_string()
     );
     let pipeline =
         spec::load_str("bench.yaml", &yaml, &|_| None).map_err(|e| anyhow::anyhow!("{e}"))?;
     let started = Instant::now();
-    engine::run(
+    let summary = engine::run(
         &pipeline,
         &RunOptions {
             workers: Some(workers),
@@ -361,6 +401,7 @@ fn engine_run(path: &Path, workers: usize, graph: &str) -> anyhow::Result<Measur
         seconds,
         peak_rss_kb: peak_rss_kb(),
         bars,
+        worker_busy: summary.worker_busy,
     })
 }
 

@@ -22,8 +22,8 @@ use marketflow_operators::{Bar, Interval, Record, Symbol, Tick};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::hub::Hub;
 use crate::metrics::metrics;
-use crate::server::hub::Hub;
 use crate::server::{self, ServerConfig, ServerState};
 use crate::store::{sqlite, BarQuery, Batch, Location, Store};
 

@@ -1,49 +1,30 @@
-//! One timely worker: builds the dataflow of the resolved graph, feeds the inputs it owns
-//! from their source channels, and steps until every input is closed and drained.
+//! One timely worker: builds the dataflow of the resolved graph, feeds the source
+//! partitions it owns from their channels, and steps until every input is closed and
+//! drained.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use marketflow_operators::{Bar, Calendar, IndicatorRow, Record, Tick};
+use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
-use timely::dataflow::operators::vec::Map;
-use timely::dataflow::operators::{Concatenate, Operator};
-use timely::dataflow::{InputHandleVec as InputHandle, Scope, StreamVec};
+use timely::dataflow::operators::vec::{Broadcast, Map};
+use timely::dataflow::operators::{Concatenate, Inspect, Operator, Probe};
+use timely::dataflow::{InputHandleVec as InputHandle, ProbeHandle, Scope, StreamVec};
 use timely::worker::Worker;
-use tokio::sync::mpsc::error::TryRecvError;
-use tokio::sync::mpsc::{self, Receiver};
+use tokio::sync::mpsc::error::{TryRecvError, TrySendError};
+use tokio::sync::mpsc::Receiver;
 
 use super::bars::{bars, BarsStage};
-use super::bridge::{SinkSender, Waker};
+use super::flow::{Control, Flow, PartitionAck};
 use super::indicators::{indicators, IndicatorsStage};
-use super::OperatorSpec;
-use crate::dead_letter::DeadLetters;
+use super::{Shared, SinkSender};
+use crate::connector::{SinkEvent, SourceEvent, StreamType};
 use crate::metrics::metrics;
-use crate::sinks::SinkEvent;
-use crate::sources::SourceEvent;
-use crate::spec::graph::StreamType;
-use crate::spec::Pipeline;
-
-/// What every worker of this process shares.
-pub struct Shared {
-    pub pipeline: Pipeline,
-    /// Worker threads per process.
-    pub threads: usize,
-    /// Source channel receivers by source index, taken by the owning worker.
-    pub receivers: Mutex<Vec<Option<Receiver<SourceEvent>>>>,
-    /// Sink senders by local worker then sink index, each taken by its worker.
-    pub sink_senders: Mutex<Vec<Vec<Option<SinkSender>>>>,
-    pub waker: Waker,
-    pub dead_letters: DeadLetters,
-    pub interrupted: Arc<AtomicBool>,
-}
-
-/// The global worker that owns source `index`.
-pub fn source_owner(index: usize, peers: usize) -> usize {
-    index % peers
-}
+use crate::spec::operators::OperatorSpec;
+use crate::status::RunStatus;
 
 /// A stream of any record type, as named in the pipeline.
 #[derive(Clone)]
@@ -63,7 +44,7 @@ impl<'s> AnyStream<'s> {
     }
 }
 
-/// The input handle of one source.
+/// The input handle of one source partition.
 enum SourceInput {
     Ticks(InputHandle<u64, Tick>),
     Bars(InputHandle<u64, Bar>),
@@ -75,6 +56,13 @@ fn epoch(ms: i64) -> u64 {
 }
 
 impl SourceInput {
+    fn time(&self) -> u64 {
+        match self {
+            SourceInput::Ticks(h) => *h.time(),
+            SourceInput::Bars(h) => *h.time(),
+        }
+    }
+
     fn advance(&mut self, watermark: i64) {
         let t = epoch(watermark);
         match self {
@@ -84,238 +72,390 @@ impl SourceInput {
         }
     }
 
-    /// Sends a batch at the current watermark, then advances to the batch's last one.
-    fn feed(&mut self, event: SourceEvent) {
+    /// Sends a batch at the current time, then advances to the batch's last watermark.
+    /// A record stamped below the current time (its partition was idle and skipped ahead)
+    /// takes the current time as its watermark, so lateness is judged as the frontier was.
+    fn feed(&mut self, event: SourceEvent) -> Option<crate::connector::Position> {
+        let now = self.time() as i64;
         match (self, event) {
-            (SourceInput::Ticks(h), SourceEvent::Ticks(mut ticks)) => {
-                let last = ticks.last().map(|t| t.wm);
-                h.send_batch(&mut ticks);
-                if let Some(wm) = last.map(epoch).filter(|t| t > h.time()) {
-                    h.advance_to(wm);
+            (
+                SourceInput::Ticks(h),
+                SourceEvent::Ticks {
+                    mut records,
+                    position,
+                },
+            ) => {
+                records.iter_mut().for_each(|t| t.wm = t.wm.max(now));
+                let last = records.last().map(|t| t.wm);
+                h.send_batch(&mut records);
+                if let Some(t) = last.map(epoch).filter(|t| t > h.time()) {
+                    h.advance_to(t);
                 }
+                Some(position)
             }
-            (SourceInput::Bars(h), SourceEvent::Bars(mut bars)) => {
-                let last = bars.last().map(|b| b.wm);
-                h.send_batch(&mut bars);
-                if let Some(wm) = last.map(epoch).filter(|t| t > h.time()) {
-                    h.advance_to(wm);
+            (
+                SourceInput::Bars(h),
+                SourceEvent::Bars {
+                    mut records,
+                    position,
+                },
+            ) => {
+                records.iter_mut().for_each(|b| b.wm = b.wm.max(now));
+                let last = records.last().map(|b| b.wm);
+                h.send_batch(&mut records);
+                if let Some(t) = last.map(epoch).filter(|t| t > h.time()) {
+                    h.advance_to(t);
                 }
+                Some(position)
             }
-            (input, SourceEvent::Watermark(wm)) => input.advance(wm),
+            (input, SourceEvent::Watermark(wm)) => {
+                input.advance(wm);
+                None
+            }
             (_, event) => {
-                tracing::error!("a source sent {event:?} on an input of another record type")
+                tracing::error!("a source sent {event:?} on an input of another record type");
+                None
             }
         }
     }
 }
 
-/// An owned input and the channel that feeds it.
+/// An owned source partition: its input, the channel that feeds it, and its positions.
 struct Feed {
-    input: SourceInput,
+    source: usize,
+    /// `None` once the partition ended (its input is closed).
+    input: Option<SourceInput>,
     rx: Receiver<SourceEvent>,
+    ack: PartitionAck,
+    idle_timeout: Option<Duration>,
+    last_event: Instant,
 }
 
 impl Feed {
-    /// Moves up to a few pending batches into the dataflow; false once the source is done.
-    fn pump(&mut self) -> bool {
+    /// Moves up to a few pending batches into the dataflow; closes the input once the
+    /// partition is done.
+    fn pump(&mut self, flow: &Flow, status: &RunStatus, name: &str) {
+        let Some(input) = &mut self.input else { return };
         for _ in 0..8 {
             match self.rx.try_recv() {
-                Ok(event) => self.input.feed(event),
-                Err(TryRecvError::Empty) => return true,
-                Err(TryRecvError::Disconnected) => return false,
+                Ok(event) => {
+                    self.last_event = Instant::now();
+                    let sent_at = input.time() as i64;
+                    if let Some(position) = input.feed(event) {
+                        self.ack.sent(sent_at, position);
+                    }
+                    flow.report_watermark(self.source, input.time() as i64);
+                    status.watermark(name, input.time() as i64);
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    self.input = None;
+                    return;
+                }
             }
         }
-        true
+        // An idle partition stops holding the watermark back: it follows the most advanced
+        // partition of its source in this process.
+        if self
+            .idle_timeout
+            .is_some_and(|t| self.last_event.elapsed() >= t)
+        {
+            input.advance(flow.max_watermark(self.source));
+        }
     }
 }
 
-/// Runs one worker to completion.
-pub fn run_worker(worker: &mut Worker, shared: &Shared) {
+/// Runs one worker to completion; returns the seconds it spent working.
+pub fn run_worker(worker: &mut Worker, shared: &Shared) -> f64 {
     let index = worker.index();
-    let peers = worker.peers();
-    let local = index % shared.threads;
-    let senders = shared
-        .sink_senders
-        .lock()
-        .map(|mut all| all.get_mut(local).map(std::mem::take).unwrap_or_default())
-        .unwrap_or_default();
-    let inputs = worker.dataflow::<u64, _, _>(|scope| build(scope, shared, senders));
+    let local = shared.placement.local_worker(index);
+    let senders = shared.take_sink_senders(local);
+    let probe = ProbeHandle::new();
+    let inputs = worker.dataflow::<u64, _, _>(|scope| build(scope, shared, senders, &probe));
+    let mut control = worker.dataflow::<u64, _, _>(|scope| control_dataflow(scope, shared));
+    let leader = index == 0;
+    if !leader {
+        control = None;
+    }
 
     let mut feeds = Vec::new();
-    for (i, input) in inputs.into_iter().enumerate() {
-        let owned = source_owner(i, peers) == index;
-        let rx = if owned {
-            shared
-                .receivers
-                .lock()
-                .ok()
-                .and_then(|mut r| r.get_mut(i).and_then(Option::take))
-        } else {
-            None
-        };
-        match rx {
-            Some(rx) => feeds.push(Feed { input, rx }),
-            None => drop(input), // closes it: another worker (or nobody) feeds this source
+    for (source, partitions) in inputs.into_iter().enumerate() {
+        for (partition, input) in partitions.into_iter().enumerate() {
+            let Some((rx, acked)) = shared.take_partition(source, partition, index) else {
+                continue; // dropping the input closes it: another worker feeds it
+            };
+            feeds.push(Feed {
+                source,
+                input: Some(input),
+                rx,
+                ack: PartitionAck::new(&shared.pipeline.sources[source].name, partition, acked),
+                idle_timeout: shared.pipeline.sources[source].spec.idle_timeout(),
+                last_event: Instant::now(),
+            });
         }
     }
     shared.waker.register(local);
+    let busy = metrics()
+        .worker_busy_seconds
+        .with_label_values(&[index.to_string().as_str()]);
+    let mut worked = 0.0;
+    let mut last_control = Control::default();
     loop {
-        feeds.retain_mut(Feed::pump);
-        let park = if feeds.is_empty() {
-            None
+        let started = Instant::now();
+        if !shared.flow.paused() {
+            for feed in &mut feeds {
+                let name = &shared.pipeline.sources[feed.source].name;
+                feed.pump(&shared.flow, &shared.status, name);
+            }
+        }
+        if let Some(handle) = &mut control {
+            let now = shared.control();
+            if now != last_control {
+                last_control = now;
+                handle.send(now);
+                handle.flush(); // the time never advances: deliver now
+            }
+            if probe.done() {
+                control = None; // the pipeline is drained: let the control dataflow end
+            }
+        }
+        let acked = shared.flow.acked();
+        feeds.iter_mut().for_each(|f| f.ack.acknowledged(acked));
+        let open = feeds.iter().any(|f| f.input.is_some());
+        let park = if open || control.is_some() {
+            Some(Duration::from_millis(if shared.flow.paused() {
+                5
+            } else {
+                100
+            }))
         } else {
-            Some(Duration::from_millis(100))
+            None
         };
-        if !worker.step_or_park(park) && feeds.is_empty() {
+        let elapsed = started.elapsed().as_secs_f64();
+        let stepped = Instant::now();
+        let more = worker.step_or_park(park);
+        // Time parked is idle; a step that returned at once was work.
+        let step = stepped.elapsed();
+        if park.is_none_or(|p| step < p) {
+            worked += elapsed + step.as_secs_f64();
+            busy.inc_by(elapsed + step.as_secs_f64());
+        }
+        if !more && !open && control.is_none() {
             break;
         }
     }
+    worked
 }
 
-/// Builds the dataflow on one worker; returns the input handles in source order.
+/// The dataflow that carries the sinks' acknowledgements and backpressure from the leader
+/// (worker 0 of process 0, where sinks run) to every worker of every process.
+fn control_dataflow(scope: Scope<'_, u64>, shared: &Shared) -> Option<InputHandle<u64, Control>> {
+    let mut handle = InputHandle::new();
+    let flow = shared.flow.clone();
+    handle
+        .to_stream(scope)
+        .broadcast()
+        .inspect(move |control: &Control| flow.apply(*control));
+    Some(handle)
+}
+
+/// Builds the dataflow on one worker; returns the input handles by source and partition.
 fn build<'s>(
     scope: Scope<'s, u64>,
     shared: &Shared,
     senders: Vec<Option<SinkSender>>,
-) -> Vec<SourceInput> {
+    probe: &ProbeHandle<u64>,
+) -> Vec<Vec<SourceInput>> {
     let pipeline = &shared.pipeline;
-    let mut streams: HashMap<String, AnyStream<'s>> = HashMap::new();
-    let source_names: HashSet<&str> = pipeline.sources.iter().map(|s| s.name.as_str()).collect();
+    let mut streams: Vec<AnyStream<'s>> = Vec::new();
     let mut inputs = Vec::new();
-    for source in &pipeline.sources {
-        match source.spec.output() {
-            StreamType::Bars { .. } => {
-                let mut handle = InputHandle::new();
-                streams.insert(
-                    source.name.clone(),
-                    AnyStream::Bars(handle.to_stream(scope)),
-                );
-                inputs.push(SourceInput::Bars(handle));
-            }
-            _ => {
-                let mut handle = InputHandle::new();
-                streams.insert(
-                    source.name.clone(),
-                    AnyStream::Ticks(handle.to_stream(scope)),
-                );
-                inputs.push(SourceInput::Ticks(handle));
-            }
-        }
+    for (i, source) in pipeline.sources.iter().enumerate() {
+        let (stream, handles) =
+            source_stream(scope, &pipeline.streams[i], source.spec.partitions());
+        streams.push(stream);
+        inputs.push(handles);
     }
-    for op in &pipeline.operators {
-        let input = streams[&op.spec.inputs()[0].value].clone();
-        let input_type = &pipeline.types[&op.spec.inputs()[0].value];
-        let output = match &op.spec {
-            OperatorSpec::Bars(config) => {
-                let stage = BarsStage {
-                    name: op.name.clone(),
-                    interval: config.interval.value,
-                    calendar: config.calendar(),
-                    dead_letters: shared.dead_letters.clone(),
-                    interrupted: shared.interrupted.clone(),
-                };
-                match input {
-                    AnyStream::Ticks(s) => AnyStream::Bars(bars(s, stage)),
-                    AnyStream::Bars(s) => AnyStream::Bars(bars(s, stage)),
-                    AnyStream::Indicators(_) => unreachable!("rejected by validation"),
-                }
-            }
-            OperatorSpec::Indicators(config) => {
-                let StreamType::Bars { interval, session } = input_type else {
-                    unreachable!("rejected by validation")
-                };
-                let calendar = session
-                    .as_ref()
-                    .map_or(Calendar::Utc, |s| Calendar::Session(s.session.clone()));
-                let AnyStream::Bars(mut stream) = input else {
-                    unreachable!("rejected by validation")
-                };
-                if source_names.contains(op.spec.inputs()[0].value.as_str()) {
-                    // Bars read from a source may arrive out of order: pass them through a
-                    // bars operator of their own interval, which orders them by watermark.
-                    let stage = BarsStage {
-                        name: format!("{}:order", op.name),
-                        interval: *interval,
-                        calendar: calendar.clone(),
-                        dead_letters: shared.dead_letters.clone(),
-                        interrupted: shared.interrupted.clone(),
-                    };
-                    stream = bars(stream, stage);
-                }
-                let stage = IndicatorsStage {
-                    name: op.name.clone(),
-                    interval: *interval,
-                    calendar,
-                    specs: config
-                        .indicators
-                        .value
-                        .iter()
-                        .map(|e| e.spec.clone())
-                        .collect(),
-                };
-                AnyStream::Indicators(indicators(stream, stage))
-            }
-        };
-        streams.insert(op.name.clone(), output);
+    for (i, op) in pipeline.operators.iter().enumerate() {
+        let input = pipeline.operator_inputs[i][0];
+        let output = operator(shared, op, &streams[input], input);
+        streams.push(output);
     }
-    for (sink, sender) in pipeline.sinks.iter().zip(senders) {
-        let parts: Vec<_> = sink
-            .spec
-            .inputs()
+    for ((sink, sender), stream_ids) in pipeline
+        .sinks
+        .iter()
+        .zip(senders)
+        .zip(&pipeline.sink_inputs)
+    {
+        let parts: Vec<_> = stream_ids
             .iter()
-            .map(|name| streams[&name.value].clone().records())
+            .map(|&s| streams[s].clone().records())
             .collect();
-        let records = scope.concatenate(parts);
-        sink_operator(records, &sink.name, sender);
+        let records = scope.concatenate(parts).probe_with(probe);
+        sink_operator(scope, records, &sink.name, sender, shared.flow.clone());
+    }
+    for stream in &streams {
+        match stream.clone() {
+            AnyStream::Ticks(s) => drop(s.probe_with(probe)),
+            AnyStream::Bars(s) => drop(s.probe_with(probe)),
+            AnyStream::Indicators(s) => drop(s.probe_with(probe)),
+        }
     }
     inputs
 }
 
-/// Routes a sink's records to worker 0, which hands them to the sink task. A sink that
-/// stopped (failed) makes the run stop: records are not silently dropped.
-fn sink_operator(records: StreamVec<'_, u64, Record>, name: &str, sender: Option<SinkSender>) {
+/// One input handle per partition, merged into the source's stream.
+fn source_stream<'s>(
+    scope: Scope<'s, u64>,
+    output: &StreamType,
+    partitions: usize,
+) -> (AnyStream<'s>, Vec<SourceInput>) {
+    if let StreamType::Bars { .. } = output {
+        let mut handles: Vec<InputHandle<u64, Bar>> =
+            (0..partitions).map(|_| InputHandle::new()).collect();
+        let parts: Vec<_> = handles.iter_mut().map(|h| h.to_stream(scope)).collect();
+        let stream = AnyStream::Bars(scope.concatenate(parts));
+        (stream, handles.into_iter().map(SourceInput::Bars).collect())
+    } else {
+        let mut handles: Vec<InputHandle<u64, Tick>> =
+            (0..partitions).map(|_| InputHandle::new()).collect();
+        let parts: Vec<_> = handles.iter_mut().map(|h| h.to_stream(scope)).collect();
+        let stream = AnyStream::Ticks(scope.concatenate(parts));
+        (
+            stream,
+            handles.into_iter().map(SourceInput::Ticks).collect(),
+        )
+    }
+}
+
+/// The timely operator of a configured operator, on its (validated) input.
+fn operator<'s>(
+    shared: &Shared,
+    op: &crate::spec::Named<OperatorSpec>,
+    input: &AnyStream<'s>,
+    input_index: usize,
+) -> AnyStream<'s> {
+    let pipeline = &shared.pipeline;
+    let bars_stage = |name: String, interval, calendar| BarsStage {
+        name,
+        interval,
+        calendar,
+        dead_letters: shared.dead_letters.clone(),
+        interrupted: shared.interrupted.clone(),
+    };
+    match (&op.spec, input.clone()) {
+        (OperatorSpec::Bars(config), AnyStream::Ticks(s)) => AnyStream::Bars(bars(
+            s,
+            bars_stage(op.name.clone(), config.interval.value, config.calendar()),
+        )),
+        (OperatorSpec::Bars(config), AnyStream::Bars(s)) => AnyStream::Bars(bars(
+            s,
+            bars_stage(op.name.clone(), config.interval.value, config.calendar()),
+        )),
+        (OperatorSpec::Indicators(config), AnyStream::Bars(mut stream)) => {
+            let StreamType::Bars { interval, session } = &pipeline.streams[input_index] else {
+                return AnyStream::Bars(stream);
+            };
+            let calendar = session
+                .as_ref()
+                .map_or(Calendar::Utc, |s| Calendar::Session(s.session.clone()));
+            if pipeline.is_source_stream(input_index) {
+                // Bars read from a source may arrive out of order: pass them through a
+                // bars operator of their own interval, which orders them by watermark.
+                let stage = bars_stage(format!("{}:order", op.name), *interval, calendar.clone());
+                stream = bars(stream, stage);
+            }
+            let stage = IndicatorsStage {
+                name: op.name.clone(),
+                interval: *interval,
+                calendar,
+                specs: config
+                    .indicators
+                    .value
+                    .iter()
+                    .map(|e| e.spec.clone())
+                    .collect(),
+            };
+            AnyStream::Indicators(indicators(stream, stage))
+        }
+        // Validation lets no other pairing through; an empty stream keeps the graph whole.
+        (_, other) => other,
+    }
+}
+
+/// Routes a sink's records to worker 0, which hands them to the sink task with their time,
+/// then the progress. A full sink channel does not block the worker: what cannot be sent
+/// waits here, and the flow control pauses every source until the sink catches up. A sink
+/// that stopped (failed) makes the run stop: records are not silently dropped.
+fn sink_operator(
+    scope: Scope<'_, u64>,
+    records: StreamVec<'_, u64, Record>,
+    name: &str,
+    sender: Option<SinkSender>,
+    flow: Arc<Flow>,
+) {
     let label = name.to_owned();
-    let mut sender = sender;
-    let mut last_progress = i64::MIN;
-    records.sink(
+    records.unary_frontier::<CapacityContainerBuilder<Vec<()>>, _, _, _>(
         Exchange::new(|_: &Record| 0),
         &format!("sink:{name}"),
-        move |(input, frontier)| {
-            // Containers are handed over whole: copying records into one larger batch
-            // cost more than the extra channel sends.
-            let mut ok = true;
-            input.for_each(|_cap, data| {
-                if let (true, Some(tx)) = (ok, &sender) {
-                    if !data.is_empty() {
-                        ok = tx
-                            .blocking_send(SinkEvent::Records(std::mem::take(data)))
-                            .is_ok();
+        move |capability, info| {
+            let activator = scope.activator_for(Rc::clone(&info.address));
+            // Held while records wait for the sink, so the dataflow is not finished (and
+            // the worker does not exit) before they are handed over.
+            let mut hold = Some(capability);
+            let mut sender = sender;
+            let mut waiting: VecDeque<SinkEvent> = VecDeque::new();
+            let mut last_progress = i64::MIN;
+            let mut blocked = false;
+            move |(input, frontier), _output| {
+                input.for_each(|capability, data| {
+                    let time = capability.least().map_or(i64::MAX, |t| *t as i64);
+                    if sender.is_some() && !data.is_empty() {
+                        waiting.push_back(SinkEvent::Records {
+                            time,
+                            records: std::mem::take(data),
+                        });
+                    }
+                });
+                let Some(tx) = &sender else {
+                    hold.take();
+                    return;
+                };
+                let progress = frontier
+                    .frontier()
+                    .iter()
+                    .next()
+                    .map_or(i64::MAX, |t| *t as i64);
+                if progress > last_progress {
+                    last_progress = progress;
+                    waiting.push_back(SinkEvent::Progress(progress));
+                }
+                while let Some(event) = waiting.pop_front() {
+                    match tx.try_send(event) {
+                        Ok(()) => {}
+                        Err(TrySendError::Full(event)) => {
+                            waiting.push_front(event);
+                            break;
+                        }
+                        Err(TrySendError::Closed(_)) => {
+                            metrics().sink_errors.with_label_values(&[label.as_str()]).inc();
+                            tracing::error!(sink = %label, "sink stopped; records for it are being discarded");
+                            waiting.clear();
+                            sender = None;
+                            break;
+                        }
                     }
                 }
-            });
-            let Some(tx) = &sender else { return };
-            let progress = frontier
-                .frontier()
-                .iter()
-                .next()
-                .map_or(i64::MAX, |t| *t as i64);
-            if ok && progress > last_progress {
-                last_progress = progress;
-                ok = tx.blocking_send(SinkEvent::Progress(progress)).is_ok();
-            }
-            if !ok {
-                metrics()
-                    .sink_errors
-                    .with_label_values(&[label.as_str()])
-                    .inc();
-                tracing::error!(sink = %label, "sink stopped; records for it are being discarded");
-                sender = None;
+                let now_blocked = !waiting.is_empty();
+                if now_blocked != blocked {
+                    blocked = now_blocked;
+                    flow.sink_blocked(blocked);
+                }
+                if blocked {
+                    activator.activate_after(Duration::from_millis(1));
+                } else if frontier.frontier().is_empty() {
+                    hold.take();
+                }
             }
         },
     );
-}
-
-/// A channel pair for a sink.
-pub fn sink_channel() -> (SinkSender, mpsc::Receiver<SinkEvent>) {
-    mpsc::channel(super::bridge::SINK_CHANNEL)
 }

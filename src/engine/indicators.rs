@@ -1,158 +1,17 @@
 //! Operator `indicators`: technical indicators on a bars stream, one kernel per
 //! (symbol, indicator), fed each symbol's bars in event-time order.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use compact_str::CompactString;
 use marketflow_operators::indicators::{Indicator, IndicatorSpec};
 use marketflow_operators::{Bar, Calendar, IndicatorKind, IndicatorRow, Interval, Symbol};
 use rustc_hash::FxHashMap;
-use serde::Deserialize;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::{Capability, Operator};
 use timely::dataflow::StreamVec;
 
 use crate::metrics::metrics;
-use crate::spec::de::{from_map_without, from_node, DeError, Spanned};
-use crate::spec::diagnostic::Diagnostic;
-use crate::spec::graph::StreamType;
-use crate::spec::yaml::{Node, Pos, Value};
-
-/// Computes indicators on every bar of a bars stream.
-#[derive(Debug, Clone)]
-pub struct IndicatorsConfig {
-    /// The bars to compute on.
-    pub from: Spanned<String>,
-    /// The indicators, each `- name: {parameters}`, e.g. `- rsi: {period: 14}`.
-    pub indicators: Spanned<Vec<IndicatorEntry>>,
-}
-
-/// One configured indicator with the positions of its name and parameters.
-#[derive(Debug, Clone)]
-pub struct IndicatorEntry {
-    pub spec: IndicatorSpec,
-    pub pos: Pos,
-    params: Node,
-}
-
-impl IndicatorEntry {
-    /// Where `key` was written, or the indicator's name when it was left to its default.
-    fn pos_of(&self, key: &str) -> Pos {
-        self.params.get(key).map_or(self.pos, |n| n.pos)
-    }
-}
-
-/// The keys of an `indicators` operator besides its list.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Header {
-    from: Spanned<String>,
-}
-
-impl IndicatorsConfig {
-    /// Reads the operator, each list entry on its own so that every bad entry is reported.
-    pub fn from_node(node: &Node, path: &str) -> Result<IndicatorsConfig, Vec<DeError>> {
-        let mut errors = Vec::new();
-        let header = from_map_without::<Header>(node, path, &["type", "indicators"])
-            .map_err(|e| errors.push(e))
-            .ok();
-        let mut list = Vec::new();
-        let list_pos = match node.get("indicators") {
-            None => {
-                errors.push(DeError::new("missing required key `indicators`").at_node(node, path));
-                node.pos
-            }
-            Some(Node {
-                value: Value::Seq(items),
-                pos,
-            }) => {
-                for (i, item) in items.iter().enumerate() {
-                    match from_node::<IndicatorSpec>(item, &format!("{path}.indicators[{i}]")) {
-                        Ok(spec) => {
-                            let (pos, params) = match &item.value {
-                                Value::Map(entries) if entries.len() == 1 => {
-                                    (entries[0].0.pos, entries[0].1.clone())
-                                }
-                                _ => (item.pos, item.clone()),
-                            };
-                            list.push(IndicatorEntry { spec, pos, params });
-                        }
-                        Err(e) => errors.push(e),
-                    }
-                }
-                *pos
-            }
-            Some(other) => {
-                errors.push(
-                    DeError::new(format!(
-                        "expected a list of indicators, found {}",
-                        other.kind()
-                    ))
-                    .at_node(other, &format!("{path}.indicators")),
-                );
-                other.pos
-            }
-        };
-        match header {
-            Some(header) if errors.is_empty() => Ok(IndicatorsConfig {
-                from: header.from,
-                indicators: Spanned::new(list, list_pos),
-            }),
-            _ => Err(errors),
-        }
-    }
-
-    pub fn check(&self, path: &str) -> Vec<Diagnostic> {
-        let mut problems = Vec::new();
-        if self.indicators.value.is_empty() {
-            problems.push(Diagnostic::new(
-                self.indicators.pos,
-                format!("{path}.indicators"),
-                "list at least one indicator",
-            ));
-        }
-        let mut ids = HashSet::new();
-        for (i, entry) in self.indicators.value.iter().enumerate() {
-            let at = format!("{path}.indicators[{i}].{}", entry.spec.kind().name());
-            if let Err(e) = entry.spec.validate() {
-                problems.push(Diagnostic::new(
-                    entry.pos_of(e.key),
-                    format!("{at}.{}", e.key),
-                    e.message,
-                ));
-            }
-            let id = entry.spec.id();
-            if !ids.insert(id.clone()) {
-                problems.push(
-                    Diagnostic::new(
-                        entry.pos,
-                        at,
-                        format!("the id `{id}` is used twice in this operator"),
-                    )
-                    .help("set `id:` on one of them"),
-                );
-            }
-        }
-        problems
-    }
-
-    pub fn output(&self, path: &str, input: &StreamType) -> Result<StreamType, Diagnostic> {
-        match input {
-            StreamType::Bars { interval, .. } => Ok(StreamType::Indicators {
-                interval: *interval,
-            }),
-            other => Err(Diagnostic::new(
-                self.from.pos,
-                format!("{path}.from"),
-                format!(
-                    "indicators are computed on bars; `{}` is {other}",
-                    self.from.value
-                ),
-            )
-            .help("add a `bars` operator between them")),
-        }
-    }
-}
 
 /// What the indicators operator needs besides its input.
 #[derive(Clone)]

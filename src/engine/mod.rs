@@ -1,93 +1,47 @@
 //! The engine: turns a resolved pipeline into one timely dataflow per worker, runs the
-//! sources and sinks around it, and drains everything at the end of input.
+//! source partitions and sinks around it, and drains everything at the end of input.
 
 pub mod bars;
-pub mod bridge;
-pub mod dataflow;
+mod bridge;
+mod dataflow;
+mod flow;
 pub mod indicators;
+mod placement;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use anyhow::{bail, Context as _};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
-use self::bars::BarsConfig;
-use self::bridge::{SourceClosed, SourceSender, Waker, SOURCE_CHANNEL};
-use self::dataflow::{run_worker, sink_channel, source_owner, Shared};
-use self::indicators::IndicatorsConfig;
+use self::bridge::{Waker, SINK_CHANNEL, SOURCE_CHANNEL};
+use self::dataflow::run_worker;
+use self::flow::{Control, Flow};
+use self::placement::Placement;
+use crate::connector::{
+    Acknowledger, Position, Resources, SinkContext, SinkEvent, SourceContext, SourceEvent,
+    SourceSender, Task, TaskError,
+};
 use crate::dead_letter::DeadLetters;
 use crate::shutdown::Shutdown;
-use crate::sinks::{record_kind, SinkContext};
-use crate::sources::SourceContext;
-use crate::spec::de::{from_map_without, DeError, Spanned};
-use crate::spec::diagnostic::Diagnostic;
-use crate::spec::graph::StreamType;
-use crate::spec::yaml::Node;
 use crate::spec::Pipeline;
+use crate::status::RunStatus;
 
-/// The `type`s an operator may have.
-pub const OPERATOR_TYPES: &[&str] = &["bars", "indicators"];
+/// A sink's inlet, used by the sink operator inside the dataflow.
+pub type SinkSender = mpsc::Sender<SinkEvent>;
 
-/// A configured operator.
-#[derive(Debug, Clone)]
-pub enum OperatorSpec {
-    Bars(BarsConfig),
-    Indicators(IndicatorsConfig),
-}
-
-impl OperatorSpec {
-    pub fn from_node(kind: &str, node: &Node, path: &str) -> Result<OperatorSpec, Vec<DeError>> {
-        let one = |e| vec![e];
-        Ok(match kind {
-            "bars" => OperatorSpec::Bars(from_map_without(node, path, &["type"]).map_err(one)?),
-            "indicators" => OperatorSpec::Indicators(IndicatorsConfig::from_node(node, path)?),
-            _ => unreachable!("callers check OPERATOR_TYPES"),
-        })
-    }
-
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            OperatorSpec::Bars(_) => "bars",
-            OperatorSpec::Indicators(_) => "indicators",
-        }
-    }
-
-    /// The streams this operator reads.
-    pub fn inputs(&self) -> &[Spanned<String>] {
-        match self {
-            OperatorSpec::Bars(c) => std::slice::from_ref(&c.from),
-            OperatorSpec::Indicators(c) => std::slice::from_ref(&c.from),
-        }
-    }
-
-    /// The output type for inputs of the given types (in `inputs()` order).
-    pub fn output(&self, path: &str, inputs: &[StreamType]) -> Result<StreamType, Vec<Diagnostic>> {
-        match self {
-            OperatorSpec::Bars(c) => c.output(path, &inputs[0]).map_err(|d| vec![d]),
-            OperatorSpec::Indicators(c) => c.output(path, &inputs[0]).map_err(|d| vec![d]),
-        }
-    }
-
-    /// Checks of the operator's own settings.
-    pub fn check(&self, path: &str) -> Vec<Diagnostic> {
-        match self {
-            OperatorSpec::Bars(_) => Vec::new(),
-            OperatorSpec::Indicators(c) => c.check(path),
-        }
-    }
-}
-
-/// How to place the workers.
-#[derive(Debug, Clone, Default)]
+/// How to place the workers, and what sinks may use.
+#[derive(Clone, Default)]
 pub struct RunOptions {
     /// Worker threads per process (overrides `workers:` in the pipeline).
     pub workers: Option<usize>,
     /// Join a cluster of several processes.
     pub cluster: Option<Cluster>,
-    /// The live hub `websocket` sinks publish to (the server's).
-    pub hub: crate::server::hub::Hub,
+    /// Services of the run that sinks look up by type (the server's live hub).
+    pub resources: Resources,
+    /// Where the run reports its sources' state (read by the server's `/health`).
+    pub status: RunStatus,
 }
 
 /// This process's place in a timely cluster.
@@ -103,148 +57,364 @@ pub struct Cluster {
 pub struct RunSummary {
     pub interrupted: bool,
     pub seconds: f64,
+    /// Seconds each local worker spent working (not parked).
+    pub worker_busy: Vec<f64>,
 }
 
+/// A source partition or a sink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Component {
+    Source { name: String, partition: usize },
+    Sink { name: String },
+}
+
+impl std::fmt::Display for Component {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Component::Source { name, partition: 0 } => write!(f, "source {name}"),
+            Component::Source { name, partition } => {
+                write!(f, "source {name} (partition {partition})")
+            }
+            Component::Sink { name } => write!(f, "sink {name}"),
+        }
+    }
+}
+
+/// Why a run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A source or sink failed; the error says what and with which input.
+    #[error("{component}: {error:#}")]
+    Component {
+        component: Component,
+        error: anyhow::Error,
+    },
+    #[error("{component} panicked: {message}")]
+    Panicked {
+        component: Component,
+        message: String,
+    },
+    #[error("a timely worker failed: {0}")]
+    Worker(String),
+    #[error("process index {process} is outside a cluster of {processes}")]
+    Placement { process: usize, processes: usize },
+    #[error("{what}: {error}")]
+    Setup {
+        what: &'static str,
+        error: std::io::Error,
+    },
+    #[error("writing the dead-letter file: {0}")]
+    DeadLetters(std::io::Error),
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Several(Vec<RunError>),
+}
+
+/// The partition channels this process's workers read, by (source, partition).
+type PartitionChannels =
+    HashMap<(usize, usize), (mpsc::Receiver<SourceEvent>, watch::Sender<Option<Position>>)>;
+
+/// What every worker of this process shares.
+struct Shared {
+    pipeline: Pipeline,
+    placement: Placement,
+    partitions: Mutex<PartitionChannels>,
+    /// Sink senders by local worker then sink index, each taken by its worker.
+    sink_senders: Mutex<Vec<Vec<Option<SinkSender>>>>,
+    /// The sinks' acknowledgements (process 0 only: sinks run there).
+    sink_acks: Vec<Acknowledger>,
+    waker: Waker,
+    dead_letters: DeadLetters,
+    interrupted: Arc<AtomicBool>,
+    flow: Arc<Flow>,
+    status: RunStatus,
+}
+
+impl Shared {
+    fn take_sink_senders(&self, local: usize) -> Vec<Option<SinkSender>> {
+        self.sink_senders
+            .lock()
+            .map(|mut all| all.get_mut(local).map(std::mem::take).unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    /// The channels of a partition, for the worker that owns it.
+    fn take_partition(
+        &self,
+        source: usize,
+        partition: usize,
+        worker: usize,
+    ) -> Option<(mpsc::Receiver<SourceEvent>, watch::Sender<Option<Position>>)> {
+        if self.placement.owner(source, partition) != worker {
+            return None;
+        }
+        self.partitions.lock().ok()?.remove(&(source, partition))
+    }
+
+    fn control(&self) -> Control {
+        self.flow.control(&self.sink_acks)
+    }
+}
+
+/// How the run stops: a shutdown every task watches, and why.
+#[derive(Clone, Default)]
+struct Stop {
+    shutdown: Shutdown,
+    interrupted: Arc<AtomicBool>,
+    failed: Arc<AtomicBool>,
+}
+
+type Running = tokio::task::JoinHandle<Result<(), RunError>>;
+
 /// Runs `pipeline` until its finite sources end (or Ctrl-C), then drains and flushes.
-pub fn run(pipeline: &Pipeline, options: &RunOptions) -> anyhow::Result<RunSummary> {
+pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunSummary, RunError> {
     let started = Instant::now();
+    let placement = place(pipeline, options)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("marketflow-io")
+        .enable_all()
+        .build()
+        .map_err(|error| RunError::Setup {
+            what: "starting the I/O runtime",
+            error,
+        })?;
+    let stop = Stop::default();
+    let (dead_letters, dead_letter_thread) = open_dead_letters(pipeline, &placement)?;
+    let (sink_tasks, sink_senders, sink_acks) =
+        start_sinks(&runtime, pipeline, &placement, &stop, &options.resources);
+    let waker = Waker::default();
+    let (source_tasks, partitions) = start_sources(
+        &runtime,
+        pipeline,
+        &placement,
+        (&stop, &options.status),
+        &dead_letters,
+        &waker,
+    );
+    watch_signals(&runtime, &stop);
+
+    let shared = Arc::new(Shared {
+        pipeline: pipeline.clone(),
+        placement: placement.clone(),
+        partitions: Mutex::new(partitions),
+        sink_senders: Mutex::new(sink_senders),
+        sink_acks,
+        waker,
+        dead_letters: dead_letters.clone(),
+        interrupted: stop.interrupted.clone(),
+        flow: Arc::new(Flow::new(pipeline.sources.len())),
+        status: options.status.clone(),
+    });
+    drop(dead_letters);
+    tracing::info!(pipeline = %pipeline.name, workers = placement.threads, processes = placement.processes, "running");
+    let (worker_busy, mut errors) = execute(&placement, options, shared);
+    runtime.block_on(async {
+        for task in source_tasks.into_iter().chain(sink_tasks) {
+            match task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => errors.push(e),
+                Err(e) => errors.push(RunError::Worker(format!("a task was lost: {e}"))),
+            }
+        }
+    });
+    if let Some(thread) = dead_letter_thread {
+        match thread.join() {
+            Ok(Err(e)) => errors.push(RunError::DeadLetters(e)),
+            Err(_) => errors.push(RunError::Worker("the dead-letter writer panicked".into())),
+            Ok(Ok(())) => {}
+        }
+    }
+    runtime.shutdown_background();
+    match errors.len() {
+        0 => Ok(RunSummary {
+            interrupted: stop.interrupted.load(Ordering::SeqCst)
+                && !stop.failed.load(Ordering::SeqCst),
+            seconds: started.elapsed().as_secs_f64(),
+            worker_busy,
+        }),
+        1 => Err(errors.remove(0)),
+        _ => Err(RunError::Several(errors)),
+    }
+}
+
+/// Worker threads and this process's place in the cluster.
+fn place(pipeline: &Pipeline, options: &RunOptions) -> Result<Placement, RunError> {
     let threads = options.workers.or(pipeline.workers).unwrap_or(1).max(1);
     let (processes, process) = options
         .cluster
         .as_ref()
         .map_or((1, 0), |c| (c.addresses.len(), c.process));
     if process >= processes {
-        bail!("process index {process} is outside a cluster of {processes}");
+        return Err(RunError::Placement { process, processes });
     }
-    let peers = threads * processes;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("marketflow-io")
-        .enable_all()
-        .build()
-        .context("starting the I/O runtime")?;
-    let shutdown = Shutdown::new();
-    let interrupted = Arc::new(AtomicBool::new(false));
-    let failed = Arc::new(AtomicBool::new(false));
+    Ok(Placement::new(pipeline, threads, processes, process))
+}
 
-    let (dead_letters, dead_letter_thread) = match &pipeline.dead_letter {
-        Some(config) => {
-            let mut config = config.clone();
-            if processes > 1 {
-                config.path.as_mut_os_string().push(format!(".p{process}"));
-            }
-            let (handle, thread) = DeadLetters::open(&config).with_context(|| {
-                format!("opening the dead-letter file {}", config.path.display())
-            })?;
-            (handle, Some(thread))
-        }
-        None => (DeadLetters::log_only(), None),
+/// The dead-letter path and the thread that writes its file, if it has one.
+type DeadLetterPath = (
+    DeadLetters,
+    Option<std::thread::JoinHandle<std::io::Result<()>>>,
+);
+
+fn open_dead_letters(
+    pipeline: &Pipeline,
+    placement: &Placement,
+) -> Result<DeadLetterPath, RunError> {
+    let Some(config) = &pipeline.dead_letter else {
+        return Ok((DeadLetters::log_only(), None));
     };
-
-    // Sinks run in process 0, which receives every sink's records.
-    let mut sink_tasks = Vec::new();
-    let mut sink_senders: Vec<Vec<Option<bridge::SinkSender>>> = vec![Vec::new(); threads];
-    for sink in &pipeline.sinks {
-        if process == 0 {
-            let (tx, rx) = sink_channel();
-            let kinds = sink
-                .spec
-                .inputs()
-                .iter()
-                .map(|i| record_kind(&pipeline.types[&i.value]))
-                .collect();
-            let ctx = SinkContext {
-                name: sink.name.clone(),
-                records: rx,
-                kinds,
-                shutdown: shutdown.clone(),
-                hub: options.hub.clone(),
-            };
-            let task = spawn_task(
-                &runtime,
-                sink.spec.build(ctx),
-                format!("sink {}", sink.name),
-                shutdown.clone(),
-                interrupted.clone(),
-                failed.clone(),
-            );
-            sink_tasks.push(task);
-            for per_worker in &mut sink_senders {
-                per_worker.push(Some(tx.clone()));
-            }
-        } else {
-            for per_worker in &mut sink_senders {
-                per_worker.push(None);
-            }
-        }
+    let mut config = config.clone();
+    if placement.processes > 1 {
+        config
+            .path
+            .as_mut_os_string()
+            .push(format!(".p{}", placement.process));
     }
+    let (handle, thread) = DeadLetters::open(&config).map_err(|error| RunError::Setup {
+        what: "opening the dead-letter file",
+        error,
+    })?;
+    Ok((handle, Some(thread)))
+}
 
-    let waker = Waker::default();
-    let mut receivers = Vec::new();
-    let mut source_tasks = Vec::new();
-    for (i, source) in pipeline.sources.iter().enumerate() {
-        let owner = source_owner(i, peers);
-        if owner / threads != process {
-            receivers.push(None);
+/// Starts every sink (in process 0, whose worker 0 receives every sink's records); returns their
+/// tasks, the senders each local worker's sink operators use, and their acknowledgers.
+fn start_sinks(
+    runtime: &tokio::runtime::Runtime,
+    pipeline: &Pipeline,
+    placement: &Placement,
+    stop: &Stop,
+    resources: &Resources,
+) -> (
+    Vec<Running>,
+    Vec<Vec<Option<SinkSender>>>,
+    Vec<Acknowledger>,
+) {
+    let mut tasks = Vec::new();
+    let mut acks = Vec::new();
+    let mut senders: Vec<Vec<Option<SinkSender>>> = vec![Vec::new(); placement.threads];
+    for (sink, inputs) in pipeline.sinks.iter().zip(&pipeline.sink_inputs) {
+        if placement.process != 0 {
+            senders.iter_mut().for_each(|s| s.push(None));
             continue;
         }
-        let (tx, rx) = mpsc::channel(SOURCE_CHANNEL);
-        let ctx = SourceContext {
-            name: source.name.clone(),
-            out: SourceSender::new(tx, waker.clone(), owner % threads),
-            shutdown: shutdown.clone(),
-            dead_letters: dead_letters.clone(),
+        let (tx, rx) = mpsc::channel(SINK_CHANNEL);
+        let ack = Acknowledger::new(&sink.name);
+        let ctx = SinkContext {
+            name: sink.name.clone(),
+            records: rx,
+            kinds: inputs
+                .iter()
+                .map(|&i| pipeline.streams[i].record_kind())
+                .collect(),
+            shutdown: stop.shutdown.clone(),
+            ack: ack.clone(),
+            resources: resources.clone(),
         };
-        let up = crate::metrics::metrics()
-            .source_up
-            .with_label_values(&[source.name.as_str()]);
-        up.set(1);
-        let task = spawn_task(
-            &runtime,
-            source.spec.build(ctx),
-            format!("source {}", source.name),
-            shutdown.clone(),
-            interrupted.clone(),
-            failed.clone(),
-        );
-        let task = runtime.spawn(async move {
-            let result = task.await;
-            up.set(0);
-            result.unwrap_or_else(|e| Err(anyhow::anyhow!("task panicked: {e}")))
-        });
-        source_tasks.push(task);
-        receivers.push(Some(rx));
+        let component = Component::Sink {
+            name: sink.name.clone(),
+        };
+        tasks.push(spawn_task(
+            runtime,
+            sink.spec.build(ctx),
+            component,
+            stop.clone(),
+        ));
+        acks.push(ack);
+        // Only worker 0 receives the sink's records (and so sends its progress): progress
+        // from another worker could overtake records worker 0 has taken but not yet sent.
+        for (local, s) in senders.iter_mut().enumerate() {
+            s.push((local == 0).then(|| tx.clone()));
+        }
     }
+    (tasks, senders, acks)
+}
 
-    {
-        let shutdown = shutdown.clone();
-        let interrupted = interrupted.clone();
-        runtime.spawn(async move {
-            if crate::shutdown::stop_signal().await {
-                tracing::warn!("stopping: sources end, complete windows are flushed (signal again to exit at once)");
-                interrupted.store(true, Ordering::SeqCst);
-                shutdown.trigger();
-                if crate::shutdown::stop_signal().await {
-                    std::process::exit(130);
-                }
+/// Starts the partitions of every source that this process's workers own.
+fn start_sources(
+    runtime: &tokio::runtime::Runtime,
+    pipeline: &Pipeline,
+    placement: &Placement,
+    (stop, status): (&Stop, &RunStatus),
+    dead_letters: &DeadLetters,
+    waker: &Waker,
+) -> (Vec<Running>, PartitionChannels) {
+    let mut tasks = Vec::new();
+    let mut channels = PartitionChannels::new();
+    for (index, source) in pipeline.sources.iter().enumerate() {
+        let partitions = source.spec.partitions();
+        for partition in 0..partitions {
+            let owner = placement.owner(index, partition);
+            if !placement.is_local(owner) {
+                continue;
             }
-        });
+            let (tx, rx) = mpsc::channel(SOURCE_CHANNEL);
+            let (acked_tx, acked_rx) = watch::channel(None);
+            let wake = {
+                let waker = waker.clone();
+                let local = placement.local_worker(owner);
+                Arc::new(move || waker.wake(local))
+            };
+            let ctx = SourceContext {
+                name: source.name.clone(),
+                partition,
+                partitions,
+                out: SourceSender::new(tx, wake),
+                shutdown: stop.shutdown.clone(),
+                dead_letters: dead_letters.clone(),
+                acked: acked_rx,
+            };
+            let up = crate::metrics::metrics()
+                .source_up
+                .with_label_values(&[source.name.as_str()]);
+            up.add(1);
+            status.partition_started(&source.name);
+            let component = Component::Source {
+                name: source.name.clone(),
+                partition,
+            };
+            let task = spawn_task(runtime, source.spec.build(ctx), component, stop.clone());
+            let (status, name) = (status.clone(), source.name.clone());
+            tasks.push(runtime.spawn(async move {
+                let result = task.await;
+                up.sub(1);
+                status.partition_ended(&name);
+                result.unwrap_or_else(|e| Err(RunError::Worker(format!("a task was lost: {e}"))))
+            }));
+            channels.insert((index, partition), (rx, acked_tx));
+        }
     }
+    (tasks, channels)
+}
 
-    let shared = Arc::new(Shared {
-        pipeline: pipeline.clone(),
-        threads,
-        receivers: Mutex::new(receivers),
-        sink_senders: Mutex::new(sink_senders),
-        waker,
-        dead_letters: dead_letters.clone(),
-        interrupted: interrupted.clone(),
+/// The first Ctrl-C or SIGTERM stops the sources and flushes complete windows; a second
+/// exits at once.
+fn watch_signals(runtime: &tokio::runtime::Runtime, stop: &Stop) {
+    let stop = stop.clone();
+    runtime.spawn(async move {
+        if crate::shutdown::stop_signal().await {
+            tracing::warn!("stopping: sources end, complete windows are flushed (signal again to exit at once)");
+            stop.interrupted.store(true, Ordering::SeqCst);
+            stop.shutdown.trigger();
+            if crate::shutdown::stop_signal().await {
+                std::process::exit(130);
+            }
+        }
     });
-    drop(dead_letters);
+}
+
+/// Runs the timely workers to completion; returns each local worker's busy seconds and
+/// the workers' errors.
+fn execute(
+    placement: &Placement,
+    options: &RunOptions,
+    shared: Arc<Shared>,
+) -> (Vec<f64>, Vec<RunError>) {
+    let threads = placement.threads;
     let communication = match &options.cluster {
         Some(c) => timely::CommunicationConfig::Cluster {
             threads,
-            process,
+            process: c.process,
             addresses: c.addresses.clone(),
             report: false,
             zerocopy: false,
@@ -256,73 +426,53 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> anyhow::Result<RunSumma
         communication,
         worker: timely::WorkerConfig::default(),
     };
-    tracing::info!(pipeline = %pipeline.name, workers = threads, processes, "running");
-    let guards = timely::execute(config, move |worker| run_worker(worker, &shared))
-        .map_err(|e| anyhow::anyhow!("starting timely workers: {e}"))?;
-    let worker_errors: Vec<String> = guards.join().into_iter().filter_map(Result::err).collect();
-
-    let mut errors: Vec<String> = worker_errors
-        .into_iter()
-        .map(|e| format!("worker failed: {e}"))
-        .collect();
-    runtime.block_on(async {
-        for task in source_tasks.into_iter().chain(sink_tasks) {
-            match task.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => errors.push(format!("{e:#}")),
-                Err(e) => errors.push(format!("task panicked: {e}")),
-            }
-        }
-    });
-    if let Some(thread) = dead_letter_thread {
-        match thread.join() {
-            Ok(Err(e)) => errors.push(format!("writing the dead-letter file: {e}")),
-            Err(_) => errors.push("the dead-letter writer panicked".to_owned()),
-            Ok(Ok(())) => {}
+    let guards = match timely::execute(config, move |worker| run_worker(worker, &shared)) {
+        Ok(guards) => guards,
+        Err(e) => return (Vec::new(), vec![RunError::Worker(format!("starting: {e}"))]),
+    };
+    let mut busy = Vec::new();
+    let mut errors = Vec::new();
+    for result in guards.join() {
+        match result {
+            Ok(seconds) => busy.push(seconds),
+            Err(e) => errors.push(RunError::Worker(e)),
         }
     }
-    runtime.shutdown_background();
-    if !errors.is_empty() {
-        bail!("{}", errors.join("\n"));
-    }
-    Ok(RunSummary {
-        interrupted: interrupted.load(Ordering::SeqCst) && !failed.load(Ordering::SeqCst),
-        seconds: started.elapsed().as_secs_f64(),
-    })
+    (busy, errors)
 }
 
-/// Spawns a source or sink; if it fails, the whole run stops (its partial windows are
-/// dropped, as after an interrupt) and the error is reported.
+/// Spawns a source partition or sink; if it fails, the whole run stops (its partial
+/// windows are dropped, as after an interrupt) and the error names the component.
 fn spawn_task(
     runtime: &tokio::runtime::Runtime,
     task: Task,
-    what: String,
-    shutdown: Shutdown,
-    interrupted: Arc<AtomicBool>,
-    failed: Arc<AtomicBool>,
-) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+    component: Component,
+    stop: Stop,
+) -> Running {
     runtime.spawn(async move {
         let result = match task {
-            Task::Blocking(f) => tokio::task::spawn_blocking(f)
-                .await
-                .unwrap_or_else(|e| Err(anyhow::anyhow!("panicked: {e}"))),
+            Task::Blocking(f) => match tokio::task::spawn_blocking(f).await {
+                Ok(result) => result,
+                Err(e) => {
+                    stop.failed.store(true, Ordering::SeqCst);
+                    stop.interrupted.store(true, Ordering::SeqCst);
+                    stop.shutdown.trigger();
+                    return Err(RunError::Panicked {
+                        component,
+                        message: e.to_string(),
+                    });
+                }
+            },
             Task::Async(f) => f.await,
         };
         match result {
-            Err(e) if e.downcast_ref::<SourceClosed>().is_some() => Ok(()),
-            Err(e) => {
-                failed.store(true, Ordering::SeqCst);
-                interrupted.store(true, Ordering::SeqCst);
-                shutdown.trigger();
-                Err(e.context(what))
+            Ok(()) | Err(TaskError::Closed(_)) => Ok(()),
+            Err(TaskError::Failed(error)) => {
+                stop.failed.store(true, Ordering::SeqCst);
+                stop.interrupted.store(true, Ordering::SeqCst);
+                stop.shutdown.trigger();
+                Err(RunError::Component { component, error })
             }
-            Ok(()) => Ok(()),
         }
     })
-}
-
-/// A source or sink ready to run: blocking work gets its own thread, I/O runs as a task.
-pub enum Task {
-    Blocking(Box<dyn FnOnce() -> anyhow::Result<()> + Send>),
-    Async(std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send>>),
 }

@@ -12,7 +12,7 @@ use crate::codec::{
     csv_header, write_bar_json, write_indicator_json, write_json_str, write_record_csv,
     write_tick_json, RecordKind,
 };
-use crate::spec::de::suggest;
+use crate::config::de::suggest;
 use crate::store::{BarQuery, IndicatorQuery, Store};
 
 /// An answer body and its content type.

@@ -5,8 +5,6 @@
 //! check that `/openapi.json` documents every route all read it.
 
 pub mod api;
-pub mod config;
-pub mod hub;
 mod ws;
 
 use std::convert::Infallible;
@@ -26,10 +24,10 @@ use tokio::sync::OnceCell;
 use tokio::task::JoinSet;
 
 use self::api::{ApiError, Params, Reply};
-pub use self::config::ServerConfig;
-use self::hub::Hub;
+use crate::hub::Hub;
 use crate::metrics::metrics;
 use crate::shutdown::Shutdown;
+pub use crate::spec::server::ServerConfig;
 use crate::store::{Location, Store};
 
 /// What a route answers.
@@ -274,6 +272,8 @@ pub struct ServerState {
     /// Set once the pipeline has ended and its sinks have flushed.
     pub pipeline_finished: Arc<std::sync::atomic::AtomicBool>,
     pub sources: Vec<SourceInfo>,
+    /// The pipeline's state, as its engine reports it.
+    pub run_status: crate::status::RunStatus,
     pub ping_interval: Duration,
     pub max_lag_ms: i64,
     pub stop: Shutdown,
@@ -287,6 +287,7 @@ impl ServerState {
             pipeline: None,
             pipeline_finished: Arc::default(),
             sources: Vec::new(),
+            run_status: crate::status::RunStatus::default(),
             ping_interval: config
                 .ping_interval
                 .as_std()
@@ -586,19 +587,18 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// A source's state from its metrics: (running, watermark, lag in ms).
-fn source_state(source: &SourceInfo, now: i64) -> (bool, i64, Option<i64>) {
-    let m = metrics();
-    let running = m.source_up.with_label_values(&[&source.name]).get() == 1;
-    let watermark = m.source_watermark.with_label_values(&[&source.name]).get();
+/// A source's state as the engine reports it: (running, watermark, lag in ms).
+fn source_state(state: &ServerState, source: &SourceInfo, now: i64) -> (bool, i64, Option<i64>) {
+    let status = state.run_status.source(&source.name);
+    let watermark = status.watermark;
     let lag = (watermark > 0).then(|| (now - watermark).max(0));
-    (running, watermark, lag)
+    (status.running > 0, watermark, lag)
 }
 
 /// Publishes the watermark lag of each running source.
 fn update_lag(state: &ServerState, now: i64) {
     for source in &state.sources {
-        let (running, _, lag) = source_state(source, now);
+        let (running, _, lag) = source_state(state, source, now);
         let gauge = metrics().source_lag.with_label_values(&[&source.name]);
         match lag.filter(|_| running) {
             Some(lag) => gauge.set(lag as f64 / 1000.0),
@@ -634,7 +634,7 @@ async fn health(state: &ServerState) -> (StatusCode, Vec<u8>) {
         .sources
         .iter()
         .map(|s| {
-            let (running, watermark, lag) = source_state(s, now);
+            let (running, watermark, lag) = source_state(state, s, now);
             let status = match (running, lag) {
                 (false, _) if s.finite => "finished",
                 (false, _) => "stopped",

@@ -28,8 +28,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use super::api::ApiError;
-use super::hub::{Chunk, Client, StreamKey, StreamKind};
 use super::{Body, ServerState};
+use crate::hub::{Chunk, Client, StreamKey, StreamKind};
 use crate::metrics::metrics;
 
 /// Subscriptions one client may hold.

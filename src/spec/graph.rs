@@ -2,54 +2,19 @@
 //! sink gets input of a type it can take. Operators come out in topological order.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 
-use marketflow_operators::Interval;
-
-use super::de::suggest;
-use super::diagnostic::Diagnostic;
-use super::session::SessionSpec;
-use super::Named;
-use crate::engine::OperatorSpec;
-use crate::sinks::SinkSpec;
-use crate::sources::SourceSpec;
-
-/// The type of records on a stream.
-#[derive(Clone, Debug, PartialEq)]
-pub enum StreamType {
-    Ticks,
-    Bars {
-        interval: Interval,
-        session: Option<SessionSpec>,
-    },
-    Indicators {
-        interval: Interval,
-    },
-}
-
-impl fmt::Display for StreamType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StreamType::Ticks => f.write_str("ticks"),
-            StreamType::Bars {
-                interval,
-                session: None,
-            } => write!(f, "bars({interval})"),
-            StreamType::Bars {
-                interval,
-                session: Some(s),
-            } => write!(f, "bars({interval}, {s})"),
-            StreamType::Indicators { interval } => write!(f, "indicators({interval})"),
-        }
-    }
-}
+use super::operators::OperatorSpec;
+use super::{Named, SinkRef, SourceRef};
+use crate::config::de::suggest;
+use crate::config::diagnostic::Diagnostic;
+use crate::connector::StreamType;
 
 /// Checks references and types; returns operators in topological order and the type of
 /// every source and operator stream.
 pub fn resolve(
-    sources: &[Named<SourceSpec>],
+    sources: &[Named<SourceRef>],
     operators: Vec<Named<OperatorSpec>>,
-    sinks: &[Named<SinkSpec>],
+    sinks: &[Named<SinkRef>],
     declared: &[String],
     sink_names: &[String],
     errors: &mut Vec<Diagnostic>,
@@ -79,7 +44,7 @@ pub fn resolve(
         .collect();
     let stream_refs: Vec<&str> = declared.iter().map(String::as_str).collect();
 
-    let unknown = |path: String, name: &super::de::Spanned<String>| {
+    let unknown = |path: String, name: &crate::config::de::Spanned<String>| {
         let message = if sink_names.contains(&name.value) {
             format!(
                 "`{}` is a sink; only sources and operators produce streams",
@@ -192,22 +157,22 @@ pub fn render_dot(pipeline: &super::Pipeline) -> String {
         "digraph \"{}\" {{\n  rankdir=LR;\n",
         pipeline.name.replace('"', "'")
     );
-    for s in &pipeline.sources {
+    for (i, s) in pipeline.sources.iter().enumerate() {
         out += &format!(
             "  \"{}\" [shape=box, label=\"{}\\n{} -> {}\"];\n",
             s.name,
             s.name,
             s.spec.type_name(),
-            pipeline.types[&s.name]
+            pipeline.streams[i]
         );
     }
-    for o in &pipeline.operators {
+    for (i, o) in pipeline.operators.iter().enumerate() {
         out += &format!(
             "  \"{}\" [shape=ellipse, label=\"{}\\n{} -> {}\"];\n",
             o.name,
             o.name,
             o.spec.type_name(),
-            pipeline.types[&o.name]
+            pipeline.streams[pipeline.sources.len() + i]
         );
         for input in o.spec.inputs() {
             out += &format!("  \"{}\" -> \"{}\";\n", input.value, o.name);
@@ -230,22 +195,22 @@ pub fn render_dot(pipeline: &super::Pipeline) -> String {
 /// The resolved graph as text, one node per line in execution order.
 pub fn render_text(pipeline: &super::Pipeline) -> String {
     let mut out = format!("pipeline {}\n", pipeline.name);
-    for s in &pipeline.sources {
+    for (i, s) in pipeline.sources.iter().enumerate() {
         out += &format!(
             "  source   {:<16} {:<10} -> {}\n",
             s.name,
             s.spec.type_name(),
-            pipeline.types[&s.name]
+            pipeline.streams[i]
         );
     }
-    for o in &pipeline.operators {
+    for (i, o) in pipeline.operators.iter().enumerate() {
         let from: Vec<&str> = o.spec.inputs().iter().map(|i| i.value.as_str()).collect();
         out += &format!(
             "  operator {:<16} {:<10} {} -> {}\n",
             o.name,
             o.spec.type_name(),
             from.join(", "),
-            pipeline.types[&o.name]
+            pipeline.streams[pipeline.sources.len() + i]
         );
     }
     for s in &pipeline.sinks {

@@ -1,26 +1,29 @@
 //! Pipeline files: parse, interpolate `${VAR}`, validate and resolve the graph. Every
 //! problem is reported with its file, line, column and key, all at once.
+//!
+//! A pipeline is plain data: configs of the registry's source and sink types, operator
+//! configs, and the resolved graph by index. The engine and the server read it.
 
-pub mod de;
-pub mod diagnostic;
 pub mod graph;
-pub mod interpolate;
-pub mod session;
-pub mod values;
-pub mod yaml;
+pub mod operators;
+pub mod server;
 
-use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
-use self::de::{from_node, suggest};
-use self::diagnostic::{Diagnostic, Diagnostics};
-use self::graph::StreamType;
-use self::yaml::{Node, Pos, Value};
+use self::operators::{OperatorSpec, OPERATOR_TYPES};
+use self::server::ServerConfig;
+use crate::config::de::{from_node, suggest, DeError};
+use crate::config::diagnostic::{Diagnostic, Diagnostics};
+use crate::config::interpolate;
+use crate::config::yaml::{self, Node, Pos, Value};
+use crate::connector::{Registry, SinkConfig, SourceConfig, StreamType};
 use crate::dead_letter::DeadLetterConfig;
-use crate::engine::{OperatorSpec, OPERATOR_TYPES};
-use crate::server::ServerConfig;
-use crate::sinks::{SinkSpec, SINK_TYPES};
-use crate::sources::{SourceSpec, SOURCE_TYPES};
+
+/// A configured source of any registered type.
+pub type SourceRef = Arc<dyn SourceConfig>;
+/// A configured sink of any registered type.
+pub type SinkRef = Arc<dyn SinkConfig>;
 
 /// A source, operator or sink with its name and where it was declared.
 #[derive(Debug, Clone)]
@@ -37,15 +40,39 @@ pub struct Pipeline {
     /// The file it was read from, as given.
     pub file: String,
     pub workers: Option<usize>,
-    pub sources: Vec<Named<SourceSpec>>,
+    pub sources: Vec<Named<SourceRef>>,
     /// In topological order.
     pub operators: Vec<Named<OperatorSpec>>,
-    pub sinks: Vec<Named<SinkSpec>>,
+    pub sinks: Vec<Named<SinkRef>>,
     pub dead_letter: Option<DeadLetterConfig>,
     /// The HTTP/WebSocket server run beside the pipeline.
     pub server: Option<ServerConfig>,
-    /// The type of every source and operator stream.
-    pub types: BTreeMap<String, StreamType>,
+    /// The type of every stream: the sources' in order, then the operators'.
+    pub streams: Vec<StreamType>,
+    /// The streams each operator reads (indices into `streams`), in `operators` order.
+    pub operator_inputs: Vec<Vec<usize>>,
+    /// The streams each sink reads, in `sinks` order.
+    pub sink_inputs: Vec<Vec<usize>>,
+}
+
+impl Pipeline {
+    /// The index in `streams` of operator `index`'s output.
+    pub fn operator_stream(&self, index: usize) -> usize {
+        self.sources.len() + index
+    }
+
+    /// The name of stream `index`.
+    pub fn stream_name(&self, index: usize) -> &str {
+        match index.checked_sub(self.sources.len()) {
+            None => &self.sources[index].name,
+            Some(op) => &self.operators[op].name,
+        }
+    }
+
+    /// Whether stream `index` comes straight from a source.
+    pub fn is_source_stream(&self, index: usize) -> bool {
+        index < self.sources.len()
+    }
 }
 
 const TOP_KEYS: &[&str] = &[
@@ -70,7 +97,8 @@ pub enum LoadError {
     Invalid(Diagnostics),
 }
 
-/// Reads and validates the pipeline in `path`, with variables from the environment.
+/// Reads and validates the pipeline in `path`, with variables from the environment and
+/// the built-in source and sink types.
 pub fn load_file(path: &Path) -> Result<Pipeline, LoadError> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
@@ -80,8 +108,19 @@ pub fn load_file(path: &Path) -> Result<Pipeline, LoadError> {
     load_str(&file, &text, &|name| std::env::var(name).ok()).map_err(LoadError::Invalid)
 }
 
-/// Validates pipeline text; `file` names it in messages, `env` resolves `${VAR}`.
+/// Validates pipeline text with the built-in types; `file` names it in messages, `env`
+/// resolves `${VAR}`.
 pub fn load_str(
+    file: &str,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Pipeline, Diagnostics> {
+    load_with(&crate::components::builtin(), file, text, env)
+}
+
+/// Validates pipeline text against the types of `registry`.
+pub fn load_with(
+    registry: &Registry,
     file: &str,
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
@@ -90,26 +129,80 @@ pub fn load_str(
         file: file.to_owned(),
         items,
     };
-    let mut root = yaml::parse(text).map_err(|e| {
-        let mut d = Diagnostic::new(e.pos, "", format!("invalid YAML: {}", e.message));
-        let line = text
-            .lines()
-            .nth(e.pos.line.saturating_sub(1))
-            .unwrap_or_default();
-        if line.contains("${") && line.contains('{') {
-            d = d
-                .help("inside `{ ... }` or `[ ... ]`, quote values that use variables: \"${VAR}\"");
-        }
-        fail(vec![d])
-    })?;
+    let mut root = parse_yaml(text).map_err(|d| fail(vec![d]))?;
     let mut errors = Vec::new();
     interpolate::interpolate(&mut root, "", env, &mut errors);
     // A value whose variable is unset gets no second error for being invalid.
     let unset: Vec<Pos> = errors.iter().map(|e| e.pos).collect();
     let interpolation_errors = errors.len();
 
+    let header = read_header(&root, &mut errors).map_err(|d| fail(vec![d]))?;
+    let components = read_components(registry, &root, &mut errors);
+    let server = read_server(&root, &components.sinks, &mut errors);
+    let (operators, types) = graph::resolve(
+        &components.sources,
+        components.operators,
+        &components.sinks,
+        &components.declared,
+        &components.sink_names,
+        &mut errors,
+    );
+
+    let mut index = 0;
+    errors.retain(|e| {
+        index += 1;
+        index <= interpolation_errors || !unset.contains(&e.pos)
+    });
+    if !errors.is_empty() {
+        errors.sort_by_key(|e| e.pos);
+        errors.dedup();
+        return Err(fail(errors));
+    }
+    let mut pipeline = Pipeline {
+        name: header.name,
+        file: file.to_owned(),
+        workers: header.workers,
+        sources: components.sources,
+        operators,
+        sinks: components.sinks,
+        dead_letter: header.dead_letter,
+        server,
+        streams: Vec::new(),
+        operator_inputs: Vec::new(),
+        sink_inputs: Vec::new(),
+    };
+    index_graph(&mut pipeline, &types);
+    Ok(pipeline)
+}
+
+/// Parses the YAML, with a hint for the usual mistake with variables in flow collections.
+fn parse_yaml(text: &str) -> Result<Node, Diagnostic> {
+    yaml::parse(text).map_err(|e| {
+        let d = Diagnostic::new(e.pos, "", format!("invalid YAML: {}", e.message));
+        let line = text
+            .lines()
+            .nth(e.pos.line.saturating_sub(1))
+            .unwrap_or_default();
+        if line.contains("${") && line.contains('{') {
+            d.help("inside `{ ... }` or `[ ... ]`, quote values that use variables: \"${VAR}\"")
+        } else {
+            d
+        }
+    })
+}
+
+/// The top-level keys other than the sections.
+struct Header {
+    name: String,
+    workers: Option<usize>,
+    dead_letter: Option<DeadLetterConfig>,
+}
+
+/// Checks the top-level keys and reads `pipeline`, `workers` and `dead_letter`; a root
+/// that is not a mapping is the one error that stops everything.
+fn read_header(root: &Node, errors: &mut Vec<Diagnostic>) -> Result<Header, Diagnostic> {
     let Value::Map(entries) = &root.value else {
-        return Err(fail(vec![Diagnostic::new(
+        return Err(Diagnostic::new(
             root.pos,
             "",
             format!(
@@ -117,7 +210,7 @@ pub fn load_str(
                 TOP_KEYS.join(", "),
                 root.kind()
             ),
-        )]));
+        ));
     };
     for (key, _) in entries {
         let name = key.as_str().unwrap_or_default();
@@ -128,7 +221,6 @@ pub fn load_str(
             );
         }
     }
-
     let name = match root.get("pipeline") {
         Some(node) => from_node::<String>(node, "pipeline")
             .map_err(|e| errors.push(Diagnostic::from_de(e, node.pos, "pipeline")))
@@ -164,34 +256,63 @@ pub fn load_str(
             .map_err(|e| errors.push(Diagnostic::from_de(e, node.pos, "dead_letter")))
             .ok()
     });
+    Ok(Header {
+        name,
+        workers,
+        dead_letter,
+    })
+}
 
-    // Names of every declared stream, also those whose definition has errors, so that
-    // a mistake in one node is not reported again at every reference to it.
+/// The three sections as read, before the graph is resolved.
+struct Components {
+    sources: Vec<Named<SourceRef>>,
+    operators: Vec<Named<OperatorSpec>>,
+    sinks: Vec<Named<SinkRef>>,
+    /// Names of every declared stream, also those whose definition has errors, so that a
+    /// mistake in one node is not reported again at every reference to it.
+    declared: Vec<String>,
+    sink_names: Vec<String>,
+}
+
+/// Reads `sources`, `operators` and `sinks` with the registry's types and runs each
+/// component's own checks.
+fn read_components(registry: &Registry, root: &Node, errors: &mut Vec<Diagnostic>) -> Components {
+    let source_types: Vec<&str> = registry.sources().iter().map(|t| t.name).collect();
+    let sink_types: Vec<&str> = registry.sinks().iter().map(|t| t.name).collect();
+    let one = |e: DeError| vec![e];
+    let parse_source = |kind: &str, node: &Node, path: &str| match registry.source_type(kind) {
+        Some(t) => (t.parse)(node, path).map_err(one),
+        None => Err(vec![DeError::new(format!("unknown source type `{kind}`"))]),
+    };
+    let parse_sink = |kind: &str, node: &Node, path: &str| match registry.sink_type(kind) {
+        Some(t) => (t.parse)(node, path).map_err(one),
+        None => Err(vec![DeError::new(format!("unknown sink type `{kind}`"))]),
+    };
     let mut declared = Vec::new();
     let sources = section(
-        &root,
+        root,
         "sources",
-        SOURCE_TYPES,
-        SourceSpec::from_node,
+        &source_types,
+        &parse_source,
         &mut declared,
-        &mut errors,
+        errors,
     );
     let operators = section(
-        &root,
+        root,
         "operators",
         OPERATOR_TYPES,
-        OperatorSpec::from_node,
+        &OperatorSpec::from_node,
         &mut declared,
-        &mut errors,
+        errors,
     );
     let mut sink_names = Vec::new();
     let sinks = section(
-        &root,
+        root,
         "sinks",
-        SINK_TYPES,
-        SinkSpec::from_node,
+        &sink_types,
+        &parse_sink,
         &mut sink_names,
-        &mut errors,
+        errors,
     );
     if root.get("sources").is_none() {
         errors.push(Diagnostic::new(
@@ -206,65 +327,80 @@ pub fn load_str(
     for o in &operators {
         errors.extend(o.spec.check(&format!("operators.{}", o.name)));
     }
+    Components {
+        sources,
+        operators,
+        sinks,
+        declared,
+        sink_names,
+    }
+}
+
+/// Reads the `server` block and checks the sinks that need one.
+fn read_server(
+    root: &Node,
+    sinks: &[Named<SinkRef>],
+    errors: &mut Vec<Diagnostic>,
+) -> Option<ServerConfig> {
     let server = root.get("server").and_then(|node| {
         from_node::<ServerConfig>(node, "server")
             .map_err(|e| errors.push(Diagnostic::from_de(e, node.pos, "server")))
             .ok()
     });
     if let Some(server) = &server {
-        errors.extend(server.check(&sinks));
+        errors.extend(server.check(sinks));
     }
     if server.is_none() && root.get("server").is_none() {
-        for sink in sinks.iter().filter(|s| s.spec.type_name() == "websocket") {
+        for sink in sinks.iter().filter(|s| s.spec.needs_server()) {
             errors.push(
                 Diagnostic::new(
                     sink.pos,
                     format!("sinks.{}", sink.name),
-                    "a `websocket` sink streams to the clients of the pipeline's server, and there is no `server`",
+                    format!(
+                        "a `{}` sink streams to the clients of the pipeline's server, and there is no `server`",
+                        sink.spec.type_name()
+                    ),
                 )
                 .help("add `server: {listen: 127.0.0.1:8000}`"),
             );
         }
     }
-    let (operators, types) = graph::resolve(
-        &sources,
-        operators,
-        &sinks,
-        &declared,
-        &sink_names,
-        &mut errors,
-    );
-
-    let mut index = 0;
-    errors.retain(|e| {
-        index += 1;
-        index <= interpolation_errors || !unset.contains(&e.pos)
-    });
-    if errors.is_empty() {
-        Ok(Pipeline {
-            name,
-            file: file.to_owned(),
-            workers,
-            sources,
-            operators,
-            sinks,
-            dead_letter,
-            server,
-            types,
-        })
-    } else {
-        errors.sort_by_key(|e| e.pos);
-        errors.dedup();
-        Err(fail(errors))
-    }
+    server
 }
+
+/// Numbers the streams (sources, then operators in order) and records every input by index.
+fn index_graph(pipeline: &mut Pipeline, types: &std::collections::BTreeMap<String, StreamType>) {
+    let mut names: Vec<&str> = pipeline.sources.iter().map(|s| s.name.as_str()).collect();
+    names.extend(pipeline.operators.iter().map(|o| o.name.as_str()));
+    let index_of = |name: &str| names.iter().position(|n| *n == name).unwrap_or(0);
+    let streams = names
+        .iter()
+        .filter_map(|n| types.get(*n).cloned())
+        .collect();
+    let operator_inputs = pipeline
+        .operators
+        .iter()
+        .map(|o| o.spec.inputs().iter().map(|i| index_of(&i.value)).collect())
+        .collect();
+    let sink_inputs = pipeline
+        .sinks
+        .iter()
+        .map(|s| s.spec.inputs().iter().map(|i| index_of(&i.value)).collect())
+        .collect();
+    pipeline.streams = streams;
+    pipeline.operator_inputs = operator_inputs;
+    pipeline.sink_inputs = sink_inputs;
+}
+
+/// Reads a component of some `type` from its node.
+type ReadNode<'a, T> = dyn Fn(&str, &Node, &str) -> Result<T, Vec<DeError>> + 'a;
 
 /// Reads one of `sources`, `operators`, `sinks`: a mapping of names to nodes with a `type`.
 fn section<T>(
     root: &Node,
     key: &str,
     types: &[&str],
-    build: fn(&str, &Node, &str) -> Result<T, Vec<de::DeError>>,
+    build: &ReadNode<'_, T>,
     declared: &mut Vec<String>,
     errors: &mut Vec<Diagnostic>,
 ) -> Vec<Named<T>> {

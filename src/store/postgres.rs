@@ -144,7 +144,17 @@ pub fn is_transient(error: &tokio_postgres::Error) -> bool {
 }
 
 /// `timescaledb:` of a postgres sink and of `marketflow migrate`.
-#[derive(serde::Deserialize, clap::ValueEnum, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(
+    serde::Deserialize,
+    schemars::JsonSchema,
+    clap::ValueEnum,
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum TimescaleMode {
     /// Use TimescaleDB when the server has it, plain tables otherwise.

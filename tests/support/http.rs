@@ -145,10 +145,21 @@ pub async fn ws_send(ws: &mut Ws, value: serde_json::Value) {
         .expect("send");
 }
 
+/// The longest a test waits for any one thing.
+pub const WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Awaits `future`, failing the test with `what` it waited for after [`WAIT`].
+pub async fn within<F: std::future::Future>(what: &str, future: F) -> F::Output {
+    match tokio::time::timeout(WAIT, future).await {
+        Ok(output) => output,
+        Err(_) => panic!("waited {WAIT:?} for {what}"),
+    }
+}
+
 /// The next JSON text message (pings and pongs skipped); None once closed.
 pub async fn ws_next(ws: &mut Ws) -> Option<serde_json::Value> {
     loop {
-        match ws.next().await? {
+        match within("a WebSocket message", ws.next()).await? {
             Ok(Message::Text(t)) => {
                 return Some(serde_json::from_str(t.as_str()).expect("JSON message"))
             }
@@ -158,12 +169,18 @@ pub async fn ws_next(ws: &mut Ws) -> Option<serde_json::Value> {
     }
 }
 
-/// Runs a future on a fresh multi-threaded runtime.
+/// Runs a future on a fresh multi-threaded runtime; a test that has not finished after five
+/// minutes fails.
 pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    let deadline = std::time::Duration::from_secs(300);
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap()
-        .block_on(future)
+        .block_on(async {
+            tokio::time::timeout(deadline, future)
+                .await
+                .unwrap_or_else(|_| panic!("the test did not finish within {deadline:?}"))
+        })
 }

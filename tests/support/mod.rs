@@ -18,9 +18,28 @@ pub fn tool_present(present: bool, tool: &str) -> bool {
             std::env::var_os("CI").is_none(),
             "{tool} is not installed (scripts/setup.sh installs it)"
         );
-        eprintln!("skipped: {tool} is not installed (scripts/setup.sh installs it)");
+        skipped(&format!(
+            "{tool} is not installed (scripts/setup.sh installs it)"
+        ));
     }
     present
+}
+
+/// Reports a skipped test: on stderr, and in the file `MARKETFLOW_SKIPS` names, which
+/// scripts/test.sh prints in its summary.
+pub fn skipped(why: &str) {
+    let test = std::thread::current().name().unwrap_or("a test").to_owned();
+    eprintln!("skipped: {test}: {why}");
+    if let Some(path) = std::env::var_os("MARKETFLOW_SKIPS") {
+        use std::io::Write as _;
+        if let Ok(mut file) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(file, "{test}: {why}");
+        }
+    }
 }
 
 /// The `marketflow` binary built for these tests.
@@ -138,4 +157,51 @@ pub fn tick_csv(
         out.push('\n');
     }
     out
+}
+
+/// Waits for `child` to exit; past `deadline` it is killed and the test fails, naming
+/// what it waited for.
+pub fn wait_with_deadline(
+    mut child: std::process::Child,
+    deadline: std::time::Duration,
+) -> std::process::ExitStatus {
+    let until = std::time::Instant::now() + deadline;
+    loop {
+        if let Some(status) = child.try_wait().expect("waiting for a child process") {
+            return status;
+        }
+        if std::time::Instant::now() >= until {
+            let _ = child.kill();
+            panic!("a marketflow process did not exit within {deadline:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Kills process `pid` if it is still running after `deadline`, so that a test blocked
+/// reading its output sees the end of it and fails, instead of hanging. Dropping the
+/// watchdog calls it off.
+pub struct Watchdog {
+    cancel: Option<std::sync::mpsc::Sender<()>>,
+}
+
+pub fn watchdog(pid: u32, deadline: std::time::Duration, what: &'static str) -> Watchdog {
+    let (cancel, cancelled) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = cancelled.recv_timeout(deadline) {
+            eprintln!("waited {deadline:?} for {what}: killing process {pid}");
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+    });
+    Watchdog {
+        cancel: Some(cancel),
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        if let Some(cancel) = self.cancel.take() {
+            let _ = cancel.send(());
+        }
+    }
 }

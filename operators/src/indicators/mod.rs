@@ -26,16 +26,6 @@ pub trait Indicator: Send {
     fn update(&mut self, bar: &Bar) -> Option<Outputs>;
     /// Back to the state of a new instance.
     fn reset(&mut self);
-
-    /// Folds in a batch of bars, appending `(index in the batch, values)` for each bar
-    /// that produced values.
-    fn update_all(&mut self, bars: &[Bar], out: &mut Vec<(usize, Outputs)>) {
-        for (i, bar) in bars.iter().enumerate() {
-            if let Some(values) = self.update(bar) {
-                out.push((i, values));
-            }
-        }
-    }
 }
 
 /// One value in the first slot.

@@ -10,16 +10,18 @@ use anyhow::Context as _;
 use serde::Deserialize;
 use tokio::time::sleep_until;
 
-use super::{SinkContext, SinkEvent};
-use crate::engine::Task;
+use schemars::JsonSchema;
+
+use crate::config::de::Spanned;
+use crate::connector::{Sink, SinkContext, SinkEvent, Task, TaskError};
 use crate::metrics::metrics;
-use crate::spec::de::OneOrMany;
-use crate::spec::values::Duration;
+use crate::config::de::OneOrMany;
+use crate::config::values::Duration;
 use crate::store::postgres::{self as pg, PgWriter, TimescaleMode};
-use crate::store::Batch;
+use crate::store::{Batch, Location};
 
 /// Writes records to the tables of `migrations/postgres`.
-#[derive(Deserialize, Debug, Clone)]
+#[derive(Deserialize, JsonSchema, Debug, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct PostgresSinkConfig {
     /// The streams to store.
@@ -44,7 +46,7 @@ pub struct PostgresSinkConfig {
     pub retention: Retention,
 }
 
-#[derive(Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Deserialize, JsonSchema, Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Retention {
     #[default]
@@ -68,10 +70,24 @@ fn default_flush_interval() -> Duration {
 const RETENTION_EVERY: StdDuration = StdDuration::from_secs(3600);
 const MAX_BACKOFF: StdDuration = StdDuration::from_secs(5);
 
-impl PostgresSinkConfig {
-    pub fn build(&self, ctx: SinkContext) -> Task {
+impl Sink for PostgresSinkConfig {
+    const TYPE: &'static str = "postgres";
+    const ABOUT: &'static str =
+        "PostgreSQL or TimescaleDB tables, written with binary COPY upserts (see storage.md)";
+
+    fn inputs(&self) -> &[Spanned<String>] {
+        &self.from.0
+    }
+
+    fn store(&self) -> Option<Location> {
+        Some(Location::Postgres(self.url.clone()))
+    }
+
+    fn build(&self, ctx: SinkContext) -> Task {
         let config = self.clone();
-        Task::Async(Box::pin(async move { run(config, ctx).await }))
+        Task::Async(Box::pin(async move {
+            run(config, ctx).await.map_err(TaskError::from)
+        }))
     }
 }
 
@@ -122,11 +138,10 @@ async fn run(config: PostgresSinkConfig, mut ctx: SinkContext) -> anyhow::Result
     let name = ctx.name.clone();
     let m = metrics();
     let label = [name.as_str()];
-    let (records, batches, seconds, committed, deleted) = (
+    let (records, batches, seconds, deleted) = (
         m.sink_records.with_label_values(&label),
         m.sink_batches.with_label_values(&label),
         m.sink_batch_seconds.with_label_values(&label),
-        m.sink_committed_watermark.with_label_values(&label),
         m.sink_retention_deleted.with_label_values(&label),
     );
     let mut conn = Connection {
@@ -149,7 +164,7 @@ async fn run(config: PostgresSinkConfig, mut ctx: SinkContext) -> anyhow::Result
         if !flush_now {
             tokio::select! {
                 event = ctx.records.recv() => match event {
-                    Some(SinkEvent::Records(rs)) => {
+                    Some(SinkEvent::Records { records: rs, .. }) => {
                         if batch.is_empty() {
                             deadline = Some(tokio::time::Instant::now() + linger);
                         }
@@ -163,7 +178,7 @@ async fn run(config: PostgresSinkConfig, mut ctx: SinkContext) -> anyhow::Result
                         if !batch.is_empty() {
                             continue;
                         }
-                        committed.set(received_progress);
+                        ctx.ack.acknowledge(received_progress);
                         continue;
                     }
                     None => {
@@ -193,10 +208,11 @@ async fn run(config: PostgresSinkConfig, mut ctx: SinkContext) -> anyhow::Result
         seconds.observe(started.elapsed().as_secs_f64());
         records.inc_by(batch.len() as u64);
         batches.inc();
-        committed.set(received_progress);
+        ctx.ack.acknowledge(received_progress);
         batch = Batch::default();
         deadline = None;
     }
+    ctx.ack.acknowledge(i64::MAX);
     Ok(())
 }
 

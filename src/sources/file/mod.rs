@@ -1,28 +1,33 @@
 //! `type: file` — ticks or bars from a CSV or JSONL file. File order is arrival order.
+//!
+//! With `partitions: N` the file is cut into N byte ranges at line boundaries, each read
+//! as a partition of its own (its own sequence numbers and watermark) by whichever worker
+//! the engine places it on. The position of a partition is its byte offset in the file.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::time::{Duration as StdDuration, Instant};
 
 use anyhow::Context as _;
 use marketflow_operators::time::format_timestamp;
 use marketflow_operators::{Bar, Interval, Tick};
+use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{report_watermark, SourceContext, SourceEvent, Stamper};
 pub use crate::codec::Format;
 use crate::codec::{self, make_bar, make_tick, BarFields, CodecError, NaiveTime};
+use crate::connector::{
+    report_watermark, Source, SourceContext, SourceEvent, Stamper, StreamType, Task, TaskError,
+};
 use crate::dead_letter::Rejected;
-use crate::engine::Task;
 use crate::metrics::metrics;
-use crate::spec::de::Spanned;
-use crate::spec::diagnostic::Diagnostic;
-use crate::spec::graph::StreamType;
-use crate::spec::values::{Duration, Parsed};
+use crate::config::de::Spanned;
+use crate::config::diagnostic::Diagnostic;
+use crate::config::values::{Duration, Parsed};
 
 /// Ticks or bars read from a file.
-#[derive(Deserialize, Debug, Clone)]
+#[derive(Deserialize, JsonSchema, Debug, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct FileSourceConfig {
     /// Path of the file, relative to the working directory.
@@ -36,16 +41,30 @@ pub struct FileSourceConfig {
     /// Interval of the bars (required with `kind: bars`).
     #[serde(default)]
     pub interval: Option<Parsed<Interval>>,
-    /// Bounded out-of-orderness: the watermark trails the latest event time by this much.
+    /// Bounded out-of-orderness: the watermark trails the latest event time by this much
+    /// (default 0s).
     #[serde(default)]
     pub max_delay: Duration,
     /// Time zone of timestamps written without a UTC offset; without it they are rejected.
     #[serde(default)]
     pub timezone: Option<Parsed<chrono_tz::Tz>>,
+    /// Read the file as this many byte ranges cut at line boundaries, spread over all
+    /// workers and processes (default 1; a regular file only). Each range has its own
+    /// watermark; the pipeline's is their minimum.
+    #[serde(default = "one")]
+    pub partitions: usize,
+    /// After this long without a new line (a pipe gone quiet), a partition stops holding
+    /// the pipeline's watermark back (default: it always holds it).
+    #[serde(default)]
+    pub idle_timeout: Option<Duration>,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// What a file holds.
-#[derive(Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Deserialize, JsonSchema, Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     #[default]
@@ -53,8 +72,12 @@ pub enum Kind {
     Bars,
 }
 
-impl FileSourceConfig {
-    pub fn output(&self) -> StreamType {
+impl Source for FileSourceConfig {
+    const TYPE: &'static str = "file";
+    const ABOUT: &'static str =
+        "ticks or bars from a CSV or JSONL file (or a pipe); file order is arrival order";
+
+    fn output(&self) -> StreamType {
         match (self.kind, &self.interval) {
             (Kind::Bars, Some(interval)) => StreamType::Bars {
                 interval: interval.value,
@@ -64,11 +87,19 @@ impl FileSourceConfig {
         }
     }
 
-    fn format(&self) -> Option<Format> {
-        self.format.or_else(|| Format::from_path(&self.path.value))
+    fn is_finite(&self) -> bool {
+        true
     }
 
-    pub fn check(&self, path: &str) -> Vec<Diagnostic> {
+    fn partitions(&self) -> usize {
+        self.partitions
+    }
+
+    fn idle_timeout(&self) -> Option<StdDuration> {
+        self.idle_timeout.map(Duration::as_std)
+    }
+
+    fn check(&self, path: &str) -> Vec<Diagnostic> {
         let mut problems = Vec::new();
         let pos = self.interval.as_ref().map(|i| i.pos).unwrap_or_default();
         // An unset `${VAR}` in the path is reported by interpolation already.
@@ -102,12 +133,25 @@ impl FileSourceConfig {
             )),
             _ => {}
         }
+        if !(1..=1024).contains(&self.partitions) {
+            problems.push(Diagnostic::new(
+                self.path.pos,
+                format!("{path}.partitions"),
+                format!("partitions must be 1 to 1024, not {}", self.partitions),
+            ));
+        }
         problems
     }
 
-    pub fn build(&self, ctx: SourceContext) -> Task {
+    fn build(&self, ctx: SourceContext) -> Task {
         let config = self.clone();
         Task::Blocking(Box::new(move || read_file(&config, ctx)))
+    }
+}
+
+impl FileSourceConfig {
+    fn format(&self) -> Option<Format> {
+        self.format.or_else(|| Format::from_path(&self.path.value))
     }
 
     fn naive(&self) -> NaiveTime {
@@ -261,17 +305,31 @@ enum Row {
 /// Bytes per chunk handed to a decoder thread.
 const CHUNK: usize = 1 << 20;
 
-/// Reads the file in chunks of whole lines, decodes them on several threads, and stamps
-/// and sends the records in file order from this thread: the sequence numbers and
-/// watermarks are those of a sequential read.
-fn read_file(config: &FileSourceConfig, ctx: SourceContext) -> anyhow::Result<()> {
-    let path = config.path.display().to_string();
-    let file = File::open(&config.path.value)
+/// The part of the file one partition reads, after the CSV header.
+struct Opened {
+    input: Box<dyn Read + Send>,
+    columns: Option<Columns>,
+    /// Line number and byte offset of the first line to read.
+    first_line: u64,
+    offset: u64,
+    /// Where the partition ends (the file size for the last one).
+    end: u64,
+}
+
+/// Opens the file, reads the CSV header, and places the reader at the partition's first
+/// line.
+fn open_partition(
+    config: &FileSourceConfig,
+    ctx: &SourceContext,
+    path: &str,
+) -> anyhow::Result<Opened> {
+    let mut file = File::open(&config.path.value)
         .with_context(|| format!("source {}: opening {path}", ctx.name))?;
-    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let mut input = BufReader::with_capacity(CHUNK, file);
-    let format = config.format().unwrap_or(Format::Jsonl);
-    let (columns, first_line, offset) = if format == Format::Csv {
+    let metadata = file.metadata().with_context(|| format!("reading {path}"))?;
+    let size = metadata.len();
+    let mut input = BufReader::with_capacity(CHUNK, file.try_clone()?);
+    let csv = config.format().unwrap_or(Format::Jsonl) == Format::Csv;
+    let (columns, header_lines, header_end) = if csv {
         let mut header = Vec::new();
         let read = input
             .read_until(b'\n', &mut header)
@@ -283,14 +341,90 @@ fn read_file(config: &FileSourceConfig, ctx: SourceContext) -> anyhow::Result<()
             .next()
             .transpose()?
             .unwrap_or_default();
-        (
-            Some(find_columns(&header, config.kind).with_context(|| path.clone())?),
-            2,
-            read as u64,
-        )
+        let columns = find_columns(&header, config.kind).with_context(|| path.to_owned())?;
+        (Some(columns), 1, read as u64)
     } else {
-        (None, 1, 0)
+        (None, 0, 0)
     };
+    if ctx.partitions == 1 {
+        return Ok(Opened {
+            input: Box::new(input),
+            columns,
+            first_line: header_lines + 1,
+            offset: header_end,
+            end: size,
+        });
+    }
+    if !metadata.is_file() {
+        anyhow::bail!(
+            "source {}: `partitions` needs a regular file; {path} is not one",
+            ctx.name
+        );
+    }
+    let start = partition_cut(&mut file, header_end, size, ctx.partition, ctx.partitions)?;
+    let end = partition_cut(&mut file, header_end, size, ctx.partition + 1, ctx.partitions)?;
+    let first_line = count_lines(&mut file, start)? + 1;
+    file.seek(SeekFrom::Start(start))?;
+    Ok(Opened {
+        input: Box::new(file.take(end - start)),
+        columns,
+        first_line,
+        offset: start,
+        end,
+    })
+}
+
+/// Where partition `k` of `count` starts: the first line start at or after an equal share
+/// of the data, so that every line belongs to exactly one partition.
+fn partition_cut(
+    file: &mut File,
+    data_start: u64,
+    size: u64,
+    k: usize,
+    count: usize,
+) -> std::io::Result<u64> {
+    if k >= count {
+        return Ok(size);
+    }
+    let share = data_start + (size - data_start) * k as u64 / count as u64;
+    if share <= data_start {
+        return Ok(data_start);
+    }
+    file.seek(SeekFrom::Start(share - 1))?;
+    let mut rest_of_line = Vec::new();
+    let read = BufReader::new(file).read_until(b'\n', &mut rest_of_line)?;
+    Ok((share - 1 + read as u64).min(size))
+}
+
+/// Lines that end before `offset`.
+fn count_lines(file: &mut File, offset: u64) -> std::io::Result<u64> {
+    file.seek(SeekFrom::Start(0))?;
+    let mut reader = BufReader::with_capacity(CHUNK, file.take(offset));
+    let mut lines = 0;
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(lines);
+        }
+        lines += buf.iter().filter(|b| **b == b'\n').count() as u64;
+        let n = buf.len();
+        reader.consume(n);
+    }
+}
+
+/// Reads the partition in chunks of whole lines, decodes them on several threads, and
+/// stamps and sends the records in file order from this thread: the sequence numbers and
+/// watermarks are those of a sequential read.
+fn read_file(config: &FileSourceConfig, ctx: SourceContext) -> Result<(), TaskError> {
+    let path = config.path.display().to_string();
+    let Opened {
+        input,
+        columns,
+        first_line,
+        offset,
+        end: size,
+    } = open_partition(config, &ctx, &path)?;
+    let format = config.format().unwrap_or(Format::Jsonl);
     let decoder = std::sync::Arc::new(Decoder {
         format,
         kind: config.kind,
@@ -300,8 +434,8 @@ fn read_file(config: &FileSourceConfig, ctx: SourceContext) -> anyhow::Result<()
         file: path.clone(),
     });
 
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
+    let threads = (std::thread::available_parallelism().map_or(1, |n| n.get())
+        / ctx.partitions)
         .clamp(1, 4);
     let mut to_decoders = Vec::new();
     let mut from_decoders = Vec::new();
@@ -317,18 +451,20 @@ fn read_file(config: &FileSourceConfig, ctx: SourceContext) -> anyhow::Result<()
                         break;
                     }
                 }
-            })?;
+            })
+            .context("starting a decoder thread")?;
         to_decoders.push(chunk_tx);
         from_decoders.push(out_rx);
     }
     let splitter = std::thread::Builder::new()
         .name("file-split".into())
-        .spawn(move || split(input, first_line, offset, to_decoders))?;
+        .spawn(move || split(input, first_line, offset, to_decoders))
+        .context("starting the reader thread")?;
 
     let started = Instant::now();
     let mut sender = Sender {
         ctx: &ctx,
-        stamper: Stamper::new(config.max_delay.0),
+        stamper: Stamper::for_partition(config.max_delay.0, ctx.partition),
         records: 0,
         rejected: 0,
         last_offset: 0,
@@ -363,7 +499,7 @@ fn read_file(config: &FileSourceConfig, ctx: SourceContext) -> anyhow::Result<()
 
 /// Cuts the file into chunks of whole lines, dealt round-robin to the decoders.
 fn split(
-    mut input: BufReader<File>,
+    mut input: Box<dyn Read + Send>,
     mut line: u64,
     mut offset: u64,
     decoders: Vec<std::sync::mpsc::SyncSender<Chunk>>,
@@ -431,7 +567,7 @@ struct Sender<'a> {
 }
 
 impl Sender<'_> {
-    fn send(&mut self, mut decoded: Decoded) -> anyhow::Result<()> {
+    fn send(&mut self, mut decoded: Decoded) -> Result<(), TaskError> {
         for (line, reason, detail, raw) in &decoded.rejects {
             self.ctx.dead_letters.reject(
                 &self.ctx.name,
@@ -456,15 +592,18 @@ impl Sender<'_> {
         for bar in decoded.bars.iter_mut() {
             self.stamper.stamp_bar(bar);
         }
+        let position = decoded.end_offset;
         if !decoded.ticks.is_empty() {
-            self.ctx
-                .out
-                .blocking_send(SourceEvent::Ticks(decoded.ticks))?;
+            self.ctx.out.blocking_send(SourceEvent::Ticks {
+                records: decoded.ticks,
+                position,
+            })?;
         }
         if !decoded.bars.is_empty() {
-            self.ctx
-                .out
-                .blocking_send(SourceEvent::Bars(decoded.bars))?;
+            self.ctx.out.blocking_send(SourceEvent::Bars {
+                records: decoded.bars,
+                position,
+            })?;
         }
         report_watermark(&self.ctx.name, self.stamper.watermark());
         self.last_offset = decoded.end_offset;

@@ -9,14 +9,16 @@ use std::time::Instant;
 use anyhow::Context as _;
 use serde::Deserialize;
 
-use super::{SinkContext, SinkEvent};
-use crate::engine::Task;
+use schemars::JsonSchema;
+
+use crate::config::de::Spanned;
+use crate::connector::{Sink, SinkContext, SinkEvent, Task, TaskError};
 use crate::metrics::metrics;
-use crate::spec::de::OneOrMany;
-use crate::store::{sqlite, Batch};
+use crate::config::de::OneOrMany;
+use crate::store::{sqlite, Batch, Location};
 
 /// Writes records to a SQLite database file.
-#[derive(Deserialize, Debug, Clone)]
+#[derive(Deserialize, JsonSchema, Debug, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct SqliteSinkConfig {
     /// The streams to store.
@@ -37,11 +39,24 @@ fn default_batch_size() -> usize {
 
 const RETENTION_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
-impl SqliteSinkConfig {
-    pub fn build(&self, ctx: SinkContext) -> Task {
+impl Sink for SqliteSinkConfig {
+    const TYPE: &'static str = "sqlite";
+    const ABOUT: &'static str = "the store's tables in one SQLite file (the embedded default)";
+
+    fn inputs(&self) -> &[Spanned<String>] {
+        &self.from.0
+    }
+
+    fn store(&self) -> Option<Location> {
+        Some(Location::Sqlite(self.path.clone()))
+    }
+
+    fn build(&self, ctx: SinkContext) -> Task {
         let config = self.clone();
         Task::Blocking(Box::new(move || {
-            run(&config, ctx).with_context(|| format!("sqlite store {}", config.path.display()))
+            run(&config, ctx)
+                .with_context(|| format!("sqlite store {}", config.path.display()))
+                .map_err(TaskError::from)
         }))
     }
 }
@@ -52,11 +67,10 @@ fn run(config: &SqliteSinkConfig, mut ctx: SinkContext) -> anyhow::Result<()> {
     tracing::info!(sink = %ctx.name, path = %config.path.display(), ?applied, "sqlite store open");
     let m = metrics();
     let label = [ctx.name.as_str()];
-    let (records, batches, seconds, committed, deleted) = (
+    let (records, batches, seconds, deleted) = (
         m.sink_records.with_label_values(&label),
         m.sink_batches.with_label_values(&label),
         m.sink_batch_seconds.with_label_values(&label),
-        m.sink_committed_watermark.with_label_values(&label),
         m.sink_retention_deleted.with_label_values(&label),
     );
     let mut batch = Batch::default();
@@ -73,7 +87,7 @@ fn run(config: &SqliteSinkConfig, mut ctx: SinkContext) -> anyhow::Result<()> {
             Err(_) => None,
         };
         match event {
-            Some(SinkEvent::Records(rs)) => {
+            Some(SinkEvent::Records { records: rs, .. }) => {
                 for r in rs {
                     batch.push(r);
                 }
@@ -86,7 +100,7 @@ fn run(config: &SqliteSinkConfig, mut ctx: SinkContext) -> anyhow::Result<()> {
                 if !batch.is_empty() {
                     continue;
                 }
-                committed.set(progress);
+                ctx.ack.acknowledge(progress);
                 continue;
             }
             None => {
@@ -103,7 +117,7 @@ fn run(config: &SqliteSinkConfig, mut ctx: SinkContext) -> anyhow::Result<()> {
         seconds.observe(started.elapsed().as_secs_f64());
         records.inc_by(batch.len() as u64);
         batches.inc();
-        committed.set(progress);
+        ctx.ack.acknowledge(progress);
         batch = Batch::default();
         if config.retention == super::postgres::Retention::Auto && Instant::now() >= next_retention
         {
@@ -114,5 +128,6 @@ fn run(config: &SqliteSinkConfig, mut ctx: SinkContext) -> anyhow::Result<()> {
             deleted.inc_by(sqlite::apply_retention(&conn, now)? as u64);
         }
     }
+    ctx.ack.acknowledge(i64::MAX);
     Ok(())
 }

@@ -11,19 +11,22 @@ use marketflow_operators::time::{format_timestamp, parse_duration, parse_timesta
 use marketflow_operators::{Symbol, Tick};
 use serde::Deserialize;
 
-use super::{report_watermark, SourceContext, SourceEvent, Stamper};
-use crate::engine::Task;
+use schemars::JsonSchema;
+
+use crate::connector::{
+    report_watermark, Source, SourceContext, SourceEvent, Stamper, StreamType, Task, TaskError,
+};
 use crate::metrics::metrics;
-use crate::spec::diagnostic::Diagnostic;
-use crate::spec::values::{Duration, Parsed};
+use crate::config::diagnostic::Diagnostic;
+use crate::config::values::{Duration, Parsed};
 
 /// A synthetic market that needs no keys and no servers.
-#[derive(Deserialize, Debug, Clone)]
+#[derive(Deserialize, JsonSchema, Debug, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct SyntheticConfig {
     /// Symbols to simulate.
     pub symbols: Vec<Parsed<Symbol>>,
-    /// Random seed: the same seed and settings give the same ticks.
+    /// Random seed: the same seed and settings give the same ticks (default 42).
     #[serde(default = "default_seed")]
     pub seed: u64,
     /// Ticks per second of event time, per symbol (default 5).
@@ -40,14 +43,15 @@ pub struct SyntheticConfig {
     #[serde(default)]
     pub duration: Option<Parsed<Duration>>,
     /// `max` generates as fast as the pipeline takes it; `realtime` follows the wall clock
-    /// (event times before now are caught up at once).
+    /// (event times before now are caught up at once). Default `max`.
     #[serde(default)]
     pub pace: Pace,
-    /// Bounded out-of-orderness the watermark allows for (default 0).
+    /// Bounded out-of-orderness the watermark allows for (default 0s).
     #[serde(default)]
     pub max_delay: Duration,
     /// Deliver each tick up to this long after its event time (uniformly), to exercise
-    /// out-of-order handling. Keep it at or below `max_delay` to have no late ticks.
+    /// out-of-order handling. Keep it at or below `max_delay` to have no late ticks
+    /// (default 0s).
     #[serde(default)]
     pub disorder: Parsed<Duration>,
     /// Annualised volatility (default 0.4).
@@ -74,7 +78,7 @@ fn default_volatility() -> f64 {
 }
 
 /// How fast ticks are produced.
-#[derive(Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Deserialize, JsonSchema, Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Pace {
     #[default]
@@ -122,12 +126,20 @@ const DEFAULT_START: i64 = 1_704_153_600_000; // 2024-01-02T00:00:00Z
 const MS_PER_YEAR: f64 = 365.25 * 86_400_000.0;
 const BATCH: usize = 1024;
 
-impl SyntheticConfig {
-    pub fn is_finite(&self) -> bool {
+impl Source for SyntheticConfig {
+    const TYPE: &'static str = "synthetic";
+    const ABOUT: &'static str =
+        "a seeded market: the same seed and settings give the same ticks; needs no keys";
+
+    fn output(&self) -> StreamType {
+        StreamType::Ticks
+    }
+
+    fn is_finite(&self) -> bool {
         self.count.is_some() || self.duration.is_some()
     }
 
-    pub fn check(&self, path: &str) -> Vec<Diagnostic> {
+    fn check(&self, path: &str) -> Vec<Diagnostic> {
         let mut problems = Vec::new();
         let at = self.symbols.first().map(|s| s.pos).unwrap_or_default();
         if self.symbols.is_empty() {
@@ -200,11 +212,13 @@ impl SyntheticConfig {
         problems
     }
 
-    pub fn build(&self, ctx: SourceContext) -> Task {
+    fn build(&self, ctx: SourceContext) -> Task {
         let config = self.clone();
         Task::Blocking(Box::new(move || generate(&config, ctx)))
     }
+}
 
+impl SyntheticConfig {
     /// The first event time, resolving `now` against the wall clock.
     fn start_ms(&self, now: i64) -> i64 {
         match self.start.as_ref().map(|s| s.value) {
@@ -425,7 +439,7 @@ fn exponential_ms(rng: &mut Rng, rate: f64) -> i64 {
         .max(1.0) as i64
 }
 
-fn generate(config: &SyntheticConfig, ctx: SourceContext) -> anyhow::Result<()> {
+fn generate(config: &SyntheticConfig, ctx: SourceContext) -> Result<(), TaskError> {
     let wall_now = chrono::Utc::now().timestamp_millis();
     let start = config.start_ms(wall_now);
     let end = config
@@ -472,7 +486,10 @@ fn generate(config: &SyntheticConfig, ctx: SourceContext) -> anyhow::Result<()> 
                     if market.next_event_time() >= end && market.in_flight.is_empty() {
                         if !batch.is_empty() {
                             counter.inc_by(batch.len() as u64);
-                            ctx.out.blocking_send(SourceEvent::Ticks(batch))?;
+                            ctx.out.blocking_send(SourceEvent::Ticks {
+                                records: batch,
+                                position: sent,
+                            })?;
                         }
                         break 'run;
                     }
@@ -482,7 +499,10 @@ fn generate(config: &SyntheticConfig, ctx: SourceContext) -> anyhow::Result<()> 
         }
         if !batch.is_empty() {
             counter.inc_by(batch.len() as u64);
-            ctx.out.blocking_send(SourceEvent::Ticks(batch))?;
+            ctx.out.blocking_send(SourceEvent::Ticks {
+                records: batch,
+                position: sent,
+            })?;
         }
         if realtime {
             // No tick still to come has an earlier event time than this, so the watermark
@@ -515,7 +535,7 @@ fn generate(config: &SyntheticConfig, ctx: SourceContext) -> anyhow::Result<()> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::yaml::Pos;
+    use crate::config::yaml::Pos;
 
     fn config(disorder: i64) -> SyntheticConfig {
         SyntheticConfig {

@@ -4,12 +4,11 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
-use super::hub::HubConfig;
-use crate::sinks::SinkSpec;
-use crate::spec::de::{suggest, Spanned};
-use crate::spec::diagnostic::Diagnostic;
-use crate::spec::values::{Duration, Parsed};
-use crate::spec::Named;
+use super::{Named, SinkRef};
+use crate::config::de::{suggest, Spanned};
+use crate::config::diagnostic::Diagnostic;
+use crate::config::values::{Duration, Parsed};
+use crate::hub::HubConfig;
 
 /// The HTTP and WebSocket server a pipeline runs beside it.
 #[derive(Deserialize, Debug, Clone)]
@@ -106,16 +105,16 @@ impl ServerConfig {
     }
 
     /// Checks that `store` names a database sink.
-    pub fn check(&self, sinks: &[Named<SinkSpec>]) -> Vec<Diagnostic> {
+    pub fn check(&self, sinks: &[Named<SinkRef>]) -> Vec<Diagnostic> {
         let mut errors = Vec::new();
         if let Some(store) = &self.store {
             let stores: Vec<&str> = sinks
                 .iter()
-                .filter(|s| s.spec.store_location().is_some())
+                .filter(|s| s.spec.store().is_some())
                 .map(|s| s.name.as_str())
                 .collect();
             match sinks.iter().find(|s| s.name == store.value) {
-                Some(s) if s.spec.store_location().is_some() => {}
+                Some(s) if s.spec.store().is_some() => {}
                 Some(s) => errors.push(
                     Diagnostic::new(
                         store.pos,

@@ -1,0 +1,34 @@
+//! What crosses the channels between sources, the dataflow and sinks.
+
+use marketflow_operators::{Bar, Record, Tick};
+
+/// Where a source partition stands: a file byte offset, a synthetic tick count, a Kafka
+/// offset. Reading again from a position gives every record after it.
+pub type Position = u64;
+
+/// One batch from a source partition to its worker.
+#[derive(Debug)]
+pub enum SourceEvent {
+    /// Ticks, and the position just past the last of them.
+    Ticks {
+        records: Vec<Tick>,
+        position: Position,
+    },
+    /// Bars, and the position just past the last of them.
+    Bars {
+        records: Vec<Bar>,
+        position: Position,
+    },
+    /// No record with an event time before this will follow (idle sources).
+    Watermark(i64),
+}
+
+/// One batch from the dataflow to a sink.
+#[derive(Debug)]
+pub enum SinkEvent {
+    /// Records of one dataflow time (a watermark in ms: a lower bound of their event
+    /// time), in no particular order.
+    Records { time: i64, records: Vec<Record> },
+    /// Every record with a time below this has been delivered.
+    Progress(i64),
+}

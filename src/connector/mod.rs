@@ -1,0 +1,145 @@
+//! The connector contract: what a source or sink type implements and what it is given to
+//! run. Sources and sinks depend on this module; it depends on none of them, nor on the
+//! engine, the spec or the server.
+//!
+//! A type is a config struct (serde with `deny_unknown_fields`, `JsonSchema` from its doc
+//! comments) implementing [`Source`] or [`Sink`]; one line in its folder's registration
+//! table (`sources/mod.rs`, `sinks/mod.rs`) makes it known to validation, `graph`,
+//! `validate`'s suggestions, the docs' key tables and the engine.
+
+mod context;
+mod event;
+mod registry;
+mod stamper;
+
+use std::fmt;
+
+use marketflow_operators::Interval;
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+
+pub use self::context::{
+    Acknowledger, Closed, Resources, SinkContext, SourceContext, SourceSender, Task, TaskError,
+};
+pub use self::event::{Position, SinkEvent, SourceEvent};
+pub use self::registry::{Registry, SinkConfig, SinkType, SourceConfig, SourceType};
+pub use self::stamper::{report_watermark, Stamper};
+use crate::codec::RecordKind;
+use crate::config::de::Spanned;
+use crate::config::diagnostic::Diagnostic;
+use crate::config::session::SessionSpec;
+use crate::store::Location;
+
+/// The type of records on a stream.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StreamType {
+    Ticks,
+    Bars {
+        interval: Interval,
+        session: Option<SessionSpec>,
+    },
+    Indicators {
+        interval: Interval,
+    },
+}
+
+impl StreamType {
+    /// The kind of the records it carries.
+    pub fn record_kind(&self) -> RecordKind {
+        match self {
+            StreamType::Ticks => RecordKind::Tick,
+            StreamType::Bars { .. } => RecordKind::Bar,
+            StreamType::Indicators { .. } => RecordKind::Indicator,
+        }
+    }
+}
+
+impl fmt::Display for StreamType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StreamType::Ticks => f.write_str("ticks"),
+            StreamType::Bars {
+                interval,
+                session: None,
+            } => write!(f, "bars({interval})"),
+            StreamType::Bars {
+                interval,
+                session: Some(s),
+            } => write!(f, "bars({interval}, {s})"),
+            StreamType::Indicators { interval } => write!(f, "indicators({interval})"),
+        }
+    }
+}
+
+/// A source type: its config struct is its `type:`'s keys.
+///
+/// A source has one or more partitions (file shards, Kafka partitions, symbol groups of a
+/// feed). The engine spreads them over every worker of every process and runs `build` once
+/// per partition it places; each partition stamps its own sequence numbers and watermark
+/// ([`Stamper`]), and the pipeline's watermark is the minimum over partitions.
+pub trait Source:
+    DeserializeOwned + JsonSchema + fmt::Debug + Clone + Send + Sync + 'static
+{
+    /// The `type:` that selects it.
+    const TYPE: &'static str;
+    /// One line on what it reads, for docs and `validate`.
+    const ABOUT: &'static str;
+    /// What it produces.
+    fn output(&self) -> StreamType;
+    /// Checks that span several keys (single keys are checked when read).
+    fn check(&self, _path: &str) -> Vec<Diagnostic> {
+        Vec::new()
+    }
+    /// Whether it ends by itself (a file, a bounded synthetic run).
+    fn is_finite(&self) -> bool;
+    /// How many partitions it has.
+    fn partitions(&self) -> usize {
+        1
+    }
+    /// After this long without a record, a partition stops holding the watermark back.
+    fn idle_timeout(&self) -> Option<std::time::Duration> {
+        None
+    }
+    /// Reads partition `ctx.partition` of `ctx.partitions`.
+    fn build(&self, ctx: SourceContext) -> Task;
+}
+
+/// A sink type: its config struct is its `type:`'s keys.
+///
+/// A sink receives batches of records and watermark progress over a bounded channel, and
+/// acknowledges ([`Acknowledger`]) the progress up to which its writes are durable.
+pub trait Sink: DeserializeOwned + JsonSchema + fmt::Debug + Clone + Send + Sync + 'static {
+    /// The `type:` that selects it.
+    const TYPE: &'static str;
+    /// One line on what it writes, for docs and `validate`.
+    const ABOUT: &'static str;
+    /// The streams it reads (its `from`).
+    fn inputs(&self) -> &[Spanned<String>];
+    /// Checks against the types of the input streams, in `inputs()` order.
+    fn check(&self, _path: &str, _inputs: &[StreamType]) -> Vec<Diagnostic> {
+        Vec::new()
+    }
+    /// The database it writes, when the server can query it.
+    fn store(&self) -> Option<Location> {
+        None
+    }
+    /// Whether it needs the pipeline's `server` (and finds the live hub in its resources).
+    fn needs_server(&self) -> bool {
+        false
+    }
+    fn build(&self, ctx: SinkContext) -> Task;
+}
+
+/// Declares a folder's component modules and the function that registers them: one line
+/// per type, `module::ConfigStruct`.
+#[macro_export]
+macro_rules! components {
+    ($add:ident: $($module:ident :: $config:ident),* $(,)?) => {
+        $(pub mod $module;)*
+
+        /// Adds this folder's types to `registry`.
+        pub fn register(registry: $crate::connector::Registry) -> $crate::connector::Registry {
+            registry$(.$add::<$module::$config>())*
+        }
+    };
+}

@@ -1,0 +1,170 @@
+//! The table of source and sink types, and their configs behind one object-safe face.
+
+use std::fmt;
+use std::sync::Arc;
+
+use super::context::{SinkContext, SourceContext, Task};
+use super::{Sink, Source, StreamType};
+use crate::config::de::{from_map_without, DeError, Spanned};
+use crate::config::diagnostic::Diagnostic;
+use crate::config::schema::{keys_of, KeyDoc};
+use crate::config::yaml::Node;
+use crate::store::Location;
+
+/// A configured source of any type.
+pub trait SourceConfig: fmt::Debug + Send + Sync {
+    fn type_name(&self) -> &'static str;
+    fn output(&self) -> StreamType;
+    fn check(&self, path: &str) -> Vec<Diagnostic>;
+    fn is_finite(&self) -> bool;
+    fn partitions(&self) -> usize;
+    fn idle_timeout(&self) -> Option<std::time::Duration>;
+    fn build(&self, ctx: SourceContext) -> Task;
+}
+
+/// A config of a registered type behind the object-safe traits (a wrapper, so that the
+/// traits' methods never clash with the type's own).
+#[derive(Debug)]
+struct Erased<T>(T);
+
+impl<T: Source> SourceConfig for Erased<T> {
+    fn type_name(&self) -> &'static str {
+        T::TYPE
+    }
+    fn output(&self) -> StreamType {
+        self.0.output()
+    }
+    fn check(&self, path: &str) -> Vec<Diagnostic> {
+        Source::check(&self.0, path)
+    }
+    fn is_finite(&self) -> bool {
+        self.0.is_finite()
+    }
+    fn partitions(&self) -> usize {
+        self.0.partitions().max(1)
+    }
+    fn idle_timeout(&self) -> Option<std::time::Duration> {
+        self.0.idle_timeout()
+    }
+    fn build(&self, ctx: SourceContext) -> Task {
+        Source::build(&self.0, ctx)
+    }
+}
+
+/// A configured sink of any type.
+pub trait SinkConfig: fmt::Debug + Send + Sync {
+    fn type_name(&self) -> &'static str;
+    fn inputs(&self) -> &[Spanned<String>];
+    fn check(&self, path: &str, inputs: &[StreamType]) -> Vec<Diagnostic>;
+    fn store(&self) -> Option<Location>;
+    fn needs_server(&self) -> bool;
+    fn build(&self, ctx: SinkContext) -> Task;
+}
+
+impl<T: Sink> SinkConfig for Erased<T> {
+    fn type_name(&self) -> &'static str {
+        T::TYPE
+    }
+    fn inputs(&self) -> &[Spanned<String>] {
+        self.0.inputs()
+    }
+    fn check(&self, path: &str, inputs: &[StreamType]) -> Vec<Diagnostic> {
+        Sink::check(&self.0, path, inputs)
+    }
+    fn store(&self) -> Option<Location> {
+        self.0.store()
+    }
+    fn needs_server(&self) -> bool {
+        self.0.needs_server()
+    }
+    fn build(&self, ctx: SinkContext) -> Task {
+        Sink::build(&self.0, ctx)
+    }
+}
+
+/// Reads a source config from its node (path for messages).
+pub type ParseSource = fn(&Node, &str) -> Result<Arc<dyn SourceConfig>, DeError>;
+/// Reads a sink config from its node.
+pub type ParseSink = fn(&Node, &str) -> Result<Arc<dyn SinkConfig>, DeError>;
+
+/// A registered source type.
+#[derive(Clone, Copy)]
+pub struct SourceType {
+    pub name: &'static str,
+    pub about: &'static str,
+    /// Reads a config from its mapping node (without its `type` key).
+    pub parse: ParseSource,
+    /// Its keys, from the config struct's doc comments.
+    pub keys: fn() -> Vec<KeyDoc>,
+}
+
+/// A registered sink type.
+#[derive(Clone, Copy)]
+pub struct SinkType {
+    pub name: &'static str,
+    pub about: &'static str,
+    pub parse: ParseSink,
+    pub keys: fn() -> Vec<KeyDoc>,
+}
+
+fn parse_source<T: Source>(node: &Node, path: &str) -> Result<Arc<dyn SourceConfig>, DeError> {
+    from_map_without::<T>(node, path, &["type"])
+        .map(|c| Arc::new(Erased(c)) as Arc<dyn SourceConfig>)
+}
+
+fn parse_sink<T: Sink>(node: &Node, path: &str) -> Result<Arc<dyn SinkConfig>, DeError> {
+    from_map_without::<T>(node, path, &["type"]).map(|c| Arc::new(Erased(c)) as Arc<dyn SinkConfig>)
+}
+
+/// Every source and sink type a pipeline may use.
+#[derive(Clone, Default)]
+pub struct Registry {
+    sources: Vec<SourceType>,
+    sinks: Vec<SinkType>,
+}
+
+impl Registry {
+    pub fn new() -> Registry {
+        Registry::default()
+    }
+
+    /// Adds source type `T` (a later type of the same name replaces it).
+    pub fn source<T: Source>(mut self) -> Registry {
+        self.sources.retain(|s| s.name != T::TYPE);
+        self.sources.push(SourceType {
+            name: T::TYPE,
+            about: T::ABOUT,
+            parse: parse_source::<T>,
+            keys: keys_of::<T>,
+        });
+        self
+    }
+
+    /// Adds sink type `T` (a later type of the same name replaces it).
+    pub fn sink<T: Sink>(mut self) -> Registry {
+        self.sinks.retain(|s| s.name != T::TYPE);
+        self.sinks.push(SinkType {
+            name: T::TYPE,
+            about: T::ABOUT,
+            parse: parse_sink::<T>,
+            keys: keys_of::<T>,
+        });
+        self
+    }
+
+    pub fn sources(&self) -> &[SourceType] {
+        &self.sources
+    }
+
+    pub fn sinks(&self) -> &[SinkType] {
+        &self.sinks
+    }
+
+    pub fn source_type(&self, name: &str) -> Option<&SourceType> {
+        self.sources.iter().find(|s| s.name == name)
+    }
+
+    pub fn sink_type(&self, name: &str) -> Option<&SinkType> {
+        self.sinks.iter().find(|s| s.name == name)
+    }
+}

@@ -1,0 +1,144 @@
+//! Operator `bars`: its configuration and the type checks of its input.
+
+use marketflow_operators::time::MINUTE;
+use marketflow_operators::{Calendar, Interval};
+use serde::Deserialize;
+
+use crate::config::de::Spanned;
+use crate::config::diagnostic::Diagnostic;
+use crate::config::session::SessionSpec;
+use crate::config::values::Parsed;
+use crate::connector::StreamType;
+
+/// Builds OHLCV bars from ticks, or from bars of a finer interval.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct BarsConfig {
+    /// The stream to build from: ticks, or bars whose interval divides this one.
+    pub from: Spanned<String>,
+    /// Window length, from `1s` to `1d`.
+    pub interval: Parsed<Interval>,
+    /// Exchange trading hours; without it windows are aligned on UTC (daily bars are UTC days).
+    #[serde(default)]
+    pub session: Option<Spanned<SessionSpec>>,
+    /// A record whose window has already closed: `drop` counts it and sends it to the
+    /// dead-letter path.
+    #[serde(default)]
+    pub late: LatePolicy,
+}
+
+/// What happens to late records.
+#[derive(Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LatePolicy {
+    #[default]
+    Drop,
+}
+
+impl BarsConfig {
+    pub fn calendar(&self) -> Calendar {
+        match &self.session {
+            Some(s) => Calendar::Session(s.value.session.clone()),
+            None => Calendar::Utc,
+        }
+    }
+
+    /// The output type given the input's, or why the input cannot make these bars.
+    pub fn output(&self, path: &str, input: &StreamType) -> Result<StreamType, Diagnostic> {
+        let target = self.interval.value;
+        let session = self.session.as_ref().map(|s| s.value.clone());
+        let from = &self.from;
+        let error = |message: String| Diagnostic::new(from.pos, format!("{path}.from"), message);
+        match input {
+            StreamType::Ticks => {}
+            StreamType::Indicators { .. } => {
+                return Err(error(format!(
+                    "bars are built from ticks or bars; `{}` is {input}",
+                    from.value
+                )));
+            }
+            StreamType::Bars {
+                interval: fine,
+                session: fine_session,
+            } => {
+                if *fine >= target {
+                    return Err(error(format!(
+                        "cannot build {target} bars from the {fine} bars of `{}`",
+                        from.value
+                    ))
+                    .help("build from ticks or from bars of a finer interval"));
+                }
+                match (fine_session, &session) {
+                    (None, None) if !fine.divides(target) => {
+                        return Err(error(format!(
+                            "{fine} bars of `{}` do not tile {target} windows",
+                            from.value
+                        ))
+                        .help("use an interval that is a multiple of the input's"));
+                    }
+                    (None, None) => {}
+                    (None, Some(s)) => {
+                        if let Some(problem) = misaligned(&s.session, *fine, target) {
+                            return Err(error(format!(
+                                "{fine} bars of `{}` do not fit the session windows: {problem}",
+                                from.value
+                            ))
+                            .help("build from finer bars or from ticks"));
+                        }
+                    }
+                    (Some(a), Some(b)) if a == b => {
+                        if !target.is_daily() && !fine.divides(target) {
+                            return Err(error(format!(
+                                "{fine} bars of `{}` do not tile {target} windows",
+                                from.value
+                            )));
+                        }
+                    }
+                    (Some(_), _) => {
+                        return Err(error(format!(
+                            "`{}` is aligned on a session; these bars use another calendar",
+                            from.value
+                        ))
+                        .help("build from ticks, or from bars without a session"));
+                    }
+                }
+            }
+        }
+        Ok(StreamType::Bars {
+            interval: target,
+            session,
+        })
+    }
+}
+
+/// Why UTC-aligned bars of `fine` cannot tile the windows of `target` in `session`.
+fn misaligned(
+    session: &marketflow_operators::Session,
+    fine: Interval,
+    target: Interval,
+) -> Option<String> {
+    let step = fine.millis();
+    let hm = |m: u32| format!("{:02}:{:02}", m / 60, m % 60);
+    let mut times: Vec<u32> = vec![session.open, session.close];
+    times.extend(session.early_closes.values());
+    if let Some(t) = times.iter().find(|t| (i64::from(**t) * MINUTE) % step != 0) {
+        return Some(format!("{} is not on a {fine} boundary", hm(*t)));
+    }
+    if !target.is_daily() && target.millis() % step != 0 {
+        return Some(format!("{fine} does not divide {target}"));
+    }
+    // Sample the zone's UTC offsets over recent years (DST included).
+    let first =
+        marketflow_operators::time::days_from_civil(2015, 1, 1) * marketflow_operators::time::DAY;
+    for month in 0..(12 * 20) {
+        let offset = session.offset_at(first + month * 30 * marketflow_operators::time::DAY);
+        if offset % step != 0 {
+            return Some(format!(
+                "the UTC offset of {} ({} min) is not a multiple of {fine}",
+                session.timezone.name(),
+                offset / MINUTE
+            ));
+        }
+    }
+    None
+}

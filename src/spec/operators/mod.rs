@@ -1,0 +1,70 @@
+//! Operators: their configs and the types they produce. The engine turns them into timely
+//! operators; here they are data.
+
+pub mod bars;
+pub mod indicators;
+
+use self::bars::BarsConfig;
+use self::indicators::IndicatorsConfig;
+use crate::config::de::{from_map_without, DeError, Spanned};
+use crate::config::diagnostic::Diagnostic;
+use crate::config::yaml::Node;
+use crate::connector::StreamType;
+
+/// The `type`s an operator may have.
+pub const OPERATOR_TYPES: &[&str] = &["bars", "indicators"];
+
+/// A configured operator.
+#[derive(Debug, Clone)]
+pub enum OperatorSpec {
+    Bars(BarsConfig),
+    Indicators(IndicatorsConfig),
+}
+
+impl OperatorSpec {
+    pub fn from_node(kind: &str, node: &Node, path: &str) -> Result<OperatorSpec, Vec<DeError>> {
+        match kind {
+            "bars" => from_map_without(node, path, &["type"])
+                .map(OperatorSpec::Bars)
+                .map_err(|e| vec![e]),
+            "indicators" => IndicatorsConfig::from_node(node, path).map(OperatorSpec::Indicators),
+            other => Err(vec![DeError::new(format!(
+                "unknown operator type `{other}`"
+            ))]),
+        }
+    }
+
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            OperatorSpec::Bars(_) => "bars",
+            OperatorSpec::Indicators(_) => "indicators",
+        }
+    }
+
+    /// The streams this operator reads.
+    pub fn inputs(&self) -> &[Spanned<String>] {
+        match self {
+            OperatorSpec::Bars(c) => std::slice::from_ref(&c.from),
+            OperatorSpec::Indicators(c) => std::slice::from_ref(&c.from),
+        }
+    }
+
+    /// The output type for inputs of the given types (in `inputs()` order).
+    pub fn output(&self, path: &str, inputs: &[StreamType]) -> Result<StreamType, Vec<Diagnostic>> {
+        let Some(input) = inputs.first() else {
+            return Err(Vec::new());
+        };
+        match self {
+            OperatorSpec::Bars(c) => c.output(path, input).map_err(|d| vec![d]),
+            OperatorSpec::Indicators(c) => c.output(path, input).map_err(|d| vec![d]),
+        }
+    }
+
+    /// Checks of the operator's own settings.
+    pub fn check(&self, path: &str) -> Vec<Diagnostic> {
+        match self {
+            OperatorSpec::Bars(_) => Vec::new(),
+            OperatorSpec::Indicators(c) => c.check(path),
+        }
+    }
+}
