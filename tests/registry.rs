@@ -206,3 +206,95 @@ fn sinks_acknowledge_and_the_source_sees_its_position_acknowledged() {
         .get();
     assert_eq!(gauge, 500);
 }
+
+/// Two partitions: the first sends three minutes of ticks and ends once they are
+/// acknowledged; the second sends nothing and stays open until the run stops.
+#[derive(Deserialize, JsonSchema, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+struct HalfQuiet {
+    /// The streams' idle timeout in milliseconds.
+    idle_ms: u64,
+}
+
+static QUIET_ACKED: Mutex<Option<u64>> = Mutex::new(None);
+
+impl Source for HalfQuiet {
+    const TYPE: &'static str = "half_quiet";
+    const ABOUT: &'static str = "a test source with an idle partition";
+
+    fn output(&self) -> StreamType {
+        StreamType::Ticks
+    }
+
+    fn is_finite(&self) -> bool {
+        true
+    }
+
+    fn partitions(&self) -> usize {
+        2
+    }
+
+    fn idle_timeout(&self) -> Option<std::time::Duration> {
+        Some(std::time::Duration::from_millis(self.idle_ms))
+    }
+
+    fn build(&self, ctx: SourceContext) -> Task {
+        Task::Async(Box::pin(async move {
+            if ctx.partition == 1 {
+                ctx.shutdown.triggered().await;
+                return Ok(());
+            }
+            let mut stamper = Stamper::for_partition(0, 0);
+            let symbol = Symbol::new("HALF").map_err(|e| TaskError::Failed(e.into()))?;
+            for i in 0..180u64 {
+                let mut tick = Tick {
+                    symbol: symbol.clone(),
+                    ts: 1_704_153_600_000 + i as i64 * 1000,
+                    price: 10.0,
+                    volume: 1.0,
+                    seq: 0,
+                    wm: 0,
+                };
+                stamper.stamp_tick(&mut tick);
+                ctx.out
+                    .send(SourceEvent::Ticks {
+                        records: vec![tick],
+                        position: i + 1,
+                    })
+                    .await?;
+            }
+            // The sinks can only acknowledge these ticks once the silent partition stops
+            // holding the watermark back.
+            let mut acked = ctx.acked.clone();
+            let wait = acked.wait_for(|p| *p == Some(180));
+            let seen = tokio::time::timeout(std::time::Duration::from_secs(30), wait)
+                .await
+                .map_err(|_| {
+                    anyhow::anyhow!("waited 30 s for the idle partition to be passed over")
+                })?
+                .map_err(|_| anyhow::anyhow!("the acknowledgements stopped"))?;
+            *QUIET_ACKED.lock().unwrap() = *seen;
+            ctx.shutdown.trigger();
+            Ok(())
+        }))
+    }
+}
+
+#[test]
+fn an_idle_partition_stops_holding_the_watermark_back() {
+    let registry = components::builtin().source::<HalfQuiet>();
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "pipeline: idle\nsources:\n  half: {{type: half_quiet, idle_ms: 200}}\noperators:\n  bars: {{type: bars, from: half, interval: 1m}}\nsinks:\n  out: {{type: file, from: bars, path: {:?}}}\n",
+        dir.path().join("bars.jsonl").display().to_string()
+    );
+    let pipeline =
+        spec::load_with(&registry, "idle.yaml", &yaml, &|_| None).unwrap_or_else(|e| panic!("{e}"));
+    engine::run(&pipeline, &RunOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(*QUIET_ACKED.lock().unwrap(), Some(180));
+    let bars = std::fs::read_to_string(dir.path().join("bars.jsonl")).unwrap();
+    assert!(
+        bars.lines().count() >= 2,
+        "the first two minutes closed while a partition was silent:\n{bars}"
+    );
+}

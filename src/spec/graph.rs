@@ -5,9 +5,12 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::operators::OperatorSpec;
 use super::{Named, SinkRef, SourceRef};
-use crate::config::de::suggest;
+use crate::config::de::{suggest, Spanned};
 use crate::config::diagnostic::Diagnostic;
 use crate::connector::StreamType;
+
+/// Types by stream name, as resolution goes.
+type Types = BTreeMap<String, StreamType>;
 
 /// Checks references and types; returns operators in topological order and the type of
 /// every source and operator stream.
@@ -18,8 +21,28 @@ pub fn resolve(
     declared: &[String],
     sink_names: &[String],
     errors: &mut Vec<Diagnostic>,
-) -> (Vec<Named<OperatorSpec>>, BTreeMap<String, StreamType>) {
-    // Names are shared by all sections: a `from` must be unambiguous.
+) -> (Vec<Named<OperatorSpec>>, Types) {
+    check_unique_names(sources, &operators, sinks, errors);
+    let refs = References {
+        declared: declared.iter().map(String::as_str).collect(),
+        sink_names,
+    };
+    let mut types: Types = sources
+        .iter()
+        .map(|s| (s.name.clone(), s.spec.output()))
+        .collect();
+    let ordered = order_operators(operators, &refs, &mut types, errors);
+    check_sinks(sinks, &refs, &types, errors);
+    (ordered, types)
+}
+
+/// Names are shared by all sections: a `from` must be unambiguous.
+fn check_unique_names(
+    sources: &[Named<SourceRef>],
+    operators: &[Named<OperatorSpec>],
+    sinks: &[Named<SinkRef>],
+    errors: &mut Vec<Diagnostic>,
+) {
     let mut seen: HashMap<&str, (&str, usize)> = HashMap::new();
     let all = sources
         .iter()
@@ -37,15 +60,23 @@ pub fn resolve(
             seen.insert(name, (section, pos.line));
         }
     }
+}
 
-    let mut types: BTreeMap<String, StreamType> = sources
-        .iter()
-        .map(|s| (s.name.clone(), s.spec.output()))
-        .collect();
-    let stream_refs: Vec<&str> = declared.iter().map(String::as_str).collect();
+/// What a `from` may name.
+struct References<'a> {
+    /// Every declared stream, also those whose definition has errors.
+    declared: Vec<&'a str>,
+    sink_names: &'a [String],
+}
 
-    let unknown = |path: String, name: &crate::config::de::Spanned<String>| {
-        let message = if sink_names.contains(&name.value) {
+impl References<'_> {
+    fn is_declared(&self, name: &str) -> bool {
+        self.declared.contains(&name)
+    }
+
+    /// The error for a `from` that names no stream.
+    fn unknown(&self, path: String, name: &Spanned<String>) -> Diagnostic {
+        let message = if self.sink_names.contains(&name.value) {
             format!(
                 "`{}` is a sink; only sources and operators produce streams",
                 name.value
@@ -53,39 +84,47 @@ pub fn resolve(
         } else {
             format!("unknown stream `{}`", name.value)
         };
-        Diagnostic::new(name.pos, path, message).help_opt(suggest(&name.value, &stream_refs))
-    };
+        Diagnostic::new(name.pos, path, message).help_opt(suggest(&name.value, &self.declared))
+    }
+}
 
-    // Kahn's algorithm over operators; sources are ready from the start.
+/// Kahn's algorithm over operators (sources are ready from the start): each operator's
+/// output type once its inputs have theirs. What is left waits on a cycle, or on an
+/// operator that failed its type check (already reported).
+fn order_operators(
+    operators: Vec<Named<OperatorSpec>>,
+    refs: &References<'_>,
+    types: &mut Types,
+    errors: &mut Vec<Diagnostic>,
+) -> Vec<Named<OperatorSpec>> {
     let mut pending: Vec<Named<OperatorSpec>> = Vec::new();
     for op in operators {
-        let mut ok = true;
-        for input in op.spec.inputs() {
-            if !stream_refs.contains(&input.value.as_str()) {
-                errors.push(unknown(format!("operators.{}.from", op.name), input));
-                ok = false;
-            }
-        }
-        if ok {
+        let unknown: Vec<Diagnostic> = op
+            .spec
+            .inputs()
+            .iter()
+            .filter(|i| !refs.is_declared(&i.value))
+            .map(|i| refs.unknown(format!("operators.{}.from", op.name), i))
+            .collect();
+        if unknown.is_empty() {
             pending.push(op);
         }
+        errors.extend(unknown);
     }
     let mut ordered = Vec::new();
-    loop {
-        let ready = pending.iter().position(|op| {
-            op.spec
-                .inputs()
-                .iter()
-                .all(|i| types.contains_key(&i.value))
-        });
-        let Some(index) = ready else { break };
+    while let Some(index) = pending.iter().position(|op| {
+        op.spec
+            .inputs()
+            .iter()
+            .all(|i| types.contains_key(&i.value))
+    }) {
         let op = pending.remove(index);
         let path = format!("operators.{}", op.name);
         let inputs: Vec<StreamType> = op
             .spec
             .inputs()
             .iter()
-            .map(|i| types[&i.value].clone())
+            .filter_map(|i| types.get(&i.value).cloned())
             .collect();
         match op.spec.output(&path, &inputs) {
             Ok(output) => {
@@ -95,10 +134,14 @@ pub fn resolve(
             Err(problems) => errors.extend(problems),
         }
     }
-    // What is left waits on a cycle, or on an operator that failed its type check
-    // (already reported). Each cycle is reported once, at its first name.
-    for op in &pending {
-        if let Some(cycle) = find_cycle(&op.name, &pending) {
+    report_cycles(&pending, errors);
+    ordered
+}
+
+/// Each cycle among `pending` operators, once, at its first name.
+fn report_cycles(pending: &[Named<OperatorSpec>], errors: &mut Vec<Diagnostic>) {
+    for op in pending {
+        if let Some(cycle) = find_cycle(&op.name, pending) {
             if cycle.iter().min() == Some(&op.name) {
                 errors.push(Diagnostic::new(
                     op.pos,
@@ -108,15 +151,23 @@ pub fn resolve(
             }
         }
     }
+}
 
+/// Every sink's `from` names a stream, and the sink accepts their types.
+fn check_sinks(
+    sinks: &[Named<SinkRef>],
+    refs: &References<'_>,
+    types: &Types,
+    errors: &mut Vec<Diagnostic>,
+) {
     for sink in sinks {
         let path = format!("sinks.{}", sink.name);
         let mut inputs = Vec::new();
         for input in sink.spec.inputs() {
             match types.get(&input.value) {
                 Some(t) => inputs.push(t.clone()),
-                None if !stream_refs.contains(&input.value.as_str()) => {
-                    errors.push(unknown(format!("{path}.from"), input))
+                None if !refs.is_declared(&input.value) => {
+                    errors.push(refs.unknown(format!("{path}.from"), input))
                 }
                 None => {}
             }
@@ -125,7 +176,6 @@ pub fn resolve(
             errors.extend(sink.spec.check(&path, &inputs));
         }
     }
-    (ordered, types)
 }
 
 /// A path from `start` back to itself through `from` links, if there is one.

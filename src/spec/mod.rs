@@ -404,26 +404,8 @@ fn section<T>(
     declared: &mut Vec<String>,
     errors: &mut Vec<Diagnostic>,
 ) -> Vec<Named<T>> {
-    let Some(node) = root.get(key) else {
-        return Vec::new();
-    };
-    let entries = match &node.value {
-        Value::Map(entries) => entries,
-        _ if node.is_null() => return Vec::new(),
-        _ => {
-            errors.push(Diagnostic::new(
-                node.pos,
-                key,
-                format!(
-                    "`{key}` is a mapping of names to definitions; found {}",
-                    node.kind()
-                ),
-            ));
-            return Vec::new();
-        }
-    };
     let mut out = Vec::new();
-    for (name_node, body) in entries {
+    for (name_node, body) in section_entries(root, key, errors) {
         let name = name_node.as_str().unwrap_or_default().to_owned();
         let path = format!("{key}.{name}");
         if name.is_empty()
@@ -439,41 +421,8 @@ fn section<T>(
             continue;
         }
         declared.push(name.clone());
-        if !matches!(body.value, Value::Map(_)) {
-            errors.push(Diagnostic::new(
-                body.pos,
-                &path,
-                format!("expected a mapping with a `type`, found {}", body.kind()),
-            ));
+        let Some(kind) = component_type(body, &path, key, types, errors) else {
             continue;
-        }
-        let kind = match body.get("type").map(|t| (t, t.as_str())) {
-            None => {
-                let list = types
-                    .iter()
-                    .map(|t| format!("`{t}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                errors.push(
-                    Diagnostic::new(body.pos, &path, "missing required key `type`")
-                        .help(format!("valid types: {list}")),
-                );
-                continue;
-            }
-            Some((_, Some(kind))) if types.contains(&kind) => kind.to_owned(),
-            Some((t, text)) => {
-                let given = text.unwrap_or_default();
-                let what = &key[..key.len() - 1];
-                errors.push(
-                    Diagnostic::new(
-                        t.pos,
-                        format!("{path}.type"),
-                        format!("unknown {what} type `{given}`"),
-                    )
-                    .help_opt(suggest(given, types)),
-                );
-                continue;
-            }
         };
         match build(&kind, body, &path) {
             Ok(spec) => out.push(Named {
@@ -489,4 +438,78 @@ fn section<T>(
         }
     }
     out
+}
+
+/// The (name, definition) pairs of a section; none when it is absent, empty or not a
+/// mapping (reported).
+fn section_entries<'n>(
+    root: &'n Node,
+    key: &str,
+    errors: &mut Vec<Diagnostic>,
+) -> &'n [(Node, Node)] {
+    let Some(node) = root.get(key) else {
+        return &[];
+    };
+    match &node.value {
+        Value::Map(entries) => entries,
+        _ if node.is_null() => &[],
+        _ => {
+            errors.push(Diagnostic::new(
+                node.pos,
+                key,
+                format!(
+                    "`{key}` is a mapping of names to definitions; found {}",
+                    node.kind()
+                ),
+            ));
+            &[]
+        }
+    }
+}
+
+/// The `type` of a definition, when it is a mapping with a known one (otherwise the
+/// problem is reported, with the valid types or the closest one).
+fn component_type(
+    body: &Node,
+    path: &str,
+    section: &str,
+    types: &[&str],
+    errors: &mut Vec<Diagnostic>,
+) -> Option<String> {
+    if !matches!(body.value, Value::Map(_)) {
+        errors.push(Diagnostic::new(
+            body.pos,
+            path,
+            format!("expected a mapping with a `type`, found {}", body.kind()),
+        ));
+        return None;
+    }
+    match body.get("type").map(|t| (t, t.as_str())) {
+        None => {
+            let list = types
+                .iter()
+                .map(|t| format!("`{t}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            errors.push(
+                Diagnostic::new(body.pos, path, "missing required key `type`")
+                    .help(format!("valid types: {list}")),
+            );
+            None
+        }
+        Some((_, Some(kind))) if types.contains(&kind) => Some(kind.to_owned()),
+        Some((t, text)) => {
+            let given = text.unwrap_or_default();
+            let what = &section[..section.len() - 1];
+            errors.push(
+                Diagnostic::new(
+                    t.pos,
+                    format!("{path}.type"),
+                    format!("unknown {what} type `{given}`"),
+                )
+                .help_opt(suggest(given, types)),
+            );
+            None
+        }
+    }
 }

@@ -439,96 +439,134 @@ fn exponential_ms(rng: &mut Rng, rate: f64) -> i64 {
         .max(1.0) as i64
 }
 
-fn generate(config: &SyntheticConfig, ctx: SourceContext) -> Result<(), TaskError> {
-    let wall_now = chrono::Utc::now().timestamp_millis();
-    let start = config.start_ms(wall_now);
-    let end = config
-        .duration
-        .as_ref()
-        .map_or(i64::MAX, |d| start.saturating_add(d.value.0));
-    let limit = config.count.unwrap_or(u64::MAX);
-    let mut market = Market::new(config, start);
-    let mut stamper = Stamper::new(config.max_delay.0);
-    let counter = metrics()
-        .source_records
-        .with_label_values(&[ctx.name.as_str()]);
-    // In realtime mode, event time follows the wall clock from `start`, or is the wall
-    // clock itself when `start` is relative to now.
-    let clock_origin = Instant::now();
-    let event_now = |realtime: bool| -> i64 {
-        if !realtime {
+/// The running market of one source: what it has sent and when it ends.
+struct Generator<'a> {
+    config: &'a SyntheticConfig,
+    ctx: SourceContext,
+    market: Market,
+    stamper: Stamper,
+    counter: prometheus::IntCounter,
+    start: i64,
+    /// Event time at which the market closes (`duration`), or never.
+    end: i64,
+    /// Ticks to send at most (`count`).
+    limit: u64,
+    sent: u64,
+    wall_now: i64,
+    clock_origin: Instant,
+}
+
+impl Generator<'_> {
+    /// The event time of now: the wall clock from `start` in realtime mode (or the wall
+    /// clock itself when `start` is relative to now); unbounded at `pace: max`.
+    fn event_now(&self) -> i64 {
+        if self.config.pace != Pace::Realtime {
             return i64::MAX;
         }
-        let elapsed = clock_origin.elapsed().as_millis() as i64;
-        match config.start.as_ref().map(|s| s.value) {
-            Some(Start::At(_)) => start + elapsed,
-            _ => wall_now + elapsed,
+        let elapsed = self.clock_origin.elapsed().as_millis() as i64;
+        match self.config.start.as_ref().map(|s| s.value) {
+            Some(Start::At(_)) => self.start + elapsed,
+            _ => self.wall_now + elapsed,
         }
-    };
-    let realtime = config.pace == Pace::Realtime;
-    let mut sent = 0u64;
-    let mut last_progress = Instant::now();
-    tracing::info!(source = %ctx.name, symbols = config.symbols.len(), start = %format_timestamp(start), pace = ?config.pace, "synthetic market started");
-    'run: while sent < limit {
-        if ctx.shutdown.is_triggered() {
-            break;
-        }
-        let now = event_now(realtime);
+    }
+
+    /// The ticks that have arrived by `now`, up to a batch; true once the market is over.
+    fn next_batch(&mut self, now: i64) -> (Vec<Tick>, bool) {
+        let realtime = self.config.pace == Pace::Realtime;
         let mut batch = Vec::with_capacity(if realtime { 64 } else { BATCH });
-        while batch.len() < BATCH && sent < limit {
-            match market.next_arrival(now) {
-                Some(mut tick) if tick.ts < end => {
-                    stamper.stamp_tick(&mut tick);
+        while batch.len() < BATCH && self.sent < self.limit {
+            match self.market.next_arrival(now) {
+                Some(mut tick) if tick.ts < self.end => {
+                    self.stamper.stamp_tick(&mut tick);
                     batch.push(tick);
-                    sent += 1;
+                    self.sent += 1;
                 }
                 Some(_) => {
-                    if market.next_event_time() >= end && market.in_flight.is_empty() {
-                        if !batch.is_empty() {
-                            counter.inc_by(batch.len() as u64);
-                            ctx.out.blocking_send(SourceEvent::Ticks {
-                                records: batch,
-                                position: sent,
-                            })?;
-                        }
-                        break 'run;
+                    if self.market.next_event_time() >= self.end
+                        && self.market.in_flight.is_empty()
+                    {
+                        return (batch, true);
                     }
                 }
                 None => break,
             }
         }
-        if !batch.is_empty() {
-            counter.inc_by(batch.len() as u64);
-            ctx.out.blocking_send(SourceEvent::Ticks {
-                records: batch,
-                position: sent,
-            })?;
+        (batch, self.sent >= self.limit)
+    }
+
+    fn send(&self, batch: Vec<Tick>) -> Result<(), TaskError> {
+        if batch.is_empty() {
+            return Ok(());
         }
-        if realtime {
-            // No tick still to come has an earlier event time than this, so the watermark
-            // may follow the clock between ticks.
-            if stamper.advance(market.earliest_pending().min(now).min(end)) {
-                ctx.out
-                    .blocking_send(SourceEvent::Watermark(stamper.watermark()))?;
-            }
-            report_watermark(&ctx.name, stamper.watermark());
-            let wait = (market.next_event_time().min(end) - now).clamp(1, 250);
-            if ctx
-                .shutdown
-                .wait_timeout(StdDuration::from_millis(wait as u64))
-            {
-                break;
-            }
-            if now >= end {
+        self.counter.inc_by(batch.len() as u64);
+        self.ctx.out.blocking_send(SourceEvent::Ticks {
+            records: batch,
+            position: self.sent,
+        })?;
+        Ok(())
+    }
+
+    /// Realtime: moves the watermark with the clock (no tick still to come has an earlier
+    /// event time) and waits for the next arrival; true when the run should stop.
+    fn follow_clock(&mut self, now: i64) -> Result<bool, TaskError> {
+        let end = self.end;
+        if self.stamper.advance(self.market.earliest_pending().min(now).min(end)) {
+            let watermark = SourceEvent::Watermark(self.stamper.watermark());
+            self.ctx.out.blocking_send(watermark)?;
+        }
+        report_watermark(&self.ctx.name, self.stamper.watermark());
+        let wait = (self.market.next_event_time().min(end) - now).clamp(1, 250);
+        let stopped = self
+            .ctx
+            .shutdown
+            .wait_timeout(StdDuration::from_millis(wait as u64));
+        Ok(stopped || now >= end)
+    }
+}
+
+fn generate(config: &SyntheticConfig, ctx: SourceContext) -> Result<(), TaskError> {
+    let wall_now = chrono::Utc::now().timestamp_millis();
+    let start = config.start_ms(wall_now);
+    let counter = metrics()
+        .source_records
+        .with_label_values(&[ctx.name.as_str()]);
+    tracing::info!(source = %ctx.name, symbols = config.symbols.len(), start = %format_timestamp(start), pace = ?config.pace, "synthetic market started");
+    let mut generator = Generator {
+        config,
+        market: Market::new(config, start),
+        stamper: Stamper::for_partition(config.max_delay.0, ctx.partition),
+        counter,
+        start,
+        end: config
+            .duration
+            .as_ref()
+            .map_or(i64::MAX, |d| start.saturating_add(d.value.0)),
+        limit: config.count.unwrap_or(u64::MAX),
+        sent: 0,
+        wall_now,
+        clock_origin: Instant::now(),
+        ctx,
+    };
+    let mut last_progress = Instant::now();
+    while !generator.ctx.shutdown.is_triggered() {
+        let now = generator.event_now();
+        let (batch, over) = generator.next_batch(now);
+        generator.send(batch)?;
+        if over {
+            break;
+        }
+        if config.pace == Pace::Realtime {
+            if generator.follow_clock(now)? {
                 break;
             }
         } else if last_progress.elapsed() >= StdDuration::from_secs(2) {
             last_progress = Instant::now();
-            report_watermark(&ctx.name, stamper.watermark());
-            tracing::info!(source = %ctx.name, ticks = sent, event_time = %format_timestamp(stamper.watermark()), "generating");
+            let (name, watermark) = (&generator.ctx.name, generator.stamper.watermark());
+            report_watermark(name, watermark);
+            tracing::info!(source = %name, ticks = generator.sent, event_time = %format_timestamp(watermark), "generating");
         }
     }
-    tracing::info!(source = %ctx.name, ticks = sent, "synthetic market finished");
+    tracing::info!(source = %generator.ctx.name, ticks = generator.sent, "synthetic market finished");
     Ok(())
 }
 
