@@ -202,7 +202,7 @@ impl Metrics {
                 prometheus::CounterVec::new(
                     Opts::new(
                         "marketflow_worker_busy_seconds_total",
-                        "Time a timely worker spent working (not parked), by worker index.",
+                        "CPU time of each timely worker thread (parked time costs none), by worker index.",
                     ),
                     &["worker"],
                 )
