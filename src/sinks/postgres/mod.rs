@@ -108,6 +108,19 @@ impl Connection {
         Ok(self.writer.as_mut().expect("connected above"))
     }
 
+    /// Deletes rows past the retention windows (plain PostgreSQL); a failure is logged and
+    /// tried again at the next period.
+    async fn apply_retention(&mut self, deleted: &prometheus::IntCounter) {
+        let name = self.name.clone();
+        match self.writer().await {
+            Ok(w) => match w.apply_retention().await {
+                Ok(n) => deleted.inc_by(n),
+                Err(e) => tracing::warn!(sink = %name, error = %e, "retention failed"),
+            },
+            Err(e) => tracing::warn!(sink = %name, error = %e, "retention: not connected"),
+        }
+    }
+
     /// Commits `batch`, retrying with backoff on a new connection while the failure is
     /// transient (server restarting, connection lost); any other error is returned.
     async fn commit(&mut self, batch: &Batch) -> anyhow::Result<()> {
@@ -189,13 +202,7 @@ async fn run(config: PostgresSinkConfig, mut ctx: SinkContext) -> anyhow::Result
                 _ = sleep_until(deadline.unwrap_or_else(|| tokio::time::Instant::now() + RETENTION_EVERY)), if deadline.is_some() => {}
                 _ = sleep_until(next_retention), if engine_retention => {
                     next_retention += RETENTION_EVERY;
-                    match conn.writer().await {
-                        Ok(w) => match w.apply_retention().await {
-                            Ok(n) => deleted.inc_by(n),
-                            Err(e) => tracing::warn!(sink = %name, error = %e, "retention failed"),
-                        },
-                        Err(e) => tracing::warn!(sink = %name, error = %e, "retention: not connected"),
-                    }
+                    conn.apply_retention(&deleted).await;
                     continue;
                 }
             }

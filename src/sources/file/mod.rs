@@ -437,25 +437,7 @@ fn read_file(config: &FileSourceConfig, ctx: SourceContext) -> Result<(), TaskEr
     let threads = (std::thread::available_parallelism().map_or(1, |n| n.get())
         / ctx.partitions)
         .clamp(1, 4);
-    let mut to_decoders = Vec::new();
-    let mut from_decoders = Vec::new();
-    for _ in 0..threads {
-        let (chunk_tx, chunk_rx) = std::sync::mpsc::sync_channel::<Chunk>(2);
-        let (out_tx, out_rx) = std::sync::mpsc::sync_channel::<Decoded>(2);
-        let decoder = decoder.clone();
-        std::thread::Builder::new()
-            .name("file-decode".into())
-            .spawn(move || {
-                for chunk in chunk_rx {
-                    if out_tx.send(decoder.decode(&chunk)).is_err() {
-                        break;
-                    }
-                }
-            })
-            .context("starting a decoder thread")?;
-        to_decoders.push(chunk_tx);
-        from_decoders.push(out_rx);
-    }
+    let (to_decoders, from_decoders) = start_decoders(&decoder, threads)?;
     let splitter = std::thread::Builder::new()
         .name("file-split".into())
         .spawn(move || split(input, first_line, offset, to_decoders))
@@ -495,6 +477,39 @@ fn read_file(config: &FileSourceConfig, ctx: SourceContext) -> Result<(), TaskEr
         "finished reading {path}"
     );
     Ok(())
+}
+
+/// The decoders' inlets (chunks) and outlets (decoded records), by thread.
+type DecoderChannels = (
+    Vec<std::sync::mpsc::SyncSender<Chunk>>,
+    Vec<std::sync::mpsc::Receiver<Decoded>>,
+);
+
+/// Decoder threads, each with a bounded channel of chunks in and of decoded records out.
+fn start_decoders(
+    decoder: &std::sync::Arc<Decoder>,
+    threads: usize,
+) -> anyhow::Result<DecoderChannels> {
+    let mut to_decoders = Vec::new();
+    let mut from_decoders = Vec::new();
+    for _ in 0..threads {
+        let (chunk_tx, chunk_rx) = std::sync::mpsc::sync_channel::<Chunk>(2);
+        let (out_tx, out_rx) = std::sync::mpsc::sync_channel::<Decoded>(2);
+        let decoder = decoder.clone();
+        std::thread::Builder::new()
+            .name("file-decode".into())
+            .spawn(move || {
+                for chunk in chunk_rx {
+                    if out_tx.send(decoder.decode(&chunk)).is_err() {
+                        break;
+                    }
+                }
+            })
+            .context("starting a decoder thread")?;
+        to_decoders.push(chunk_tx);
+        from_decoders.push(out_rx);
+    }
+    Ok((to_decoders, from_decoders))
 }
 
 /// Cuts the file into chunks of whole lines, dealt round-robin to the decoders.
