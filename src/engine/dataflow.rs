@@ -73,43 +73,14 @@ impl SourceInput {
     }
 
     /// Sends a batch at the current time, then advances to the batch's last watermark.
-    /// A record stamped below the current time (its partition was idle and skipped ahead)
-    /// takes the current time as its watermark, so lateness is judged as the frontier was.
     fn feed(&mut self, event: SourceEvent) -> Option<crate::connector::Position> {
-        let now = self.time() as i64;
         match (self, event) {
-            (
-                SourceInput::Ticks(h),
-                SourceEvent::Ticks {
-                    mut records,
-                    position,
-                },
-            ) => {
-                if records.first().is_some_and(|t| t.wm < now) {
-                    records.iter_mut().for_each(|t| t.wm = t.wm.max(now));
-                }
-                let last = records.last().map(|t| t.wm);
-                h.send_batch(&mut records);
-                if let Some(t) = last.map(epoch).filter(|t| t > h.time()) {
-                    h.advance_to(t);
-                }
+            (SourceInput::Ticks(h), SourceEvent::Ticks { records, position }) => {
+                send_stamped(h, records, |t| &mut t.wm);
                 Some(position)
             }
-            (
-                SourceInput::Bars(h),
-                SourceEvent::Bars {
-                    mut records,
-                    position,
-                },
-            ) => {
-                if records.first().is_some_and(|b| b.wm < now) {
-                    records.iter_mut().for_each(|b| b.wm = b.wm.max(now));
-                }
-                let last = records.last().map(|b| b.wm);
-                h.send_batch(&mut records);
-                if let Some(t) = last.map(epoch).filter(|t| t > h.time()) {
-                    h.advance_to(t);
-                }
+            (SourceInput::Bars(h), SourceEvent::Bars { records, position }) => {
+                send_stamped(h, records, |b| &mut b.wm);
                 Some(position)
             }
             (input, SourceEvent::Watermark(wm)) => {
@@ -121,6 +92,25 @@ impl SourceInput {
                 None
             }
         }
+    }
+}
+
+/// Sends `records` at the handle's time and advances it to their last watermark. A record
+/// stamped below the current time (its partition was idle and skipped ahead) takes the
+/// current time as its watermark, so lateness is judged as the frontier was.
+fn send_stamped<D: Clone + 'static>(
+    h: &mut InputHandle<u64, D>,
+    mut records: Vec<D>,
+    wm: fn(&mut D) -> &mut i64,
+) {
+    let now = *h.time() as i64;
+    if records.first_mut().is_some_and(|r| *wm(r) < now) {
+        records.iter_mut().for_each(|r| *wm(r) = (*wm(r)).max(now));
+    }
+    let last = records.last_mut().map(|r| *wm(r));
+    h.send_batch(&mut records);
+    if let Some(t) = last.map(epoch).filter(|t| t > h.time()) {
+        h.advance_to(t);
     }
 }
 
