@@ -156,66 +156,79 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
                 ));
                 None
             }
-            Event::SequenceEnd | Event::MappingEnd => {
-                let node = match stack.pop() {
-                    Some(Frame::Seq(pos, items, anchor)) => {
-                        let node = Node {
-                            value: Value::Seq(items),
-                            pos,
-                        };
-                        remember(&mut anchors, anchor.unwrap_or(0), &node);
-                        node
-                    }
-                    Some(Frame::Map(pos, entries, _, anchor)) => {
-                        let node = Node {
-                            value: Value::Map(entries),
-                            pos,
-                        };
-                        remember(&mut anchors, anchor.unwrap_or(0), &node);
-                        node
-                    }
-                    None => {
-                        return Err(SyntaxError {
-                            pos,
-                            message: "unbalanced collection end".into(),
-                        })
-                    }
-                };
-                Some(node)
-            }
+            Event::SequenceEnd | Event::MappingEnd => Some(close(&mut stack, &mut anchors, pos)?),
         };
-        let Some(node) = complete else { continue };
-        match stack.last_mut() {
-            None => root = Some(node),
-            Some(Frame::Seq(_, items, _)) => items.push(node),
-            Some(Frame::Map(_, entries, pending, _)) => match pending.take() {
-                None => {
-                    let Some(key) = node.as_str() else {
-                        return Err(SyntaxError {
-                            pos: node.pos,
-                            message: "mapping keys must be plain text".into(),
-                        });
-                    };
-                    if let Some((first, _)) = entries.iter().find(|(k, _)| k.as_str() == Some(key))
-                    {
-                        return Err(SyntaxError {
-                            pos: node.pos,
-                            message: format!(
-                                "duplicate key `{key}` (first given at line {})",
-                                first.pos.line
-                            ),
-                        });
-                    }
-                    *pending = Some(node);
-                }
-                Some(key) => entries.push((key, node)),
-            },
+        if let Some(node) = complete {
+            attach(&mut stack, &mut root, node)?;
         }
     }
     Ok(root.unwrap_or(Node {
         value: Value::Map(Vec::new()),
         pos: Pos { line: 1, col: 1 },
     }))
+}
+
+/// Ends the innermost open collection, remembering it under its anchor.
+fn close(
+    stack: &mut Vec<Frame>,
+    anchors: &mut HashMap<usize, Node>,
+    pos: Pos,
+) -> Result<Node, SyntaxError> {
+    let (node, anchor) = match stack.pop() {
+        Some(Frame::Seq(pos, items, anchor)) => (
+            Node {
+                value: Value::Seq(items),
+                pos,
+            },
+            anchor,
+        ),
+        Some(Frame::Map(pos, entries, _, anchor)) => (
+            Node {
+                value: Value::Map(entries),
+                pos,
+            },
+            anchor,
+        ),
+        None => {
+            return Err(SyntaxError {
+                pos,
+                message: "unbalanced collection end".into(),
+            })
+        }
+    };
+    remember(anchors, anchor.unwrap_or(0), &node);
+    Ok(node)
+}
+
+/// Puts a complete node where it belongs: the root, the open sequence, or the open mapping
+/// (as a key, refusing duplicates and non-text keys, or as the pending key's value).
+fn attach(stack: &mut [Frame], root: &mut Option<Node>, node: Node) -> Result<(), SyntaxError> {
+    match stack.last_mut() {
+        None => *root = Some(node),
+        Some(Frame::Seq(_, items, _)) => items.push(node),
+        Some(Frame::Map(_, entries, pending, _)) => match pending.take() {
+            None => {
+                let Some(key) = node.as_str() else {
+                    return Err(SyntaxError {
+                        pos: node.pos,
+                        message: "mapping keys must be plain text".into(),
+                    });
+                };
+                if let Some((first, _)) = entries.iter().find(|(k, _)| k.as_str() == Some(key)) {
+                    return Err(SyntaxError {
+                        pos: node.pos,
+                        message: format!(
+                            "duplicate key `{key}` (first given at line {})",
+                            first.pos.line
+                        ),
+                    });
+                }
+                *pending = Some(node);
+            }
+            Some(key) => entries.push((key, node)),
+        },
+    }
+    Ok(())
 }
 
 fn remember(anchors: &mut HashMap<usize, Node>, anchor: usize, node: &Node) {
