@@ -14,6 +14,10 @@ command -v mkfifo >/dev/null || need+=(coreutils)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v psql >/dev/null || need+=(postgresql-client)
 command -v chromium >/dev/null || need+=(chromium)
+# rdkafka builds its bundled librdkafka with CMake, against libcurl.
+command -v cmake >/dev/null || need+=(cmake)
+[ -f /usr/include/x86_64-linux-gnu/curl/curl.h ] || [ -f /usr/include/curl/curl.h ] \
+    || need+=(libcurl4-openssl-dev)
 
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""
@@ -31,4 +35,13 @@ if ! python3 -m schemathesis.cli --version >/dev/null 2>&1; then
         || python3 -m pip install --quiet --break-system-packages schemathesis
 else
     echo "schemathesis: present"
+fi
+
+# A Kafka-protocol broker for the Kafka tests (a Rust crate; about 7 minutes to build on two
+# cores the first time). The in-memory storage engine needs the `dynostore` feature.
+if ! command -v tansu >/dev/null && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/tansu" ]; then
+    echo "installing: tansu (a Kafka-protocol broker, with cargo install)"
+    cargo install --locked tansu --features dynostore
+else
+    echo "tansu: present"
 fi

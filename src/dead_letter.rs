@@ -30,6 +30,13 @@ pub enum Rejected<'a> {
         line: u64,
         text: &'a [u8],
     },
+    /// A message that could not be decoded, with where it was read.
+    Message {
+        topic: &'a str,
+        partition: i32,
+        offset: i64,
+        payload: &'a [u8],
+    },
 }
 
 /// Cloneable handle to the dead-letter path.
@@ -123,6 +130,20 @@ impl DeadLetters {
                 line.extend_from_slice(number.to_string().as_bytes());
                 line.extend_from_slice(b",\"raw\":");
                 write_json_str(&mut line, &String::from_utf8_lossy(text));
+            }
+            Rejected::Message {
+                topic,
+                partition,
+                offset,
+                payload,
+            } => {
+                line.extend_from_slice(b",\"topic\":");
+                write_json_str(&mut line, topic);
+                line.extend_from_slice(
+                    format!(",\"partition\":{partition},\"offset\":{offset}").as_bytes(),
+                );
+                line.extend_from_slice(b",\"raw\":");
+                write_json_str(&mut line, &String::from_utf8_lossy(payload));
             }
         }
         line.extend_from_slice(b"}\n");

@@ -92,7 +92,12 @@ pub trait Source:
     }
     /// Whether it ends by itself (a file, a bounded synthetic run).
     fn is_finite(&self) -> bool;
-    /// How many partitions it has.
+    /// Asks outside systems what the run needs before it is placed (a Kafka topic's
+    /// partitions); called once per process before `partitions`.
+    fn prepare(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
+    /// How many partitions it has (after `prepare`).
     fn partitions(&self) -> usize {
         1
     }

@@ -17,6 +17,7 @@ pub trait SourceConfig: fmt::Debug + Send + Sync {
     fn output(&self) -> StreamType;
     fn check(&self, path: &str) -> Vec<Diagnostic>;
     fn is_finite(&self) -> bool;
+    fn prepare(&self) -> anyhow::Result<()>;
     fn partitions(&self) -> usize;
     fn idle_timeout(&self) -> Option<std::time::Duration>;
     fn build(&self, ctx: SourceContext) -> Task;
@@ -39,6 +40,9 @@ impl<T: Source> SourceConfig for Erased<T> {
     }
     fn is_finite(&self) -> bool {
         self.0.is_finite()
+    }
+    fn prepare(&self) -> anyhow::Result<()> {
+        self.0.prepare()
     }
     fn partitions(&self) -> usize {
         self.0.partitions().max(1)

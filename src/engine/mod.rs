@@ -168,6 +168,15 @@ type Running = tokio::task::JoinHandle<Result<(), RunError>>;
 /// Runs `pipeline` until its finite sources end (or Ctrl-C), then drains and flushes.
 pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunSummary, RunError> {
     let started = Instant::now();
+    for source in &pipeline.sources {
+        source.spec.prepare().map_err(|error| RunError::Component {
+            component: Component::Source {
+                name: source.name.clone(),
+                partition: 0,
+            },
+            error,
+        })?;
+    }
     let placement = place(pipeline, options)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -3,6 +3,7 @@
 
 crate::components! { sink:
     file::FileSinkConfig,
+    kafka::KafkaSinkConfig,
     null::NullSinkConfig,
     postgres::PostgresSinkConfig,
     sqlite::SqliteSinkConfig,

@@ -3,5 +3,6 @@
 
 crate::components! { source:
     file::FileSourceConfig,
+    kafka::KafkaSourceConfig,
     synthetic::SyntheticConfig,
 }
