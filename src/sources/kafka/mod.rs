@@ -13,6 +13,7 @@ use anyhow::Context as _;
 use marketflow_operators::time::parse_timestamp;
 use marketflow_operators::{Bar, Interval, Tick};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use schemars::JsonSchema;
@@ -157,7 +158,10 @@ impl KafkaSourceConfig {
             .set("group.id", &self.group)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
-            .set("enable.partition.eof", "false")
+            .set(
+                "enable.partition.eof",
+                if self.stop == StopAt::End { "true" } else { "false" },
+            )
             .set("auto.offset.reset", "earliest");
         for (key, value) in &self.options {
             config.set(key, value);
@@ -282,8 +286,12 @@ struct PartitionReader<'a> {
     consumer: BaseConsumer,
     topic: String,
     partition: i32,
-    /// Where `stop: end` stops.
+    /// Where `stop: end` stops: the end offset when the source started. The partition is
+    /// done once its position has passed it and the consumer has reported the partition's
+    /// end (some brokers answer end-offset requests loosely; the fetch's end is exact).
     end: Option<i64>,
+    /// The consumer reported the end of the partition since the last message.
+    at_partition_end: bool,
     stamper: Stamper,
     /// The next offset to read (the position of the last message read, plus one).
     position: Option<i64>,
@@ -314,6 +322,7 @@ impl<'a> PartitionReader<'a> {
         let m = metrics();
         Ok(PartitionReader {
             end: (config.stop == StopAt::End).then_some(high),
+            at_partition_end: false,
             stamper: Stamper::for_partition(config.max_delay.0, ctx.partition),
             position: Some(start),
             sent: None,
@@ -350,7 +359,8 @@ impl<'a> PartitionReader<'a> {
     }
 
     fn at_end(&self) -> bool {
-        matches!((self.end, self.position), (Some(end), Some(p)) if p >= end)
+        self.at_partition_end
+            && matches!((self.end, self.position), (Some(end), Some(p)) if p >= end)
     }
 
     /// Waits up to 100 ms for a message, then takes what else is ready, up to a batch.
@@ -364,6 +374,10 @@ impl<'a> PartitionReader<'a> {
             wait = StdDuration::ZERO;
             let message = match result {
                 Ok(message) => message,
+                Err(KafkaError::PartitionEOF(_)) => {
+                    self.at_partition_end = true;
+                    break;
+                }
                 Err(e) => {
                     tracing::warn!(source = %self.ctx.name, topic = %self.topic, partition = self.partition, error = %e, "Kafka error; retrying");
                     metrics()
@@ -375,6 +389,7 @@ impl<'a> PartitionReader<'a> {
             };
             let offset = message.offset();
             self.position = Some(offset + 1);
+            self.at_partition_end = false;
             let payload = message.payload().unwrap_or_default();
             match decode(self.config, payload) {
                 Ok(Decoded::Tick(tick)) => ticks.push(tick),
@@ -518,7 +533,7 @@ fn start_offset(
                 .committed_offsets(list, REQUEST_TIMEOUT)
                 .with_context(|| format!("reading the committed offset of {topic}/{partition}"))?;
             match committed.find_partition(topic, partition).map(|p| p.offset()) {
-                Some(Offset::Offset(n)) => n.clamp(low, high),
+                Some(Offset::Offset(n)) => n.max(low),
                 _ => low,
             }
         }
