@@ -64,6 +64,8 @@ enum Command {
     BenchStore(marketflow::bench::StoreBenchArgs),
     /// Measure WebSocket fan-out latency and REST requests/s on loopback.
     BenchServer(marketflow::bench::server::ServerBenchArgs),
+    /// Measure ticks/s from a Kafka topic into 1m bars against a bare consumer loop.
+    BenchKafka(marketflow::bench::kafka::KafkaBenchArgs),
 }
 
 /// `marketflow run`'s arguments.
@@ -188,6 +190,10 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::BenchStore(args) => {
             marketflow::bench::run_store(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::BenchKafka(args) => {
+            marketflow::bench::kafka::run(&args)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::BenchServer(args) => {

@@ -3,6 +3,7 @@
 //! hash-map bucketing) measured in the same run. Each measurement runs in its own
 //! process so that its peak RSS is its own.
 
+pub mod kafka;
 pub mod server;
 
 use std::collections::BTreeMap;
@@ -238,15 +239,7 @@ fn peak_rss_kb() -> u64 {
 
 /// Writes `ticks` synthetic ticks over `symbols` symbols as CSV.
 fn generate(path: &Path, symbols: usize, ticks: u64, rate: f64) -> anyhow::Result<()> {
-    let names: Vec<String> = (0..symbols).map(|i| format!("SYM{i:04}")).collect();
-    let yaml = format!(
-        "symbols: [{}]\nseed: 1\nrate: {rate}\ncount: {ticks}\n",
-        names.join(", ")
-    );
-    let node = crate::config::yaml::parse(&yaml).map_err(|e| anyhow::anyhow!("{}", e.message))?;
-    let config: SyntheticConfig =
-        crate::config::de::from_node(&node, "bench").map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut market = Market::new(&config, 1_704_153_600_000);
+    let mut market = bench_market(symbols, ticks, rate)?;
     let mut out = BufWriter::with_capacity(
         1 << 20,
         File::create(path).with_context(|| format!("creating {}", path.display()))?,
@@ -263,6 +256,19 @@ fn generate(path: &Path, symbols: usize, ticks: u64, rate: f64) -> anyhow::Resul
     }
     out.flush()?;
     Ok(())
+}
+
+/// The seeded market the benchmarks read: `symbols` symbols at `rate` ticks/s each.
+pub(crate) fn bench_market(symbols: usize, ticks: u64, rate: f64) -> anyhow::Result<Market> {
+    let names: Vec<String> = (0..symbols).map(|i| format!("SYM{i:04}")).collect();
+    let yaml = format!(
+        "symbols: [{}]\nseed: 1\nrate: {rate}\ncount: {ticks}\n",
+        names.join(", ")
+    );
+    let node = crate::config::yaml::parse(&yaml).map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    let config: SyntheticConfig =
+        crate::config::de::from_node(&node, "bench").map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(Market::new(&config, 1_704_153_600_000))
 }
 
 /// Running OHLCV of the plain loop.

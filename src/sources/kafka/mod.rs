@@ -12,10 +12,10 @@ use std::time::{Duration as StdDuration, Instant};
 use anyhow::Context as _;
 use marketflow_operators::time::parse_timestamp;
 use marketflow_operators::{Bar, Interval, Tick};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::error::KafkaError;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
@@ -229,9 +229,9 @@ impl Source for KafkaSourceConfig {
         if self.discovered.get().is_some() {
             return Ok(());
         }
-        let consumer: BaseConsumer = self
+        let consumer: BaseConsumer<Quiet> = self
             .client()
-            .create()
+            .create_with_context(Quiet)
             .context("creating a Kafka client")?;
         let mut found = Vec::new();
         for topic in self.topic_names() {
@@ -283,7 +283,7 @@ impl Source for KafkaSourceConfig {
 struct PartitionReader<'a> {
     config: &'a KafkaSourceConfig,
     ctx: SourceContext,
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<Quiet>,
     topic: String,
     partition: i32,
     /// Where `stop: end` stops: the end offset when the source started. The partition is
@@ -309,7 +309,10 @@ impl<'a> PartitionReader<'a> {
         topic: String,
         partition: i32,
     ) -> anyhow::Result<PartitionReader<'a>> {
-        let consumer: BaseConsumer = config.client().create().context("creating a Kafka consumer")?;
+        let consumer: BaseConsumer<Quiet> = config
+            .client()
+            .create_with_context(Quiet)
+            .context("creating a Kafka consumer")?;
         let (low, high) = consumer
             .fetch_watermarks(&topic, partition, REQUEST_TIMEOUT)
             .with_context(|| format!("reading the offsets of {topic}/{partition}"))?;
@@ -494,6 +497,24 @@ impl<'a> PartitionReader<'a> {
     }
 }
 
+/// The consumers' client context: librdkafka's errors go to the log as warnings, except
+/// the end of a partition, which `stop: end` waits for and is no error.
+struct Quiet;
+
+impl ClientContext for Quiet {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let end = matches!(
+            error,
+            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
+        );
+        if !end {
+            tracing::warn!(%error, reason, "Kafka client error");
+        }
+    }
+}
+
+impl ConsumerContext for Quiet {}
+
 /// A decoded message.
 enum Decoded {
     Tick(Tick),
@@ -518,7 +539,7 @@ fn decode(config: &KafkaSourceConfig, payload: &[u8]) -> Result<Decoded, String>
 /// The first offset to read, by `start`.
 fn start_offset(
     config: &KafkaSourceConfig,
-    consumer: &BaseConsumer,
+    consumer: &BaseConsumer<Quiet>,
     topic: &str,
     partition: i32,
     (low, high): (i64, i64),
