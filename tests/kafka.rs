@@ -13,22 +13,22 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
 use support::*;
 
-const SYMBOLS: [&str; 5] = ["AAPL", "MSFT", "NVDA", "AMZN", "GOOGL"];
 const START: i64 = 1_704_205_800_000; // 2024-01-02T14:30:00Z
 
-/// `n` ticks in event-time order over the symbols, as JSON lines, with their keys.
-fn ticks(n: usize) -> Vec<(String, String)> {
+/// `n` ticks of `symbols` symbols in event-time order, as JSON lines, with their keys.
+fn ticks(n: usize, symbols: usize) -> Vec<(String, String)> {
+    let names: Vec<String> = (0..symbols).map(|i| format!("SYM{i:02}")).collect();
     let mut rng = Lcg(7);
     (0..n)
         .map(|i| {
-            let symbol = SYMBOLS[rng.below(SYMBOLS.len() as u64) as usize];
+            let symbol = &names[rng.below(symbols as u64) as usize];
             let ts = START + i as i64 * 37;
             let price = 100.0 + rng.below(10_000) as f64 / 100.0;
             let volume = 1 + rng.below(500);
             let value = format!(
                 r#"{{"type":"tick","symbol":"{symbol}","ts":{ts},"price":{price},"volume":{volume}}}"#
             );
-            (symbol.to_owned(), value)
+            (symbol.clone(), value)
         })
         .collect()
 }
@@ -85,75 +85,129 @@ fn committed(broker: &kafka::Broker, group: &str, topic: &str, partitions: i32) 
         .sum()
 }
 
+/// Database rows with the ticks' sequence numbers masked: a source numbers its ticks in its
+/// own arrival order (a file by line, Kafka by partition), which is not part of the data.
+fn without_tick_seq(rows: Vec<String>) -> Vec<String> {
+    let mut rows: Vec<String> = rows
+        .into_iter()
+        .map(|row| match row.strip_prefix("realtime_prices (") {
+            Some(fields) => {
+                let mut fields: Vec<&str> = fields.split(',').collect();
+                if fields.len() > 2 {
+                    fields[2] = "_";
+                }
+                format!("realtime_prices ({}", fields.join(","))
+            }
+            None => row,
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// Reads the topics' messages and checks that each symbol's records (per indicator id) come
+/// in event-time order within their partition; returns them as sorted JSON text.
+fn read_in_order(broker: &kafka::Broker, topics: &[(String, usize)]) -> Vec<String> {
+    let mut all = Vec::new();
+    for (topic, expected) in topics {
+        let mut last: BTreeMap<(i32, String), String> = BTreeMap::new();
+        for (partition, _, record) in consume_all(broker, topic, *expected) {
+            let symbol = record["symbol"].as_str().unwrap().to_owned();
+            let key = format!("{symbol} {}", record["id"].as_str().unwrap_or_default());
+            let at = record["start"]
+                .as_str()
+                .or(record["ts"].as_str())
+                .unwrap()
+                .to_owned();
+            if let Some(before) = last.insert((partition, key.clone()), at.clone()) {
+                assert!(
+                    before < at,
+                    "{key} out of order in {topic}: {before} then {at}"
+                );
+            }
+            all.push(record.to_string());
+        }
+    }
+    all.sort();
+    all
+}
+
 #[test]
-fn kafka_to_bars_to_kafka_equals_a_file_run_and_commits_behind_the_sinks() {
+fn kafka_to_bars_and_indicators_to_kafka_and_postgres_equals_a_file_run() {
     let Some(broker) = kafka::start() else { return };
-    let messages = ticks(20_000);
+    let messages = ticks(1_000_000, 50);
     broker.create_topic("ticks", 4);
     broker.produce("ticks", &messages);
 
     let dir = scratch();
     let lines: String = messages.iter().map(|(_, v)| format!("{v}\n")).collect();
     write(dir.path(), "ticks.jsonl", &lines);
-    let graph = "operators:\n  bars_1m: {type: bars, from: ticks, interval: 1m}\n  bars_5m: {type: bars, from: bars_1m, interval: 5m}\n";
+    let graph = "operators:\n  bars_1m: {type: bars, from: ticks, interval: 1m}\n  bars_5m: {type: bars, from: bars_1m, interval: 5m}\n  ta_1m: {type: indicators, from: bars_1m, indicators: [{sma: {period: 20}}, {rsi: {period: 14}}, {macd: {fast: 12, slow: 26, signal: 9}}]}\n";
+    let reference_db = pg::TestDb::new("kafka_reference");
     write(
         dir.path(),
         "file.yaml",
-        &format!("pipeline: reference\nsources:\n  ticks: {{type: file, path: ticks.jsonl, max_delay: 5s}}\n{graph}sinks:\n  out: {{type: file, from: [bars_1m, bars_5m], path: reference.jsonl}}\n"),
+        &format!("pipeline: reference\nsources:\n  ticks: {{type: file, path: ticks.jsonl, max_delay: 5s}}\n{graph}sinks:\n  out: {{type: file, from: [bars_1m, bars_5m, ta_1m], path: reference.jsonl}}\n  db: {{type: postgres, url: \"{}\", from: [ticks, bars_1m, bars_5m, ta_1m], retention: off}}\n", reference_db.url),
     );
     run_ok(dir.path(), &["run", "file.yaml"]);
     let reference = sorted_lines(&dir.path().join("reference.jsonl"));
-    assert!(
-        reference.len() > 50,
-        "expected bars, got {}",
-        reference.len()
+    let count = |needle: &str| reference.iter().filter(|l| l.contains(needle)).count();
+    let (bars_1m, bars_5m, rows_1m) = (
+        count("\"interval\":\"1m\",\"start\""),
+        count("\"interval\":\"5m\""),
+        count("\"type\":\"indicator\""),
     );
+    assert!(
+        bars_1m > 10_000 && rows_1m > 10_000,
+        "{bars_1m} bars, {rows_1m} indicator rows"
+    );
+    let reference_dump = without_tick_seq(reference_db.dump());
 
     for workers in ["1", "2"] {
         let group = format!("bars-{workers}");
         let prefix = format!("out{workers}");
+        let db = pg::TestDb::new(&format!("kafka_{workers}"));
         write(
             dir.path(),
             "kafka.yaml",
-            &format!("pipeline: kafka\nsources:\n  ticks: {{type: kafka, brokers: \"{b}\", topic: ticks, group: {group}, start: earliest, stop: end, max_delay: 5s}}\n{graph}sinks:\n  out: {{type: file, from: [bars_1m, bars_5m], path: kafka.jsonl}}\n  topic: {{type: kafka, brokers: \"{b}\", from: [bars_1m, bars_5m], topic: \"{prefix}.{{kind}}.{{interval}}\"}}\n", b = broker.address),
+            &format!("pipeline: kafka\nsources:\n  ticks: {{type: kafka, brokers: \"{b}\", topic: ticks, group: {group}, start: earliest, stop: end, max_delay: 5s}}\n{graph}sinks:\n  out: {{type: file, from: [bars_1m, bars_5m, ta_1m], path: kafka.jsonl}}\n  topic: {{type: kafka, brokers: \"{b}\", from: [bars_1m, bars_5m, ta_1m], topic: \"{prefix}.{{kind}}.{{interval}}\"}}\n  db: {{type: postgres, url: \"{url}\", from: [ticks, bars_1m, bars_5m, ta_1m], retention: off}}\n", b = broker.address, url = db.url),
         );
         run_ok(dir.path(), &["run", "kafka.yaml", "--workers", workers]);
-        assert_eq!(
-            sorted_lines(&dir.path().join("kafka.jsonl")),
-            reference,
-            "bars from Kafka with {workers} workers differ from the file run"
+        assert!(
+            sorted_lines(&dir.path().join("kafka.jsonl")) == reference,
+            "bars and indicators from Kafka with {workers} workers differ from the file run"
         );
-        // The output topics hold the same bars, each symbol's in order.
-        let mut from_topics = Vec::new();
-        for interval in ["1m", "5m"] {
-            let topic = format!("{prefix}.bars.{interval}");
-            let expected = reference
+        let dump = without_tick_seq(db.dump());
+        if dump != reference_dump {
+            let missing: Vec<_> = reference_dump
                 .iter()
-                .filter(|l| l.contains(&format!("\"interval\":\"{interval}\"")))
-                .count();
-            let read = consume_all(&broker, &topic, expected);
-            let mut last: BTreeMap<(i32, String), String> = BTreeMap::new();
-            for (partition, _, bar) in &read {
-                let symbol = bar["symbol"].as_str().unwrap().to_owned();
-                let start = bar["start"].as_str().unwrap().to_owned();
-                if let Some(before) = last.insert((*partition, symbol.clone()), start.clone()) {
-                    assert!(
-                        before < start,
-                        "{symbol} out of order in {topic}: {before} then {start}"
-                    );
-                }
-                from_topics.push(bar.to_string());
-            }
+                .filter(|r| !dump.contains(r))
+                .take(3)
+                .collect();
+            let extra: Vec<_> = dump
+                .iter()
+                .filter(|r| !reference_dump.contains(r))
+                .take(3)
+                .collect();
+            panic!(
+                "the database of the Kafka run with {workers} workers differs from the file run's ({} rows against {}): missing {missing:?}, extra {extra:?}",
+                dump.len(),
+                reference_dump.len()
+            );
         }
-        from_topics.sort();
+        let topics = [
+            (format!("{prefix}.bars.1m"), bars_1m),
+            (format!("{prefix}.bars.5m"), bars_5m),
+            (format!("{prefix}.indicators.1m"), rows_1m),
+        ];
         let mut reference_values: Vec<String> = reference
             .iter()
             .map(|l| serde_json::from_str::<Value>(l).unwrap().to_string())
             .collect();
         reference_values.sort();
-        assert_eq!(
-            from_topics, reference_values,
-            "the output topics hold the bars"
+        assert!(
+            read_in_order(&broker, &topics) == reference_values,
+            "the output topics of the run with {workers} workers hold other records"
         );
         // Offsets are committed only as far as the sinks acknowledged: here, everything.
         let done = committed(&broker, &group, "ticks", 4);
@@ -165,7 +219,7 @@ fn kafka_to_bars_to_kafka_equals_a_file_run_and_commits_behind_the_sinks() {
 fn malformed_messages_are_dead_lettered_with_their_offsets() {
     let Some(broker) = kafka::start() else { return };
     broker.create_topic("mixed", 1);
-    let mut messages = ticks(600);
+    let mut messages = ticks(600, 5);
     messages.insert(100, ("AAPL".into(), "not json".into()));
     messages.insert(
         200,

@@ -346,7 +346,7 @@ impl<'a> PartitionReader<'a> {
     fn run(mut self) -> Result<(), TaskError> {
         let mut last_lag = Instant::now();
         loop {
-            self.commit_acknowledged();
+            self.commit_acknowledged(CommitMode::Async);
             if self.ctx.shutdown.is_triggered() || self.at_end() {
                 break;
             }
@@ -447,7 +447,7 @@ impl<'a> PartitionReader<'a> {
     }
 
     /// Commits the position every sink has acknowledged, when it moved.
-    fn commit_acknowledged(&mut self) {
+    fn commit_acknowledged(&mut self, mode: CommitMode) {
         let acked = *self.ctx.acked.borrow();
         let Some(acked) = acked.filter(|a| Some(*a) > self.committed) else {
             return;
@@ -459,7 +459,7 @@ impl<'a> PartitionReader<'a> {
         {
             return;
         }
-        match self.consumer.commit(&offsets, CommitMode::Async) {
+        match self.consumer.commit(&offsets, mode) {
             Ok(()) => {
                 self.committed = Some(acked);
                 metrics()
@@ -481,19 +481,22 @@ impl<'a> PartitionReader<'a> {
         }
     }
 
-    /// At the end, waits briefly for the sinks to acknowledge the last batch, commits it,
-    /// and commits synchronously.
+    /// At the end of the partition, says it holds the watermark back no longer, waits
+    /// (briefly) for the sinks to acknowledge the last batch and commits it synchronously.
     fn finish(&mut self) {
-        let deadline = Instant::now() + StdDuration::from_secs(5);
+        if self.at_end() && self.ctx.out.blocking_send(SourceEvent::Watermark(i64::MAX)).is_err() {
+            return;
+        }
+        let deadline = Instant::now() + StdDuration::from_secs(10);
         while Instant::now() < deadline && !self.ctx.shutdown.is_triggered() {
-            self.commit_acknowledged();
+            self.commit_acknowledged(CommitMode::Sync);
             if self.committed >= self.sent {
-                break;
+                return;
             }
             // Nothing to poll for: wait for the acknowledgement to move.
             std::thread::park_timeout(StdDuration::from_millis(20));
         }
-        let _ = self.consumer.commit_consumer_state(CommitMode::Sync);
+        self.commit_acknowledged(CommitMode::Sync);
     }
 }
 
