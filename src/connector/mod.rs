@@ -71,6 +71,28 @@ impl fmt::Display for StreamType {
     }
 }
 
+/// What a source of records reads: ticks (default) or bars of one interval (its `kind:`).
+#[derive(serde::Deserialize, JsonSchema, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordsKind {
+    #[default]
+    Ticks,
+    Bars,
+}
+
+impl RecordsKind {
+    /// The stream a source of this kind produces; bars need their `interval`.
+    pub fn stream_type(self, interval: Option<Interval>) -> StreamType {
+        match (self, interval) {
+            (RecordsKind::Bars, Some(interval)) => StreamType::Bars {
+                interval,
+                session: None,
+            },
+            _ => StreamType::Ticks,
+        }
+    }
+}
+
 /// A source type: its config struct is its `type:`'s keys.
 ///
 /// A source has one or more partitions (file shards, Kafka partitions, symbol groups of a

@@ -18,7 +18,8 @@ use serde::Deserialize;
 pub use crate::codec::Format;
 use crate::codec::{self, make_bar, make_tick, BarFields, CodecError, NaiveTime};
 use crate::connector::{
-    report_watermark, Source, SourceContext, SourceEvent, Stamper, StreamType, Task, TaskError,
+    report_watermark, RecordsKind, Source, SourceContext, SourceEvent, Stamper, StreamType, Task,
+    TaskError,
 };
 use crate::dead_letter::Rejected;
 use crate::metrics::metrics;
@@ -37,7 +38,7 @@ pub struct FileSourceConfig {
     pub format: Option<Format>,
     /// `ticks` (default) or `bars`.
     #[serde(default)]
-    pub kind: Kind,
+    pub kind: RecordsKind,
     /// Interval of the bars (required with `kind: bars`).
     #[serde(default)]
     pub interval: Option<Parsed<Interval>>,
@@ -63,28 +64,13 @@ fn one() -> usize {
     1
 }
 
-/// What a file holds.
-#[derive(Deserialize, JsonSchema, Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    #[default]
-    Ticks,
-    Bars,
-}
-
 impl Source for FileSourceConfig {
     const TYPE: &'static str = "file";
     const ABOUT: &'static str =
         "ticks or bars from a CSV or JSONL file (or a pipe); file order is arrival order";
 
     fn output(&self) -> StreamType {
-        match (self.kind, &self.interval) {
-            (Kind::Bars, Some(interval)) => StreamType::Bars {
-                interval: interval.value,
-                session: None,
-            },
-            _ => StreamType::Ticks,
-        }
+        self.kind.stream_type(self.interval.as_ref().map(|i| i.value))
     }
 
     fn is_finite(&self) -> bool {
@@ -118,7 +104,7 @@ impl Source for FileSourceConfig {
             );
         }
         match (self.kind, &self.interval) {
-            (Kind::Bars, None) => problems.push(
+            (RecordsKind::Bars, None) => problems.push(
                 Diagnostic::new(
                     pos,
                     format!("{path}.interval"),
@@ -126,7 +112,7 @@ impl Source for FileSourceConfig {
                 )
                 .help("add e.g. `interval: 1m`"),
             ),
-            (Kind::Ticks, Some(i)) => problems.push(Diagnostic::new(
+            (RecordsKind::Ticks, Some(i)) => problems.push(Diagnostic::new(
                 i.pos,
                 format!("{path}.interval"),
                 "`interval` only applies to `kind: bars`",
@@ -183,7 +169,7 @@ struct Decoded {
 /// Turns chunks into records; shared read-only by the decoder threads.
 struct Decoder {
     format: Format,
-    kind: Kind,
+    kind: RecordsKind,
     columns: Option<Columns>,
     naive: NaiveTime,
     interval: Option<Interval>,
@@ -230,8 +216,8 @@ impl Decoder {
                             expected: columns.width,
                             found: record.len(),
                         }),
-                        Kind::Ticks => csv_tick(&record, columns, self.naive).map(Row::Tick),
-                        Kind::Bars => {
+                        RecordsKind::Ticks => csv_tick(&record, columns, self.naive).map(Row::Tick),
+                        RecordsKind::Bars => {
                             csv_bar(&record, columns, self.interval, self.naive).map(Row::Bar)
                         }
                     };
@@ -250,8 +236,8 @@ impl Decoder {
                         continue;
                     }
                     let parsed = match self.kind {
-                        Kind::Ticks => codec::parse_tick_json(text, self.naive).map(Row::Tick),
-                        Kind::Bars => {
+                        RecordsKind::Ticks => codec::parse_tick_json(text, self.naive).map(Row::Tick),
+                        RecordsKind::Bars => {
                             codec::parse_bar_json(text, self.interval, self.naive).map(Row::Bar)
                         }
                     };
@@ -655,7 +641,7 @@ struct Columns {
     vwap: Option<usize>,
 }
 
-fn find_columns(header: &csv::ByteRecord, kind: Kind) -> anyhow::Result<Columns> {
+fn find_columns(header: &csv::ByteRecord, kind: RecordsKind) -> anyhow::Result<Columns> {
     let names: Vec<String> = header
         .iter()
         .map(|h| {
@@ -676,7 +662,7 @@ fn find_columns(header: &csv::ByteRecord, kind: Kind) -> anyhow::Result<Columns>
         })
     };
     Ok(match kind {
-        Kind::Ticks => {
+        RecordsKind::Ticks => {
             let price = need(&["price"])?;
             Columns {
                 width: names.len(),
@@ -689,7 +675,7 @@ fn find_columns(header: &csv::ByteRecord, kind: Kind) -> anyhow::Result<Columns>
                 vwap: None,
             }
         }
-        Kind::Bars => Columns {
+        RecordsKind::Bars => Columns {
             width: names.len(),
             ts: need(&["start", "ts", "timestamp", "datetime", "date"])?,
             symbol: need(&["symbol", "ticker"])?,

@@ -23,7 +23,8 @@ use crate::codec::{self, NaiveTime};
 use crate::config::diagnostic::Diagnostic;
 use crate::config::values::{Duration, Parsed};
 use crate::connector::{
-    report_watermark, Position, Source, SourceContext, SourceEvent, Stamper, StreamType, Task,
+    report_watermark, Position, RecordsKind, Source, SourceContext, SourceEvent, Stamper,
+    StreamType, Task,
     TaskError,
 };
 use crate::dead_letter::Rejected;
@@ -95,15 +96,6 @@ pub enum KafkaFormat {
     #[default]
     Json,
     Seed,
-}
-
-/// What the topics hold.
-#[derive(Deserialize, JsonSchema, Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum RecordsKind {
-    #[default]
-    Ticks,
-    Bars,
 }
 
 /// Where reading starts.
@@ -186,13 +178,7 @@ impl Source for KafkaSourceConfig {
         "ticks or bars from Kafka topics; topic partitions are spread over the workers";
 
     fn output(&self) -> StreamType {
-        match (self.kind, &self.interval) {
-            (RecordsKind::Bars, Some(interval)) => StreamType::Bars {
-                interval: interval.value,
-                session: None,
-            },
-            _ => StreamType::Ticks,
-        }
+        self.kind.stream_type(self.interval.as_ref().map(|i| i.value))
     }
 
     fn check(&self, path: &str) -> Vec<Diagnostic> {
