@@ -194,3 +194,26 @@ fn malformed_rows_are_dead_lettered_with_line_numbers_and_good_rows_kept() {
     assert!(detail(6).contains("-3"), "{}", detail(6));
     assert!(detail(7).contains("02/01/2024"), "{}", detail(7));
 }
+
+#[test]
+fn deeply_nested_block_collections_are_refused_with_their_line() {
+    let dir = scratch();
+    // 20,000 nested block sequences on one line, and 5,000 over as many lines.
+    let one_line = format!("{}x\n", "- ".repeat(20_000));
+    let mut many_lines = String::from("pipeline: deep\nsources:\n");
+    for depth in 1..=5_000 {
+        many_lines.push_str(&" ".repeat(depth));
+        many_lines.push_str("-\n");
+    }
+    for (name, text, line) in [("line.yaml", one_line, 1), ("lines.yaml", many_lines, 66)] {
+        write(dir.path(), name, &text);
+        let out = run_in(dir.path(), &["validate", name]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
+        assert!(
+            stderr.contains(&format!("{name}:{line}:"))
+                && stderr.contains("nested deeper than 64 levels"),
+            "{name}: {stderr}"
+        );
+    }
+}

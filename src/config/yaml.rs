@@ -94,10 +94,18 @@ enum Frame {
     Map(Pos, Vec<(Node, Node)>, Option<Node>, Option<usize>),
 }
 
-/// Parses one YAML document. Anchors and aliases are expanded; duplicate keys and
-/// several documents in one file are errors.
+/// Collections nested deeper than this are refused: a pipeline needs a handful of levels,
+/// and every later pass over the tree (and dropping it) recurses.
+pub const MAX_DEPTH: usize = 64;
+/// Nodes that aliases may copy in all: expanding nested aliases grows exponentially.
+pub const MAX_ALIAS_NODES: usize = 10_000;
+
+/// Parses one YAML document. Anchors and aliases are expanded within [`MAX_ALIAS_NODES`];
+/// nesting is bounded by [`MAX_DEPTH`]; duplicate keys and several documents in one file
+/// are errors.
 pub fn parse(text: &str) -> Result<Node, SyntaxError> {
     let mut parser = Parser::new_from_str(text);
+    let mut alias_nodes = 0usize;
     let mut stack: Vec<Frame> = Vec::new();
     let mut anchors: HashMap<usize, Node> = HashMap::new();
     let mut root: Option<Node> = None;
@@ -123,10 +131,21 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
             }
             Event::Nothing | Event::StreamStart | Event::DocumentStart | Event::DocumentEnd => None,
             Event::Alias(id) => match anchors.get(&id) {
-                Some(node) => Some(Node {
-                    value: node.value.clone(),
-                    pos,
-                }),
+                Some(node) => {
+                    alias_nodes += node_count(node);
+                    if alias_nodes > MAX_ALIAS_NODES {
+                        return Err(SyntaxError {
+                            pos,
+                            message: format!(
+                                "aliases expand to more than {MAX_ALIAS_NODES} nodes; write the values out or nest fewer aliases"
+                            ),
+                        });
+                    }
+                    Some(Node {
+                        value: node.value.clone(),
+                        pos,
+                    })
+                }
                 None => {
                     return Err(SyntaxError {
                         pos,
@@ -144,10 +163,12 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
                 Some(node)
             }
             Event::SequenceStart(anchor, _) => {
+                check_depth(&stack, pos)?;
                 stack.push(Frame::Seq(pos, Vec::new(), (anchor > 0).then_some(anchor)));
                 None
             }
             Event::MappingStart(anchor, _) => {
+                check_depth(&stack, pos)?;
                 stack.push(Frame::Map(
                     pos,
                     Vec::new(),
@@ -227,6 +248,29 @@ fn attach(stack: &mut [Frame], root: &mut Option<Node>, node: Node) -> Result<()
             }
             Some(key) => entries.push((key, node)),
         },
+    }
+    Ok(())
+}
+
+/// Nodes in a tree (its depth is bounded by [`MAX_DEPTH`]).
+fn node_count(node: &Node) -> usize {
+    1 + match &node.value {
+        Value::Scalar { .. } => 0,
+        Value::Seq(items) => items.iter().map(node_count).sum(),
+        Value::Map(entries) => entries
+            .iter()
+            .map(|(k, v)| node_count(k) + node_count(v))
+            .sum(),
+    }
+}
+
+/// Refuses a collection opened at `pos` that would nest deeper than [`MAX_DEPTH`].
+fn check_depth(stack: &[Frame], pos: Pos) -> Result<(), SyntaxError> {
+    if stack.len() >= MAX_DEPTH {
+        return Err(SyntaxError {
+            pos,
+            message: format!("collections nested deeper than {MAX_DEPTH} levels"),
+        });
     }
     Ok(())
 }
