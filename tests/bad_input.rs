@@ -217,3 +217,48 @@ fn deeply_nested_block_collections_are_refused_with_their_line() {
         );
     }
 }
+
+#[test]
+fn an_over_long_line_is_dead_lettered_and_the_lines_around_it_are_kept() {
+    let dir = scratch();
+    let tick = |second: u32| {
+        format!(
+            r#"{{"type":"tick","symbol":"AAPL","ts":"2024-01-02T14:30:{second:02}Z","price":100,"volume":1}}"#
+        )
+    };
+    // Line 3 is 5 MB without a newline until its end; the file also ends in a 3 MB line.
+    let text = format!(
+        "{}\n{}\n{}\n{}\n{}\n{}",
+        tick(1),
+        tick(2),
+        "x".repeat(5 << 20),
+        tick(3),
+        tick(4),
+        "y".repeat(3 << 20)
+    );
+    write(dir.path(), "ticks.jsonl", &text);
+    write(
+        dir.path(),
+        "p.yaml",
+        "pipeline: t\nsources:\n  ticks: {type: file, path: ticks.jsonl}\noperators:\n  bars_1m: {type: bars, from: ticks, interval: 1m}\nsinks:\n  out: {type: file, from: bars_1m, path: out.jsonl}\ndead_letter: {path: dead.jsonl}\n",
+    );
+    run_ok(dir.path(), &["run", "p.yaml"]);
+    let bars = sorted_lines(&dir.path().join("out.jsonl"));
+    let bar: Value = serde_json::from_str(&bars[0]).unwrap();
+    assert_eq!(
+        bar["trades"], 4,
+        "the four good ticks around the long lines: {bar}"
+    );
+    let dead: Vec<Value> = sorted_lines(&dir.path().join("dead.jsonl"))
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut long: Vec<u64> = dead
+        .iter()
+        .filter(|d| d["reason"] == "line_too_long")
+        .map(|d| d["line"].as_u64().unwrap())
+        .collect();
+    long.sort_unstable();
+    assert_eq!(long, [3, 6], "{dead:?}");
+    assert!(dead.iter().all(|d| d["raw"].as_str().unwrap().len() <= 256));
+}

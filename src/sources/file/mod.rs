@@ -154,7 +154,15 @@ struct Chunk {
     /// File offset just past its last byte (for progress).
     end_offset: u64,
     bytes: Vec<u8>,
+    /// Lines skipped before it for being longer than [`MAX_LINE`]: number, first bytes.
+    overlong: Vec<(u64, Vec<u8>)>,
 }
+
+/// The longest line read: a longer one is skipped to its end and dead-lettered, so that a
+/// stream without newlines cannot grow memory without bound.
+const MAX_LINE: usize = 1 << 20;
+/// Bytes of an over-long line kept for its dead letter.
+const REJECTED_PREFIX: usize = 256;
 
 /// What a decoder made of one chunk, in line order.
 #[derive(Default)]
@@ -182,6 +190,14 @@ impl Decoder {
             end_offset: chunk.end_offset,
             ..Decoded::default()
         };
+        for (line, prefix) in &chunk.overlong {
+            let detail = format!(
+                "{}:{line}: a line longer than {MAX_LINE} bytes (its first {} bytes are kept)",
+                self.file,
+                prefix.len()
+            );
+            out.rejects.push((*line, "line_too_long", detail, prefix.clone()));
+        }
         match (self.format, &self.columns) {
             (Format::Csv, Some(columns)) => {
                 let mut csv = csv::ReaderBuilder::new()
@@ -317,9 +333,13 @@ fn open_partition(
     let csv = config.format().unwrap_or(Format::Jsonl) == Format::Csv;
     let (columns, header_lines, header_end) = if csv {
         let mut header = Vec::new();
-        let read = input
+        let read = (&mut input)
+            .take(MAX_LINE as u64)
             .read_until(b'\n', &mut header)
             .with_context(|| format!("reading {path}"))?;
+        if read == MAX_LINE && !header.ends_with(b"\n") {
+            anyhow::bail!("{path}: the CSV header is longer than {MAX_LINE} bytes");
+        }
         let header = csv::ReaderBuilder::new()
             .has_headers(false)
             .from_reader(&header[..])
@@ -377,9 +397,21 @@ fn partition_cut(
         return Ok(data_start);
     }
     file.seek(SeekFrom::Start(share - 1))?;
-    let mut rest_of_line = Vec::new();
-    let read = BufReader::new(file).read_until(b'\n', &mut rest_of_line)?;
-    Ok((share - 1 + read as u64).min(size))
+    // Skip to the end of the line, without keeping it: a line may be huge.
+    let mut reader = BufReader::new(file);
+    let mut skipped = 0u64;
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(size);
+        }
+        if let Some(i) = buf.iter().position(|b| *b == b'\n') {
+            return Ok((share + skipped + i as u64).min(size));
+        }
+        skipped += buf.len() as u64;
+        let n = buf.len();
+        reader.consume(n);
+    }
 }
 
 /// Lines that end before `offset`.
@@ -507,12 +539,33 @@ fn split(
 ) -> std::io::Result<()> {
     let mut pending: Vec<u8> = Vec::new();
     let mut sent = 0usize;
+    // The over-long line being skipped (its number and first bytes), and those skipped
+    // since the last chunk: they travel with the next chunk to the dead-letter path.
+    let mut skipping: Option<(u64, Vec<u8>)> = None;
+    let mut overlong: Vec<(u64, Vec<u8>)> = Vec::new();
     loop {
         let start = pending.len();
         pending.resize(start + CHUNK, 0);
         let read = read_available(&mut input, &mut pending[start..])?;
         pending.truncate(start + read);
         let at_end = read == 0;
+        if let Some(skipped) = skipping.take() {
+            match pending.iter().position(|b| *b == b'\n') {
+                Some(i) => {
+                    offset += i as u64 + 1;
+                    pending.drain(..=i);
+                    line = skipped.0 + 1;
+                    overlong.push(skipped);
+                }
+                None if at_end => overlong.push(skipped),
+                None => {
+                    offset += pending.len() as u64;
+                    pending.clear();
+                    skipping = Some(skipped);
+                    continue;
+                }
+            }
+        }
         // Send whole lines; a partial last line waits for more bytes (or the end).
         let cut = if at_end {
             pending.len()
@@ -522,11 +575,18 @@ fn split(
                 .rposition(|b| *b == b'\n')
                 .map_or(0, |i| i + 1)
         };
-        if cut == 0 {
-            if at_end {
-                return Ok(());
+        if cut == 0 && !at_end {
+            if pending.len() >= MAX_LINE {
+                // A line without end in sight: skip it instead of holding it all.
+                let prefix = pending[..REJECTED_PREFIX].to_vec();
+                offset += pending.len() as u64;
+                pending.clear();
+                skipping = Some((line, prefix));
             }
             continue;
+        }
+        if cut == 0 && overlong.is_empty() {
+            return Ok(());
         }
         let rest = pending.split_off(cut);
         let bytes = std::mem::replace(&mut pending, rest);
@@ -536,6 +596,7 @@ fn split(
             first_line: line,
             end_offset: offset,
             bytes,
+            overlong: std::mem::take(&mut overlong),
         };
         line += lines;
         if decoders[sent % decoders.len()].send(chunk).is_err() || at_end {
