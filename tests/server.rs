@@ -644,3 +644,31 @@ fn stored_records(path: &Path) -> Vec<Record> {
         out
     })
 }
+
+#[test]
+fn made_up_methods_share_one_metric_label() {
+    let dir = scratch();
+    let server = serving(dir.path());
+    block_on(async {
+        for i in 0..50 {
+            let method = format!("INVENTED{i}");
+            let answer = support::http::request(server.addr, &method, "/health", &[]).await;
+            assert_eq!(answer.status, 405, "{method}");
+        }
+        let metrics = get(server.addr, "/metrics").await.text();
+        let lines: Vec<&str> = metrics
+            .lines()
+            .filter(|l| l.starts_with("marketflow_http_requests_total{"))
+            .collect();
+        assert!(
+            lines.iter().all(|l| !l.contains("INVENTED")),
+            "a made-up method became a label:\n{}",
+            lines.join("\n")
+        );
+        let other = lines
+            .iter()
+            .find(|l| l.contains("method=\"other\"") && l.contains("status=\"405\""))
+            .unwrap_or_else(|| panic!("no `other` label:\n{}", lines.join("\n")));
+        assert!(other.ends_with(" 50"), "{other}");
+    });
+}

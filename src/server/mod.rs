@@ -449,12 +449,35 @@ async fn handle(state: Arc<ServerState>, req: Request<Incoming>) -> Response<Bod
     }
     let m = metrics();
     m.http_requests
-        .with_label_values(&[label, method.as_str(), response.status().as_str()])
+        .with_label_values(&[label, method_label(&method), response.status().as_str()])
         .inc();
     m.http_seconds
         .with_label_values(&[label])
         .observe(started.elapsed().as_secs_f64());
     response
+}
+
+/// The method as a metric label: the standard methods by name, any other as `other`, so a
+/// client inventing methods cannot grow the label set.
+fn method_label(method: &Method) -> &'static str {
+    const KNOWN: [Method; 9] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    const NAMES: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+    ];
+    KNOWN
+        .iter()
+        .position(|m| m == method)
+        .map_or("other", |i| NAMES[i])
 }
 
 const CHART_HTML: &str = include_str!("assets/index.html");
