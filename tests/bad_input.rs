@@ -262,3 +262,34 @@ fn an_over_long_line_is_dead_lettered_and_the_lines_around_it_are_kept() {
     assert_eq!(long, [3, 6], "{dead:?}");
     assert!(dead.iter().all(|d| d["raw"].as_str().unwrap().len() <= 256));
 }
+
+#[test]
+fn errors_about_interpolated_values_name_the_variable_never_its_value() {
+    let dir = scratch();
+    write(
+        dir.path(),
+        "p.yaml",
+        "pipeline: secrets\nsources:\n  ticks: {type: synthetic, symbols: [\"${MF_SECRET_SYMBOL}\"], count: 10}\nsinks:\n  store: {type: sqlite, from: ticks, path: db.sqlite}\nserver:\n  listen: \"${MF_SECRET_LISTEN}\"\n  store: store\n",
+    );
+    let out = marketflow()
+        .current_dir(dir.path())
+        .args(["validate", "p.yaml"])
+        .env("MF_SECRET_SYMBOL", "hunter2 x")
+        .env("MF_SECRET_LISTEN", "s3cr3t-pass")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        !stderr.contains("hunter2") && !stderr.contains("s3cr3t"),
+        "a secret reached the message:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("p.yaml:3:") && stderr.contains("${MF_SECRET_SYMBOL}"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("p.yaml:7:") && stderr.contains("${MF_SECRET_LISTEN}"),
+        "{stderr}"
+    );
+}

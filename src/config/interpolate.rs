@@ -4,19 +4,41 @@
 //! syntax (a password with `: ` or `#`) cannot change the document's structure.
 
 use super::diagnostic::Diagnostic;
-use super::yaml::{Node, Value};
+use super::yaml::{Node, Pos, Value};
 
-/// Replaces variables in every scalar of `node`; `$$` is a literal `$`.
+/// A variable's value put into the scalar at `pos`: messages about that scalar must not
+/// show it (it may be a secret), see [`redact`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Substitution {
+    pub pos: Pos,
+    pub name: String,
+    pub value: String,
+}
+
+/// Replaces variables in every scalar of `node`; `$$` is a literal `$`. Each value taken
+/// from the environment is recorded in `substitutions`.
 pub fn interpolate(
     node: &mut Node,
     path: &str,
     env: &dyn Fn(&str) -> Option<String>,
     errors: &mut Vec<Diagnostic>,
+    substitutions: &mut Vec<Substitution>,
 ) {
     match &mut node.value {
         Value::Scalar { text, .. } => {
             if text.contains('$') {
-                match expand(text, env) {
+                let mut recording = |name: &str| {
+                    let value = env(name);
+                    if let Some(value) = value.as_ref().filter(|v| !v.is_empty()) {
+                        substitutions.push(Substitution {
+                            pos: node.pos,
+                            name: name.to_owned(),
+                            value: value.clone(),
+                        });
+                    }
+                    value
+                };
+                match expand(text, &mut recording) {
                     Ok(expanded) => *text = expanded,
                     Err((message, help)) => {
                         errors.push(Diagnostic::new(node.pos, path, message).help_opt(help))
@@ -26,7 +48,7 @@ pub fn interpolate(
         }
         Value::Seq(items) => {
             for (i, item) in items.iter_mut().enumerate() {
-                interpolate(item, &format!("{path}[{i}]"), env, errors);
+                interpolate(item, &format!("{path}[{i}]"), env, errors, substitutions);
             }
         }
         Value::Map(entries) => {
@@ -36,15 +58,52 @@ pub fn interpolate(
                     Some(k) => format!("{path}.{k}"),
                     None => path.to_owned(),
                 };
-                interpolate(value, &child, env, errors);
+                interpolate(value, &child, env, errors, substitutions);
             }
         }
     }
 }
 
+/// Removes variables' values from the messages about the scalars they went into: a quoted
+/// fragment (in backticks or single quotes) that is part of a value, or the value itself,
+/// becomes `${NAME}`. Errors name the variable, never its value.
+pub fn redact(diagnostics: &mut [Diagnostic], substitutions: &[Substitution]) {
+    for d in diagnostics.iter_mut() {
+        for s in substitutions.iter().filter(|s| s.pos.line == d.pos.line) {
+            d.message = redact_text(&d.message, s);
+            d.help = d.help.as_deref().map(|h| redact_text(h, s));
+        }
+    }
+}
+
+fn redact_text(text: &str, s: &Substitution) -> String {
+    let placeholder = format!("${{{}}}", s.name);
+    let mut out = text.replace(&s.value, &placeholder);
+    for quote in ['`', '\''] {
+        let parts: Vec<&str> = out.split(quote).collect();
+        if parts.len() < 3 {
+            continue;
+        }
+        // Odd-numbered parts are inside quotes.
+        out = parts
+            .iter()
+            .enumerate()
+            .map(|(i, part)| {
+                if i % 2 == 1 && !part.is_empty() && s.value.contains(part) {
+                    placeholder.as_str()
+                } else {
+                    part
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(&quote.to_string());
+    }
+    out
+}
+
 fn expand(
     text: &str,
-    env: &dyn Fn(&str) -> Option<String>,
+    env: &mut dyn FnMut(&str) -> Option<String>,
 ) -> Result<String, (String, Option<String>)> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -115,29 +174,29 @@ mod tests {
     #[test]
     fn expands() {
         assert_eq!(
-            expand("postgres://${HOST}:5432", &env).unwrap(),
+            expand("postgres://${HOST}:5432", &mut env).unwrap(),
             "postgres://db.local:5432"
         );
-        assert_eq!(expand("${PORT:-8000}", &env).unwrap(), "8000");
-        assert_eq!(expand("${EMPTY:-x}", &env).unwrap(), "x");
-        assert_eq!(expand("${EMPTY}", &env).unwrap(), "");
+        assert_eq!(expand("${PORT:-8000}", &mut env).unwrap(), "8000");
+        assert_eq!(expand("${EMPTY:-x}", &mut env).unwrap(), "x");
+        assert_eq!(expand("${EMPTY}", &mut env).unwrap(), "");
         assert_eq!(
-            expand("cost $5 and $$HOME", &env).unwrap(),
+            expand("cost $5 and $$HOME", &mut env).unwrap(),
             "cost $5 and $HOME"
         );
     }
 
     #[test]
     fn reports_unset_and_malformed() {
-        assert!(expand("${NOPE}", &env)
+        assert!(expand("${NOPE}", &mut env)
             .unwrap_err()
             .0
             .contains("`NOPE` is not set"));
-        assert!(expand("${HOST", &env)
+        assert!(expand("${HOST", &mut env)
             .unwrap_err()
             .0
             .contains("unterminated"));
-        assert!(expand("${1X}", &env)
+        assert!(expand("${1X}", &mut env)
             .unwrap_err()
             .0
             .contains("invalid variable name"));

@@ -131,7 +131,8 @@ pub fn load_with(
     };
     let mut root = parse_yaml(text).map_err(|d| fail(vec![d]))?;
     let mut errors = Vec::new();
-    interpolate::interpolate(&mut root, "", env, &mut errors);
+    let mut substitutions = Vec::new();
+    interpolate::interpolate(&mut root, "", env, &mut errors, &mut substitutions);
     // A value whose variable is unset gets no second error for being invalid.
     let unset: Vec<Pos> = errors.iter().map(|e| e.pos).collect();
     let interpolation_errors = errors.len();
@@ -154,6 +155,7 @@ pub fn load_with(
         index <= interpolation_errors || !unset.contains(&e.pos)
     });
     if !errors.is_empty() {
+        interpolate::redact(&mut errors, &substitutions);
         errors.sort_by_key(|e| e.pos);
         errors.dedup();
         return Err(fail(errors));
