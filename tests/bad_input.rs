@@ -293,3 +293,60 @@ fn errors_about_interpolated_values_name_the_variable_never_its_value() {
         "{stderr}"
     );
 }
+
+#[test]
+fn validation_is_linear_in_the_size_of_the_file() {
+    // A map of 400,000 keys and 50,000 chained operators: quadratic checks (duplicate keys
+    // found by scanning, cycles searched from every operator) took minutes here.
+    let dir = scratch();
+    let mut big_map = String::from(
+        "pipeline: big\nsources:\n  t: {type: synthetic, symbols: [A], count: 1}\nextra:\n",
+    );
+    for i in 0..400_000 {
+        big_map.push_str(&format!("  k{i}: {i}\n"));
+    }
+    let mut chain = String::from(
+        "pipeline: chain\nsources:\n  t: {type: synthetic, symbols: [A], count: 1}\noperators:\n  b0: {type: bars, from: t, interval: 1m}\n",
+    );
+    for i in 1..50_000 {
+        chain.push_str(&format!(
+            "  b{i}: {{type: bars, from: b{}, interval: 1m}}\n",
+            i - 1
+        ));
+    }
+    for (name, text, expected) in [
+        ("map.yaml", big_map, "unknown key `extra`"),
+        (
+            "chain.yaml",
+            chain,
+            "cannot build 1m bars from the 1m bars of `b0`",
+        ),
+    ] {
+        write(dir.path(), name, &text);
+        let child = marketflow()
+            .current_dir(dir.path())
+            .args(["validate", name])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let _deadline = watchdog(
+            pid,
+            std::time::Duration::from_secs(60),
+            "validate to finish",
+        );
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{name}: {}",
+            &stderr[..stderr.len().min(2000)]
+        );
+        assert!(
+            stderr.contains(expected),
+            "{name}: {}",
+            &stderr[..stderr.len().min(2000)]
+        );
+    }
+}

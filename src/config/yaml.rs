@@ -11,7 +11,7 @@ use yaml_rust2::parser::{Event, Parser};
 use yaml_rust2::scanner::TScalarStyle;
 
 /// A 1-based line and column in the source text.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Pos {
     pub line: usize,
     pub col: usize,
@@ -91,7 +91,15 @@ pub struct SyntaxError {
 
 enum Frame {
     Seq(Pos, Vec<Node>, Option<usize>),
-    Map(Pos, Vec<(Node, Node)>, Option<Node>, Option<usize>),
+    /// Position, entries, the key waiting for its value, the anchor, and the line of each
+    /// key so far (duplicates are found in constant time).
+    Map(
+        Pos,
+        Vec<(Node, Node)>,
+        Option<Node>,
+        Option<usize>,
+        HashMap<String, usize>,
+    ),
 }
 
 /// Collections nested deeper than this are refused: a pipeline needs a handful of levels,
@@ -174,6 +182,7 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
                     Vec::new(),
                     None,
                     (anchor > 0).then_some(anchor),
+                    HashMap::new(),
                 ));
                 None
             }
@@ -203,7 +212,7 @@ fn close(
             },
             anchor,
         ),
-        Some(Frame::Map(pos, entries, _, anchor)) => (
+        Some(Frame::Map(pos, entries, _, anchor, _)) => (
             Node {
                 value: Value::Map(entries),
                 pos,
@@ -227,7 +236,7 @@ fn attach(stack: &mut [Frame], root: &mut Option<Node>, node: Node) -> Result<()
     match stack.last_mut() {
         None => *root = Some(node),
         Some(Frame::Seq(_, items, _)) => items.push(node),
-        Some(Frame::Map(_, entries, pending, _)) => match pending.take() {
+        Some(Frame::Map(_, entries, pending, _, keys)) => match pending.take() {
             None => {
                 let Some(key) = node.as_str() else {
                     return Err(SyntaxError {
@@ -235,15 +244,13 @@ fn attach(stack: &mut [Frame], root: &mut Option<Node>, node: Node) -> Result<()
                         message: "mapping keys must be plain text".into(),
                     });
                 };
-                if let Some((first, _)) = entries.iter().find(|(k, _)| k.as_str() == Some(key)) {
+                if let Some(first) = keys.get(key) {
                     return Err(SyntaxError {
                         pos: node.pos,
-                        message: format!(
-                            "duplicate key `{key}` (first given at line {})",
-                            first.pos.line
-                        ),
+                        message: format!("duplicate key `{key}` (first given at line {first})"),
                     });
                 }
+                keys.insert(key.to_owned(), node.pos.line);
                 *pending = Some(node);
             }
             Some(key) => entries.push((key, node)),

@@ -1,7 +1,7 @@
 //! Resolving the graph: every `from` names a stream, no cycles, and each operator and
 //! sink gets input of a type it can take. Operators come out in topological order.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use super::operators::OperatorSpec;
 use super::{Named, SinkRef, SourceRef};
@@ -23,10 +23,7 @@ pub fn resolve(
     errors: &mut Vec<Diagnostic>,
 ) -> (Vec<Named<OperatorSpec>>, Types) {
     check_unique_names(sources, &operators, sinks, errors);
-    let refs = References {
-        declared: declared.iter().map(String::as_str).collect(),
-        sink_names,
-    };
+    let refs = References::new(declared, sink_names);
     let mut types: Types = sources
         .iter()
         .map(|s| (s.name.clone(), s.spec.output()))
@@ -64,19 +61,30 @@ fn check_unique_names(
 
 /// What a `from` may name.
 struct References<'a> {
-    /// Every declared stream, also those whose definition has errors.
+    /// Every declared stream, also those whose definition has errors (in order, for
+    /// suggestions, and as a set).
     declared: Vec<&'a str>,
-    sink_names: &'a [String],
+    declared_set: HashSet<&'a str>,
+    sink_names: HashSet<&'a str>,
 }
 
-impl References<'_> {
+impl<'a> References<'a> {
+    fn new(declared: &'a [String], sink_names: &'a [String]) -> References<'a> {
+        let declared: Vec<&str> = declared.iter().map(String::as_str).collect();
+        References {
+            declared_set: declared.iter().copied().collect(),
+            declared,
+            sink_names: sink_names.iter().map(String::as_str).collect(),
+        }
+    }
+
     fn is_declared(&self, name: &str) -> bool {
-        self.declared.contains(&name)
+        self.declared_set.contains(name)
     }
 
     /// The error for a `from` that names no stream.
     fn unknown(&self, path: String, name: &Spanned<String>) -> Diagnostic {
-        let message = if self.sink_names.contains(&name.value) {
+        let message = if self.sink_names.contains(name.value.as_str()) {
             format!(
                 "`{}` is a sink; only sources and operators produce streams",
                 name.value
@@ -88,16 +96,16 @@ impl References<'_> {
     }
 }
 
-/// Kahn's algorithm over operators (sources are ready from the start): each operator's
-/// output type once its inputs have theirs. What is left waits on a cycle, or on an
-/// operator that failed its type check (already reported).
+/// Kahn's algorithm over operators (sources are ready from the start), in linear time: each
+/// operator's output type once its inputs have theirs. What is left waits on a cycle, or on
+/// an operator that failed its type check (already reported).
 fn order_operators(
     operators: Vec<Named<OperatorSpec>>,
     refs: &References<'_>,
     types: &mut Types,
     errors: &mut Vec<Diagnostic>,
 ) -> Vec<Named<OperatorSpec>> {
-    let mut pending: Vec<Named<OperatorSpec>> = Vec::new();
+    let mut pending: Vec<Option<Named<OperatorSpec>>> = Vec::new();
     for op in operators {
         let unknown: Vec<Diagnostic> = op
             .spec
@@ -107,18 +115,34 @@ fn order_operators(
             .map(|i| refs.unknown(format!("operators.{}.from", op.name), i))
             .collect();
         if unknown.is_empty() {
-            pending.push(op);
+            pending.push(Some(op));
         }
         errors.extend(unknown);
     }
-    let mut ordered = Vec::new();
-    while let Some(index) = pending.iter().position(|op| {
-        op.spec
-            .inputs()
+    // For each stream, the operators waiting on it; for each operator, inputs not typed yet.
+    let mut waiting: HashMap<String, Vec<usize>> = HashMap::new();
+    let mut missing: Vec<usize> = Vec::with_capacity(pending.len());
+    let mut ready: VecDeque<usize> = VecDeque::new();
+    for (index, op) in pending.iter().enumerate() {
+        let inputs = op.as_ref().map_or(&[][..], |op| op.spec.inputs());
+        let untyped: Vec<&str> = inputs
             .iter()
-            .all(|i| types.contains_key(&i.value))
-    }) {
-        let op = pending.remove(index);
+            .map(|i| i.value.as_str())
+            .filter(|i| !types.contains_key(*i))
+            .collect();
+        for input in &untyped {
+            waiting.entry((*input).to_owned()).or_default().push(index);
+        }
+        missing.push(untyped.len());
+        if untyped.is_empty() {
+            ready.push_back(index);
+        }
+    }
+    let mut ordered = Vec::new();
+    while let Some(index) = ready.pop_front() {
+        let Some(op) = pending[index].take() else {
+            continue;
+        };
         let path = format!("operators.{}", op.name);
         let inputs: Vec<StreamType> = op
             .spec
@@ -129,27 +153,74 @@ fn order_operators(
         match op.spec.output(&path, &inputs) {
             Ok(output) => {
                 types.insert(op.name.clone(), output);
+                for next in waiting.remove(&op.name).unwrap_or_default() {
+                    missing[next] -= 1;
+                    if missing[next] == 0 {
+                        ready.push_back(next);
+                    }
+                }
                 ordered.push(op);
             }
             Err(problems) => errors.extend(problems),
         }
     }
-    report_cycles(&pending, errors);
+    let left: Vec<Named<OperatorSpec>> = pending.into_iter().flatten().collect();
+    report_cycles(&left, errors);
     ordered
 }
 
-/// Each cycle among `pending` operators, once, at its first name.
+/// Each cycle among `pending` operators, once, at its first name (in linear time: each
+/// operator's first pending input is followed once).
 fn report_cycles(pending: &[Named<OperatorSpec>], errors: &mut Vec<Diagnostic>) {
-    for op in pending {
-        if let Some(cycle) = find_cycle(&op.name, pending) {
-            if cycle.iter().min() == Some(&op.name) {
-                errors.push(Diagnostic::new(
-                    op.pos,
-                    format!("operators.{}", op.name),
-                    format!("cycle: {}", cycle.join(" -> ")),
-                ));
+    let index: HashMap<&str, usize> = pending
+        .iter()
+        .enumerate()
+        .map(|(i, o)| (o.name.as_str(), i))
+        .collect();
+    let next = |i: usize| {
+        pending[i]
+            .spec
+            .inputs()
+            .iter()
+            .find_map(|input| index.get(input.value.as_str()).copied())
+    };
+    // 0: not seen; walk number + 1: seen on that walk.
+    let mut seen = vec![0usize; pending.len()];
+    for start in 0..pending.len() {
+        let walk = start + 1;
+        let mut at = start;
+        while seen[at] == 0 {
+            seen[at] = walk;
+            match next(at) {
+                Some(n) => at = n,
+                None => break,
             }
         }
+        if seen[at] != walk || next(at).is_none() {
+            continue;
+        }
+        // `at` is on a cycle found by this walk: list it from its smallest name.
+        let mut cycle = vec![at];
+        let mut i = next(at).unwrap_or(at);
+        while i != at {
+            cycle.push(i);
+            i = next(i).unwrap_or(at);
+        }
+        let first = cycle
+            .iter()
+            .copied()
+            .min_by(|a, b| pending[*a].name.cmp(&pending[*b].name))
+            .unwrap_or(at);
+        let rotate = cycle.iter().position(|&c| c == first).unwrap_or(0);
+        cycle.rotate_left(rotate);
+        let mut names: Vec<&str> = cycle.iter().map(|&c| pending[c].name.as_str()).collect();
+        names.push(names[0]);
+        let op = &pending[first];
+        errors.push(Diagnostic::new(
+            op.pos,
+            format!("operators.{}", op.name),
+            format!("cycle: {}", names.join(" -> ")),
+        ));
     }
 }
 
@@ -176,29 +247,6 @@ fn check_sinks(
             errors.extend(sink.spec.check(&path, &inputs));
         }
     }
-}
-
-/// A path from `start` back to itself through `from` links, if there is one.
-fn find_cycle(start: &str, operators: &[Named<OperatorSpec>]) -> Option<Vec<String>> {
-    let by_name: HashMap<&str, &Named<OperatorSpec>> =
-        operators.iter().map(|o| (o.name.as_str(), o)).collect();
-    let mut path = vec![start.to_owned()];
-    let mut current = start;
-    for _ in 0..=operators.len() {
-        let op = by_name.get(current)?;
-        let next = op
-            .spec
-            .inputs()
-            .iter()
-            .map(|i| i.value.as_str())
-            .find(|i| by_name.contains_key(i))?;
-        path.push(next.to_owned());
-        if next == start {
-            return Some(path);
-        }
-        current = next;
-    }
-    None
 }
 
 /// The resolved graph in Graphviz DOT.

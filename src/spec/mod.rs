@@ -134,7 +134,7 @@ pub fn load_with(
     let mut substitutions = Vec::new();
     interpolate::interpolate(&mut root, "", env, &mut errors, &mut substitutions);
     // A value whose variable is unset gets no second error for being invalid.
-    let unset: Vec<Pos> = errors.iter().map(|e| e.pos).collect();
+    let unset: std::collections::HashSet<Pos> = errors.iter().map(|e| e.pos).collect();
     let interpolation_errors = errors.len();
 
     let header = read_header(&root, &mut errors).map_err(|d| fail(vec![d]))?;
@@ -374,7 +374,9 @@ fn read_server(
 fn index_graph(pipeline: &mut Pipeline, types: &std::collections::BTreeMap<String, StreamType>) {
     let mut names: Vec<&str> = pipeline.sources.iter().map(|s| s.name.as_str()).collect();
     names.extend(pipeline.operators.iter().map(|o| o.name.as_str()));
-    let index_of = |name: &str| names.iter().position(|n| *n == name).unwrap_or(0);
+    let positions: std::collections::HashMap<&str, usize> =
+        names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
+    let index_of = |name: &str| positions.get(name).copied().unwrap_or(0);
     let streams = names
         .iter()
         .filter_map(|n| types.get(*n).cloned())
