@@ -672,3 +672,27 @@ fn made_up_methods_share_one_metric_label() {
         assert!(other.ends_with(" 50"), "{other}");
     });
 }
+
+#[test]
+fn head_answers_carry_the_content_length_of_the_get() {
+    let dir = scratch();
+    let server = serving(dir.path());
+    block_on(async {
+        for path in [
+            "/openapi.json",
+            "/api/v2/symbols",
+            "/api/v2/intraday/prices/AAPL",
+        ] {
+            let got = get(server.addr, path).await;
+            let head = support::http::request(server.addr, "HEAD", path, &[]).await;
+            assert_eq!(head.status, got.status, "{path}");
+            assert!(head.body.is_empty(), "{path}: HEAD has no body");
+            let length = head
+                .headers
+                .get("content-length")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_else(|| panic!("{path}: HEAD without Content-Length"));
+            assert_eq!(length, got.body.len().to_string(), "{path}");
+        }
+    });
+}

@@ -445,7 +445,13 @@ async fn handle(state: Arc<ServerState>, req: Request<Incoming>) -> Response<Bod
         }
     };
     if method == Method::HEAD {
-        *response.body_mut() = Full::new(Bytes::new());
+        // The headers of the GET, without its body: Content-Length is the GET's.
+        let length = http_body_util::BodyExt::collect(std::mem::take(response.body_mut()))
+            .await
+            .map_or(0, |body| body.to_bytes().len());
+        response
+            .headers_mut()
+            .insert(hyper::header::CONTENT_LENGTH, HeaderValue::from(length));
     }
     let m = metrics();
     m.http_requests
