@@ -37,6 +37,10 @@ pub enum Rejected<'a> {
         offset: i64,
         payload: &'a [u8],
     },
+    /// A frame of a live feed that could not be decoded, cut to its first 4 KiB.
+    Frame {
+        text: &'a [u8],
+    },
 }
 
 /// Cloneable handle to the dead-letter path.
@@ -144,6 +148,11 @@ impl DeadLetters {
                 );
                 line.extend_from_slice(b",\"raw\":");
                 write_json_str(&mut line, &String::from_utf8_lossy(payload));
+            }
+            Rejected::Frame { text } => {
+                line.extend_from_slice(b",\"raw\":");
+                let cut = &text[..text.len().min(4096)];
+                write_json_str(&mut line, &String::from_utf8_lossy(cut));
             }
         }
         line.extend_from_slice(b"}\n");

@@ -5,13 +5,39 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 /// One source as the engine sees it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SourceStatus {
     /// Partitions of it running in this process.
     pub running: usize,
     /// The most advanced watermark of its partitions here (ms; 0 before the first record).
     pub watermark: i64,
+    /// What a live feed reports of its connection (`None` for other sources).
+    pub feed: Option<FeedStatus>,
 }
+
+/// Where a live feed's connection stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedPhase {
+    /// Connecting, or waiting to reconnect.
+    Connecting,
+    /// Connected and subscribed.
+    Connected,
+    /// Gave up (the server refused the credentials).
+    Stopped,
+}
+
+/// A live feed's connection, for `/health`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedStatus {
+    pub phase: FeedPhase,
+    /// When the last frame arrived (ms since the epoch; 0 before the first).
+    pub last_message: i64,
+    /// Symbols the server refused to stream (at most [`MAX_REJECTED`] are kept).
+    pub rejected: Vec<String>,
+}
+
+/// Rejected symbols listed per source at most; the metric counts them all.
+pub const MAX_REJECTED: usize = 100;
 
 /// The sources of a run, shared between the engine and the server.
 #[derive(Clone, Default)]
@@ -42,7 +68,33 @@ impl RunStatus {
         self.sources
             .lock()
             .ok()
-            .and_then(|s| s.get(source).copied())
+            .and_then(|s| s.get(source).cloned())
             .unwrap_or_default()
+    }
+
+    fn update_feed(&self, source: &str, change: impl FnOnce(&mut FeedStatus)) {
+        self.update(source, |s| {
+            change(s.feed.get_or_insert_with(|| FeedStatus {
+                phase: FeedPhase::Connecting,
+                last_message: 0,
+                rejected: Vec::new(),
+            }))
+        });
+    }
+
+    pub fn feed_phase(&self, source: &str, phase: FeedPhase) {
+        self.update_feed(source, |f| f.phase = phase);
+    }
+
+    pub fn feed_message(&self, source: &str, at_ms: i64) {
+        self.update_feed(source, |f| f.last_message = f.last_message.max(at_ms));
+    }
+
+    pub fn feed_rejected(&self, source: &str, symbol: &str) {
+        self.update_feed(source, |f| {
+            if f.rejected.len() < MAX_REJECTED && !f.rejected.iter().any(|s| s == symbol) {
+                f.rejected.push(symbol.to_owned());
+            }
+        });
     }
 }

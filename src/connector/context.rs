@@ -14,6 +14,7 @@ use crate::codec::RecordKind;
 use crate::dead_letter::DeadLetters;
 use crate::metrics::metrics;
 use crate::shutdown::Shutdown;
+use crate::status::RunStatus;
 
 /// The pipeline no longer reads from this source (it stopped or failed).
 #[derive(Debug, Clone, Copy, thiserror::Error)]
@@ -77,6 +78,8 @@ pub struct SourceContext {
     /// The position of this partition that every sink has acknowledged as durable
     /// (`None` until the first acknowledgement): where a Kafka source commits offsets.
     pub acked: watch::Receiver<Option<Position>>,
+    /// Where a live feed reports its connection, for `/health`.
+    pub status: RunStatus,
 }
 
 /// A sink's acknowledgements: the progress (a watermark from [`SinkEvent::Progress`]) up to

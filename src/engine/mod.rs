@@ -372,6 +372,7 @@ fn start_sources(
                 shutdown: stop.shutdown.clone(),
                 dead_letters: dead_letters.clone(),
                 acked: acked_rx,
+                status: status.clone(),
             };
             let up = crate::metrics::metrics()
                 .source_up

@@ -624,6 +624,20 @@ fn source_state(state: &ServerState, source: &SourceInfo, now: i64) -> (bool, i6
     (status.running > 0, watermark, lag)
 }
 
+/// A running live feed: `connecting`, `ok`, `lagging` (no frame for longer than
+/// `max_lag`) or `stopped` (the server refused the credentials).
+fn feed_state(feed: &crate::status::FeedStatus, now: i64, max_lag_ms: i64) -> &'static str {
+    use crate::status::FeedPhase;
+    match feed.phase {
+        FeedPhase::Stopped => "stopped",
+        FeedPhase::Connecting => "connecting",
+        FeedPhase::Connected if feed.last_message > 0 && now - feed.last_message > max_lag_ms => {
+            "lagging"
+        }
+        FeedPhase::Connected => "ok",
+    }
+}
+
 /// Publishes the watermark lag of each running source.
 fn update_lag(state: &ServerState, now: i64) {
     for source in &state.sources {
@@ -664,23 +678,34 @@ async fn health(state: &ServerState) -> (StatusCode, Vec<u8>) {
         .iter()
         .map(|s| {
             let (running, watermark, lag) = source_state(state, s, now);
-            let status = match (running, lag) {
-                (false, _) if s.finite => "finished",
-                (false, _) => "stopped",
-                (true, None) => "starting",
-                (true, Some(lag)) if lag > state.max_lag_ms => "lagging",
-                (true, Some(_)) => "ok",
+            let feed = state.run_status.source(&s.name).feed;
+            let status = match (&feed, running, lag) {
+                (_, false, _) if s.finite => "finished",
+                (_, false, _) => "stopped",
+                (Some(feed), true, _) => feed_state(feed, now, state.max_lag_ms),
+                (None, true, None) => "starting",
+                (None, true, Some(lag)) if lag > state.max_lag_ms => "lagging",
+                (None, true, Some(_)) => "ok",
             };
             if matches!(status, "stopped" | "lagging") {
                 degraded = true;
             }
-            serde_json::json!({
+            let mut source = serde_json::json!({
                 "name": s.name,
                 "type": s.kind,
                 "status": status,
                 "watermark": (watermark > 0).then(|| marketflow_operators::time::format_timestamp(watermark)),
                 "lag_seconds": lag.map(|l| l as f64 / 1000.0),
-            })
+            });
+            if let (Some(feed), Some(fields)) = (feed, source.as_object_mut()) {
+                fields.insert(
+                    "last_message".into(),
+                    serde_json::json!((feed.last_message > 0)
+                        .then(|| marketflow_operators::time::format_timestamp(feed.last_message))),
+                );
+                fields.insert("rejected_symbols".into(), serde_json::json!(feed.rejected));
+            }
+            source
         })
         .collect();
     let body = serde_json::json!({

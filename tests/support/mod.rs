@@ -2,6 +2,7 @@
 //! generated tick files.
 #![allow(dead_code)]
 
+pub mod feeds;
 pub mod http;
 pub mod kafka;
 pub mod pg;
