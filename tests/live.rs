@@ -561,3 +561,34 @@ fn refused_symbols_are_reported_and_the_rest_streams() {
     );
     server.interrupt();
 }
+
+/// The shipped live pipelines validate (the key from the environment).
+#[test]
+fn the_live_pipelines_validate() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for file in ["pipelines/twelvedata.yaml", "pipelines/yahoo.yaml"] {
+        let out = marketflow()
+            .current_dir(root)
+            .args(["validate", file])
+            .env("TWELVEDATA_API_KEY", KEY)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{file}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = marketflow()
+        .current_dir(root)
+        .args(["validate", "pipelines/twelvedata.yaml"])
+        .env_remove("TWELVEDATA_API_KEY")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr.contains("TWELVEDATA_API_KEY` is not set"),
+        "{stderr}"
+    );
+}

@@ -158,6 +158,17 @@ pub fn number(value: &serde_json::Value) -> Option<f64> {
     .filter(|n: &f64| n.is_finite())
 }
 
+/// An epoch time in ms from a feed's seconds or ms. Protocols say which (TwelveData
+/// seconds, Yahoo ms), but no value below 10^11 is a date in ms after 1973 and none above it
+/// a date in seconds before year 5138, so a feed that changes its unit is still read right.
+pub fn epoch_ms(seconds_or_ms: f64) -> f64 {
+    if seconds_or_ms.abs() < 1e11 {
+        seconds_or_ms * 1000.0
+    } else {
+        seconds_or_ms
+    }
+}
+
 /// A checked quote: a positive price, an event time inside years 1970 to 9999.
 pub fn quote(
     symbol: &str,
@@ -168,6 +179,7 @@ pub fn quote(
     if !(ts_ms > 0.0 && ts_ms < 253_402_300_800_000.0) {
         return Err(format!("the event time {ts_ms} ms is out of range"));
     }
+    let ts_ms = ts_ms.round();
     if !(price.is_finite() && price > 0.0) {
         return Err(format!("the price {price} is not a positive number"));
     }

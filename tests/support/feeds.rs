@@ -50,6 +50,8 @@ pub enum Step {
     Close(u16),
     /// The next upgrade is answered with this HTTP status (and no WebSocket).
     RefuseNext(u16),
+    /// Waits until [`FakeFeed::open_gate`] is called (a benchmark's client is ready).
+    Gate,
 }
 
 /// How a fake answers upgrades.
@@ -83,7 +85,17 @@ pub struct Log {
 pub struct FakeFeed {
     pub addr: SocketAddr,
     pub log: Arc<Mutex<Log>>,
-    _runtime: tokio::runtime::Runtime,
+    gate: Arc<std::sync::atomic::AtomicBool>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for FakeFeed {
+    /// Stops at once, also when dropped inside another runtime (a benchmark's).
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 struct Shared {
@@ -95,6 +107,7 @@ struct Shared {
     log: Arc<Mutex<Log>>,
     /// Prices per second when paced (`None`: as fast as the client reads).
     rate: Option<f64>,
+    gate: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl FakeFeed {
@@ -113,6 +126,7 @@ impl FakeFeed {
             .build()
             .expect("a runtime for the fake feed");
         let log = Arc::new(Mutex::new(Log::default()));
+        let gate = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let shared = Arc::new(Shared {
             protocol,
             tape: Mutex::new(tape.into()),
@@ -121,11 +135,15 @@ impl FakeFeed {
             refuse_next: Mutex::new(None),
             log: log.clone(),
             rate,
+            gate: gate.clone(),
         });
-        let listener = runtime
-            .block_on(TcpListener::bind("127.0.0.1:0"))
-            .expect("binding the fake feed");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding the fake feed");
+        listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
+        let listener = {
+            let _entered = runtime.enter();
+            TcpListener::from_std(listener).unwrap()
+        };
         runtime.spawn(async move {
             let mut number = 0;
             while let Ok((stream, _)) = listener.accept().await {
@@ -136,8 +154,14 @@ impl FakeFeed {
         FakeFeed {
             addr,
             log,
-            _runtime: runtime,
+            gate,
+            runtime: Some(runtime),
         }
+    }
+
+    /// Lets the tape go on past its [`Step::Gate`].
+    pub fn open_gate(&self) {
+        self.gate.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The URL a client connects to.
@@ -167,6 +191,7 @@ impl FakeFeed {
 }
 
 async fn serve(shared: Arc<Shared>, mut stream: tokio::net::TcpStream, number: usize) {
+    let _ = stream.set_nodelay(true);
     let refuse = shared.refuse_next.lock().unwrap().take();
     let body = r#"{"code":401,"message":"apikey parameter is incorrect or not specified","status":"error"}"#;
     let refusal = match (refuse, shared.upgrade) {
@@ -206,7 +231,7 @@ async fn serve(shared: Arc<Shared>, mut stream: tokio::net::TcpStream, number: u
             Err(_) => {}
         }
     }
-    let started = Instant::now();
+    let mut started = Instant::now();
     let mut played = 0u64;
     loop {
         // What the client sent meanwhile: subscriptions, heartbeats.
@@ -286,6 +311,12 @@ async fn serve(shared: Arc<Shared>, mut stream: tokio::net::TcpStream, number: u
             }
             Step::RefuseNext(status) => {
                 *shared.refuse_next.lock().unwrap() = Some(status);
+            }
+            Step::Gate => {
+                while !shared.gate.load(std::sync::atomic::Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                (started, played) = (Instant::now(), 0);
             }
         }
     }

@@ -200,7 +200,7 @@ fn price(value: &Value) -> Result<Quote, String> {
         None | Some(Value::Null) => None,
         Some(v) => Some(feed::number(v).ok_or("`day_volume` is not a number")?),
     };
-    feed::quote(symbol, (seconds * 1000.0).round(), price, day_volume)
+    feed::quote(symbol, feed::epoch_ms(seconds), price, day_volume)
 }
 
 /// The symbols in a `subscribe-status`'s `fails` (objects or strings; `null` is none).
@@ -260,6 +260,9 @@ mod tests {
         assert_eq!(q[0].price, 175.6997);
         assert_eq!(q[0].day_volume, Some(15_991_537.0));
         let (_, q) = decode(r#"{"event":"price","symbol":"EUR/USD","timestamp":1667563304,"price":"1.0712"}"#);
+        assert_eq!(q[0].ts, 1_667_563_304_000);
+        let (_, q) = decode(r#"{"event":"price","symbol":"EUR/USD","timestamp":1667563304500,"price":"1.0712"}"#);
+        assert_eq!(q[0].ts, 1_667_563_304_500, "milliseconds are read as such");
         assert_eq!((q[0].price, q[0].day_volume), (1.0712, None));
         let (d, _) = decode(r#"{"event":"subscribe-status","status":"ok","success":null,"fails":[{"symbol":"NOPE"},"BAD"]}"#);
         assert!(matches!(d, Decoded::Rejected(s) if s == ["NOPE", "BAD"]));

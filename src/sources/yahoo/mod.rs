@@ -186,7 +186,7 @@ fn quote(data: &PricingData) -> Result<Quote, String> {
         price = (price * scale).round() / scale;
     }
     let day_volume = data.day_volume.map(|v| v as f64);
-    feed::quote(symbol, time as f64, price, day_volume)
+    feed::quote(symbol, feed::epoch_ms(time as f64), price, day_volume)
 }
 
 #[cfg(test)]
