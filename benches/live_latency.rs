@@ -4,7 +4,6 @@
 //! plain WebSocket client. `cargo bench --bench live_latency`.
 
 #[path = "../tests/support/mod.rs"]
-#[allow(dead_code)]
 mod support;
 
 use std::collections::HashMap;
