@@ -430,7 +430,7 @@ fn a_silent_connection_is_replaced() {
 }
 
 /// A refused key stops the run within 5 s with a one-line error naming the source and
-/// the cause; the key is in no log line, even at debug level.
+/// the cause; the key is in no log line, even at trace level.
 fn refused_key_stops_the_run(protocol: Protocol, upgrade: Upgrade) {
     let fake = FakeFeed::start(protocol, Vec::new(), &[], upgrade, None);
     let dir = scratch();
@@ -441,7 +441,7 @@ fn refused_key_stops_the_run(protocol: Protocol, upgrade: Upgrade) {
         .current_dir(dir.path())
         .args(["run", "live.yaml"])
         .env("TD_KEY", KEY)
-        .env("RUST_LOG", "debug")
+        .env("RUST_LOG", "trace")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

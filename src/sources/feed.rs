@@ -560,7 +560,9 @@ impl<P: Protocol> Feed<P> {
         let Some(idle) = self.settings.idle_timeout else {
             return Ok(());
         };
-        if self.last_price.elapsed() < idle {
+        // Before the first price nothing is open, and a replayed tape's first ticks would
+        // find their windows closed.
+        if self.sent == 0 || self.last_price.elapsed() < idle {
             return Ok(());
         }
         if self.stamper.advance(now_ms() - self.settings.max_delay_ms) {
