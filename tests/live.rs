@@ -147,8 +147,9 @@ fn ticks_csv(prices: &[Price]) -> String {
     out
 }
 
-/// 200,000 prices over 20 symbols with 5 dropped connections (one reconnect refused) and
-/// 1% garbage give exactly the bars of a file of the valid prices.
+/// 200,000 prices over 20 symbols with 5 dropped connections (one reconnect refused, one
+/// starting with a replay of the last prices) and 1% garbage give exactly the bars of a file
+/// of the valid prices.
 fn tape_gives_the_bars_of_its_valid_ticks(protocol: Protocol) {
     let symbols: Vec<String> = (0..20).map(|i| format!("S{i:02}")).collect();
     let symbols: Vec<&str> = symbols.iter().map(String::as_str).collect();
@@ -169,6 +170,10 @@ fn tape_gives_the_bars_of_its_valid_ticks(protocol: Protocol) {
             steps.push(Step::Drop);
             if k == 2 {
                 steps.push(Step::RefuseNext(503));
+            }
+            if k == 3 {
+                // The new connection starts with the last 40 prices again.
+                steps.push(Step::Resend(40));
             }
         }
     }
@@ -562,23 +567,11 @@ fn refused_symbols_are_reported_and_the_rest_streams() {
     server.interrupt();
 }
 
-/// The shipped live pipelines validate (the key from the environment).
+/// Without its key in the environment, the TwelveData pipeline does not validate: the
+/// error names the variable.
 #[test]
-fn the_live_pipelines_validate() {
+fn the_twelvedata_pipeline_needs_its_key() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for file in ["pipelines/twelvedata.yaml", "pipelines/yahoo.yaml"] {
-        let out = marketflow()
-            .current_dir(root)
-            .args(["validate", file])
-            .env("TWELVEDATA_API_KEY", KEY)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{file}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
     let out = marketflow()
         .current_dir(root)
         .args(["validate", "pipelines/twelvedata.yaml"])

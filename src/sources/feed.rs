@@ -289,9 +289,12 @@ struct Feed<P> {
     backoff: Backoff,
     /// Ticks sent so far: the partition's position.
     sent: u64,
-    /// Symbols whose next price may be the server's snapshot of the last one.
-    snapshot_due: HashSet<String>,
-    last_quote: HashMap<String, Quote>,
+    /// Symbols whose prices may still be the server's replay of what came before a
+    /// (re)subscription: until a new one arrives.
+    replay_due: HashSet<String>,
+    /// Each symbol's latest event time and the prices seen at it.
+    latest: HashMap<String, Latest>,
+    replayed: prometheus::IntCounter,
     rejected: HashSet<String>,
     /// When the last price arrived (or the connection opened).
     last_price: Instant,
@@ -311,8 +314,9 @@ impl<P: Protocol> Feed<P> {
             volumes: DayVolumes::new(settings.timezone, &ctx.name),
             backoff: Backoff::new(),
             sent: 0,
-            snapshot_due: HashSet::new(),
-            last_quote: HashMap::new(),
+            replay_due: HashSet::new(),
+            latest: HashMap::new(),
+            replayed: m.source_replayed.with_label_values(&name),
             rejected: HashSet::new(),
             last_price: Instant::now(),
             last_status_update: None,
@@ -408,7 +412,7 @@ impl<P: Protocol> Feed<P> {
         let name = self.ctx.name.clone();
         tracing::info!(source = %name, url = %self.protocol.display_url(), symbols = self.settings.symbols.len(), "connected");
         self.ctx.status.feed_phase(&name, FeedPhase::Connected);
-        self.snapshot_due = self.settings.symbols.iter().cloned().collect();
+        self.replay_due = self.settings.symbols.iter().cloned().collect();
         self.last_price = Instant::now();
         let every = self.protocol.keepalive_every();
         let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
@@ -509,7 +513,20 @@ impl<P: Protocol> Feed<P> {
                 );
                 continue;
             };
-            if self.is_snapshot(quote) {
+            if self.latest.len() >= MAX_SYMBOLS && !self.latest.contains_key(&quote.symbol) {
+                self.decode_errors.inc();
+                self.ctx.dead_letters.reject(
+                    &self.ctx.name,
+                    "malformed",
+                    "a price of one symbol too many: a feed keeps at most 100,000",
+                    Rejected::Frame {
+                        text: quote.symbol.as_bytes(),
+                    },
+                );
+                continue;
+            }
+            if self.is_replay(quote) {
+                self.replayed.inc();
                 continue;
             }
             let volume = quote
@@ -543,15 +560,28 @@ impl<P: Protocol> Feed<P> {
         Ok(())
     }
 
-    /// The first price of a symbol after a (re)subscription that repeats its last price
-    /// exactly is the server's snapshot of it, not a new trade.
-    fn is_snapshot(&mut self, quote: &Quote) -> bool {
-        let due = self.snapshot_due.remove(&quote.symbol);
-        let repeat = self.last_quote.get(&quote.symbol) == Some(quote);
-        if !repeat {
-            self.last_quote.insert(quote.symbol.clone(), quote.clone());
+    /// Whether a price is the server's replay of one already taken: right after a
+    /// (re)subscription, servers may send the last price again (a snapshot) or the last few.
+    /// Until a new price of the symbol arrives, one older than its latest, or equal to a
+    /// price already seen at that latest time, is a replay.
+    fn is_replay(&mut self, quote: &Quote) -> bool {
+        let latest = self.latest.entry(quote.symbol.clone()).or_default();
+        if self.replay_due.contains(&quote.symbol) {
+            let replay = quote.ts < latest.ts
+                || (quote.ts == latest.ts && latest.seen.iter().any(|q| same(q, quote)));
+            if replay {
+                return true;
+            }
+            self.replay_due.remove(&quote.symbol);
         }
-        due && repeat
+        if quote.ts > latest.ts {
+            latest.ts = quote.ts;
+            latest.seen.clear();
+        }
+        if quote.ts == latest.ts && latest.seen.len() < MAX_SEEN_PER_TIME {
+            latest.seen.push((quote.price, quote.day_volume));
+        }
+        false
     }
 
     /// Moves the watermark with the wall clock once no price came for `idle_timeout`, so
@@ -586,6 +616,23 @@ impl<P: Protocol> Feed<P> {
             self.ctx.status.feed_rejected(&self.ctx.name, &symbol);
         }
     }
+}
+
+/// Distinct symbols a feed tracks (per-symbol state is bounded by it, whatever a server sends).
+const MAX_SYMBOLS: usize = 100_000;
+
+/// Prices kept per symbol at its latest event time, to recognise a replay.
+const MAX_SEEN_PER_TIME: usize = 256;
+
+/// A symbol's latest event time and the (price, day volume) pairs seen at it.
+#[derive(Default)]
+struct Latest {
+    ts: i64,
+    seen: Vec<(f64, Option<f64>)>,
+}
+
+fn same(seen: &(f64, Option<f64>), quote: &Quote) -> bool {
+    seen.0 == quote.price && seen.1 == quote.day_volume
 }
 
 type Socket =

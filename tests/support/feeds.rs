@@ -52,6 +52,9 @@ pub enum Step {
     RefuseNext(u16),
     /// Waits until [`FakeFeed::open_gate`] is called (a benchmark's client is ready).
     Gate,
+    /// Sends the last `n` prices again (a server's snapshot after a reconnect); they are
+    /// not logged as sent a second time.
+    Resend(usize),
 }
 
 /// How a fake answers upgrades.
@@ -311,6 +314,17 @@ async fn serve(shared: Arc<Shared>, mut stream: tokio::net::TcpStream, number: u
             }
             Step::RefuseNext(status) => {
                 *shared.refuse_next.lock().unwrap() = Some(status);
+            }
+            Step::Resend(n) => {
+                let again: Vec<Price> = {
+                    let log = shared.log.lock().unwrap();
+                    log.sent[log.sent.len().saturating_sub(n)..].to_vec()
+                };
+                for price in again {
+                    if ws.send(encode(shared.protocol, &price)).await.is_err() {
+                        return;
+                    }
+                }
             }
             Step::Gate => {
                 while !shared.gate.load(std::sync::atomic::Ordering::SeqCst) {
