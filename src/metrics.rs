@@ -17,6 +17,7 @@ pub struct Metrics {
     pub source_decode_errors: IntCounterVec,
     pub source_rejected_symbols: IntCounterVec,
     pub source_volume_resets: IntCounterVec,
+    pub source_replayed: IntCounterVec,
     pub operator_in: IntCounterVec,
     pub operator_out: IntCounterVec,
     pub late_records: IntCounterVec,
@@ -45,6 +46,8 @@ pub struct Metrics {
     pub ws_records: IntCounter,
     pub ws_dropped: IntCounter,
     pub ws_disconnects: IntCounterVec,
+    pub http_connections_refused: IntCounterVec,
+    pub http_write_timeouts: IntCounter,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -129,6 +132,12 @@ impl Metrics {
                 r,
                 "marketflow_source_rejected_symbols_total",
                 "Symbols a live feed's server refused to stream (each counted once).",
+                &["source"],
+            ),
+            source_replayed: counter(
+                r,
+                "marketflow_source_replayed_total",
+                "Prices a live feed sent again after a reconnect (its snapshot of the last ones), dropped.",
                 &["source"],
             ),
             source_volume_resets: counter(
@@ -319,6 +328,20 @@ impl Metrics {
                 "marketflow_ws_disconnects_total",
                 "WebSocket clients disconnected, by reason.",
                 &["reason"],
+            ),
+            http_connections_refused: counter(
+                r,
+                "marketflow_http_connections_refused_total",
+                "Connections answered 503 and closed at the cap: `total` or `per_client`.",
+                &["cap"],
+            ),
+            http_write_timeouts: register(
+                r,
+                IntCounter::new(
+                    "marketflow_http_write_timeouts_total",
+                    "Connections closed because the client took nothing for `write_timeout`.",
+                )
+                .expect("valid metric definition"),
             ),
             registry,
         }

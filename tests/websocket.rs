@@ -524,6 +524,221 @@ fn shutdown_closes_clients_with_going_away() {
     });
 }
 
+/// A masked client frame: `first` is FIN and opcode.
+fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x37u8, 0xfa, 0x21, 0x3d];
+    let mut out = vec![first];
+    match payload.len() {
+        n if n < 126 => out.push(0x80 | n as u8),
+        n if n < 65_536 => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    out
+}
+
+/// Reads server frames until a Close; returns its status code (None: the TCP connection
+/// ended without one).
+async fn close_code(stream: &mut tokio::net::TcpStream) -> Option<u16> {
+    let mut buf = Vec::new();
+    loop {
+        while let Some((opcode, payload, used)) = frame(&buf) {
+            buf.drain(..used);
+            if opcode == 8 {
+                return (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
+            }
+        }
+        let mut chunk = [0u8; 4096];
+        match within("a Close frame", stream.read(&mut chunk)).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// Protocol errors and a client's own close are answered with a Close frame carrying the
+/// right code, never a bare TCP close (1006 at the client): too big 1009, bad UTF-8 1007,
+/// a reserved opcode 1002, a normal close 1000.
+#[test]
+fn websocket_errors_and_closes_get_their_close_codes() {
+    block_on(async {
+        let (server, _hub) = start(&ServerConfig::default());
+        let big = vec![b'x'; 100 * 1024];
+        let cases: [(&str, Vec<u8>, u16); 4] = [
+            ("an oversized message", client_frame(0x81, &big), 1009),
+            (
+                "text that is not UTF-8",
+                client_frame(0x81, &[0xff, 0xfe, 0xfd]),
+                1007,
+            ),
+            ("a reserved opcode", client_frame(0x83, b"?"), 1002),
+            (
+                "a normal close",
+                client_frame(0x88, &1000u16.to_be_bytes()),
+                1000,
+            ),
+        ];
+        for (what, bytes, expected) in cases {
+            let mut stream = raw_websocket(server.addr, "/ws").await;
+            stream.write_all(&bytes).await.unwrap();
+            assert_eq!(close_code(&mut stream).await, Some(expected), "{what}");
+        }
+        // The server is still serving.
+        let mut ws = ws_connect(server.addr, "/ws").await;
+        ws_send(&mut ws, json!({"action": "ping"})).await;
+        assert_eq!(ws_next(&mut ws).await.unwrap(), json!({"type": "pong"}));
+        server.stop().await;
+    });
+}
+
+/// A TCP connection from a chosen loopback address (each stands for another client).
+async fn connect_from(from: [u8; 4], to: SocketAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from((from, 0))).unwrap();
+    socket.connect(to).await.unwrap()
+}
+
+/// What a refused connection reads: the whole answer, up to the server's close.
+async fn answer_of(stream: &mut tokio::net::TcpStream) -> String {
+    let mut out = Vec::new();
+    within(
+        "the server's answer and close",
+        stream.read_to_end(&mut out),
+    )
+    .await
+    .unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Past `max_connections_per_client` a client's next connection is answered 503 (JSON) and
+/// closed, past `max_connections` anyone's is; other clients go on being served, and a
+/// closed connection (HTTP or WebSocket) frees its place.
+#[test]
+fn connections_are_capped_in_all_and_per_client() {
+    block_on(async {
+        let (server, _hub) = start(&config(|c| {
+            c.max_connections = 8;
+            c.max_connections_per_client = 4;
+        }));
+        let addr = server.addr;
+        let mut hostile = Vec::new();
+        for _ in 0..4 {
+            hostile.push(connect_from([127, 0, 0, 2], addr).await);
+        }
+        let mut refused = connect_from([127, 0, 0, 2], addr).await;
+        let answer = answer_of(&mut refused).await;
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+        assert!(
+            answer.contains(r#""code":"too_many_connections""#),
+            "{answer}"
+        );
+        // Another client is served beside it.
+        assert_eq!(get(addr, "/openapi.json").await.status, 200);
+        // WebSockets hold places too: 4 more from other addresses fill the server.
+        let mut sockets = Vec::new();
+        for i in 0..4 {
+            sockets.push(raw_websocket_from([127, 0, 0, 10 + i], addr).await);
+        }
+        let mut over = connect_from([127, 0, 0, 1], addr).await;
+        assert!(answer_of(&mut over).await.starts_with("HTTP/1.1 503"));
+        // Closing frees places.
+        drop(sockets);
+        drop(hostile);
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let mut probe = connect_from([127, 0, 0, 1], addr).await;
+            probe
+                .write_all(b"GET /openapi.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .await
+                .unwrap();
+            if answer_of(&mut probe).await.starts_with("HTTP/1.1 200") {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < until,
+                "waited 10s for places to be freed"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        server.stop().await;
+    });
+}
+
+/// A client that sends requests and never reads the answers is closed after
+/// `write_timeout`, while another client is served beside it.
+#[test]
+fn a_client_that_never_reads_is_closed_after_the_write_timeout() {
+    block_on(async {
+        let (server, _hub) = start(&config(|c| c.write_timeout = Duration(1_000)));
+        let addr = server.addr;
+        let timeouts = || {
+            marketflow::metrics::metrics()
+                .render()
+                .lines()
+                .find_map(|l| l.strip_prefix("marketflow_http_write_timeouts_total "))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let before = timeouts();
+        // A small receive buffer, and 40 pipelined requests of the 49 KB OpenAPI document:
+        // far more than the socket buffers hold.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut stalled = socket.connect(addr).await.unwrap();
+        let requests = "GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n".repeat(40);
+        stalled.write_all(requests.as_bytes()).await.unwrap();
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while timeouts() == before {
+            assert_eq!(
+                get(addr, "/openapi.json").await.status,
+                200,
+                "others are served"
+            );
+            assert!(
+                std::time::Instant::now() < until,
+                "waited 20s for the stalled connection to time out"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        // What the client reads now ends before the 40 answers: the server closed.
+        let mut got = Vec::new();
+        let _ = within(
+            "the end of the closed connection",
+            stalled.read_to_end(&mut got),
+        )
+        .await;
+        assert!(got.len() < 40 * 48_000, "read {} bytes", got.len());
+        server.stop().await;
+    });
+}
+
+/// A WebSocket upgraded by hand from a chosen loopback address.
+async fn raw_websocket_from(from: [u8; 4], addr: SocketAddr) -> tokio::net::TcpStream {
+    let mut stream = connect_from(from, addr).await;
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        within("the upgrade answer", stream.read_exact(&mut byte))
+            .await
+            .unwrap();
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+    stream
+}
+
 /// A pipeline reading ticks from a FIFO, with a websocket sink and a SQLite store behind
 /// its server: a client subscribed before the ticks arrive gets the bars the pipeline
 /// builds, and the REST API answers the same bars.

@@ -5,6 +5,7 @@
 //! check that `/openapi.json` documents every route all read it.
 
 pub mod api;
+mod connections;
 mod ws;
 
 use std::convert::Infallible;
@@ -277,6 +278,10 @@ pub struct ServerState {
     pub ping_interval: Duration,
     pub max_lag_ms: i64,
     pub stop: Shutdown,
+    /// How long a write may make no progress before the connection is closed.
+    pub write_timeout: Duration,
+    /// Open connections, against `max_connections` and `max_connections_per_client`.
+    pub connections: Arc<connections::Connections>,
 }
 
 impl ServerState {
@@ -294,6 +299,14 @@ impl ServerState {
                 .max(Duration::from_millis(100)),
             max_lag_ms: config.max_lag.0,
             stop: Shutdown::new(),
+            write_timeout: config
+                .write_timeout
+                .as_std()
+                .max(Duration::from_millis(100)),
+            connections: Arc::new(connections::Connections::new(
+                config.max_connections,
+                config.max_connections_per_client,
+            )),
         }
     }
 }
@@ -343,13 +356,17 @@ async fn accept_loop(listener: TcpListener, state: Arc<ServerState>) {
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
+                Ok((stream, peer)) => {
+                    let Some(slot) = state.connections.open(peer.ip()) else {
+                        connections::refuse(&state.connections, stream);
+                        continue;
+                    };
                     let _ = stream.set_nodelay(true);
                     // A bounded kernel buffer per client: a stalled WebSocket client fills
                     // it within seconds and is then handled by the hub's queue limits,
                     // instead of pinning megabytes of kernel memory each.
                     let _ = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER);
-                    connections.spawn(serve_connection(stream, state.clone()));
+                    connections.spawn(serve_connection(stream, state.clone(), slot));
                 }
                 Err(e) => {
                     // Out of descriptors and the like: wait for connections to close.
@@ -372,17 +389,27 @@ async fn accept_loop(listener: TcpListener, state: Arc<ServerState>) {
     }
 }
 
-async fn serve_connection(stream: tokio::net::TcpStream, state: Arc<ServerState>) {
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    state: Arc<ServerState>,
+    slot: Arc<connections::Slot>,
+) {
     let stop = state.stop.clone();
-    let service = hyper::service::service_fn(move |req| {
+    let write_timeout = state.write_timeout;
+    let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
         let state = state.clone();
+        // A WebSocket that this connection turns into keeps the slot.
+        req.extensions_mut().insert(slot.clone());
         async move { Ok::<_, Infallible>(handle(state, req).await) }
     });
     // A client that never finishes its request head (slowloris) is closed.
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
-        .serve_connection(TokioIo::new(stream), service)
+        .serve_connection(
+            TokioIo::new(connections::WriteTimeout::new(stream, write_timeout)),
+            service,
+        )
         .with_upgrades();
     tokio::pin!(conn);
     tokio::select! {

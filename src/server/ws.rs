@@ -110,7 +110,12 @@ pub fn upgrade(
             "only WebSocket version 13 is supported",
         ));
     }
+    // The connection's place under the server's cap, held while the WebSocket lives.
+    let slot = req
+        .extensions_mut()
+        .remove::<Arc<super::connections::Slot>>();
     tokio::spawn(async move {
+        let _slot = slot;
         match hyper::upgrade::on(&mut req).await {
             Ok(upgraded) => {
                 // tungstenite zero-fills its whole read buffer on every read attempt: client
@@ -175,6 +180,18 @@ async fn write_chunks<W: AsyncWrite + Unpin>(
     socket.flush().await
 }
 
+/// Why reading from a client failed, as a disconnect reason (and so its close code).
+fn read_error(e: &tokio_tungstenite::tungstenite::Error) -> &'static str {
+    use tokio_tungstenite::tungstenite::Error;
+    match e {
+        Error::Capacity(_) => "too_big",
+        Error::Utf8(_) => "bad_utf8",
+        Error::Protocol(_) => "protocol_error",
+        Error::ConnectionClosed | Error::AlreadyClosed => "closed",
+        _ => "write_failed", // the connection itself failed: nothing can be sent
+    }
+}
+
 /// A message from a client.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -222,9 +239,15 @@ async fn serve(state: Arc<ServerState>, mut ws: Socket, mode: Mode) {
         ),
         "shutdown" => (CloseCode::Away, "server shutting down"),
         "timeout" => (CloseCode::Policy, "no answer to pings"),
+        "too_big" => (CloseCode::Size, "message too big"),
+        "bad_utf8" => (CloseCode::Invalid, "text message is not UTF-8"),
+        "protocol_error" => (CloseCode::Protocol, "WebSocket protocol error"),
         _ => (CloseCode::Normal, ""),
     };
-    if !matches!(reason, "closed" | "write_failed" | "protocol_error") {
+    if reason == "closed" {
+        // The client closed: tungstenite queued the answering Close frame; send it.
+        let _ = tokio::time::timeout(Duration::from_secs(1), ws.flush()).await;
+    } else if reason != "write_failed" {
         let close = Message::Close(Some(CloseFrame {
             code,
             reason: why.into(),
@@ -287,7 +310,7 @@ impl Connection {
                         }
                         Some(Ok(Message::Close(_))) | None => return "closed",
                         Some(Ok(_)) => {} // ping (answered by tungstenite), pong
-                        Some(Err(_)) => return "protocol_error",
+                        Some(Err(e)) => return read_error(&e),
                     }
                 }
                 _ = self.client.ready() => {

@@ -33,9 +33,21 @@ pub struct ServerConfig {
     /// connection (default 20s).
     #[serde(default = "default_ping")]
     pub ping_interval: Duration,
-    /// Watermark lag of a running source past which `/health` answers 503 (default 5m).
+    /// Watermark lag of a running source past which `/health` answers 503 (default 5m); for
+    /// a live feed, the time since its last frame.
     #[serde(default = "default_max_lag")]
     pub max_lag: Duration,
+    /// A connection whose peer takes none of a response (or WebSocket frames) for this long
+    /// is closed (default 30s).
+    #[serde(default = "default_write_timeout")]
+    pub write_timeout: Duration,
+    /// Connections (HTTP and WebSocket) served at once; more are answered 503 and closed
+    /// (default 4096).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Connections one client address may hold at once (default 256).
+    #[serde(default = "default_max_connections_per_client")]
+    pub max_connections_per_client: usize,
 }
 
 /// An address to listen on.
@@ -77,6 +89,15 @@ fn default_max_dropped() -> u64 {
 fn default_ping() -> Duration {
     Duration(20_000)
 }
+fn default_write_timeout() -> Duration {
+    Duration(30_000)
+}
+fn default_max_connections() -> usize {
+    4096
+}
+fn default_max_connections_per_client() -> usize {
+    256
+}
 fn default_max_lag() -> Duration {
     Duration(300_000)
 }
@@ -91,6 +112,9 @@ impl Default for ServerConfig {
             max_dropped: default_max_dropped(),
             ping_interval: default_ping(),
             max_lag: default_max_lag(),
+            write_timeout: default_write_timeout(),
+            max_connections: default_max_connections(),
+            max_connections_per_client: default_max_connections_per_client(),
         }
     }
 }
