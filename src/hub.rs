@@ -452,10 +452,16 @@ fn remove_client(state: &mut State, id: u64) {
     metrics().ws_clients.dec();
 }
 
+/// Queued bytes past which a client's new subscriptions are refused until it has read: a
+/// client that pipelines subscriptions without reading cannot pile up snapshots.
+pub const MAX_QUEUED_BYTES: usize = 8 << 20;
+
 #[derive(Default)]
 struct Queue {
     chunks: VecDeque<Chunk>,
     records: usize,
+    /// Bytes of the queued frames.
+    bytes: usize,
     /// Dropped since the client was last told.
     unreported: u64,
     dropped: u64,
@@ -506,6 +512,7 @@ impl Client {
             }
         } else {
             q.records += chunk.records;
+            q.bytes += chunk.frames.len();
             q.chunks.push_back(chunk);
         }
         let kicked = q.kicked;
@@ -517,10 +524,12 @@ impl Client {
         kicked
     }
 
-    /// Queues a snapshot whatever the queue holds: it was asked for.
+    /// Queues a snapshot whatever the queue holds: it was asked for (and a connection asks
+    /// for no more once [`Client::queued_bytes`] reaches [`MAX_QUEUED_BYTES`]).
     fn push_unbounded(&self, chunk: Chunk) {
         let mut q = self.queue();
         q.records += chunk.records;
+        q.bytes += chunk.frames.len();
         q.chunks.push_back(chunk);
         drop(q);
         self.ready.notify_one();
@@ -536,11 +545,17 @@ impl Client {
     pub fn take(&self) -> Pending {
         let mut q = self.queue();
         q.records = 0;
+        q.bytes = 0;
         Pending {
             chunks: q.chunks.drain(..).collect(),
             dropped: std::mem::take(&mut q.unreported),
             kicked: q.kicked,
         }
+    }
+
+    /// Bytes queued for the client and not yet taken by its connection.
+    pub fn queued_bytes(&self) -> usize {
+        self.queue().bytes
     }
 
     /// Resolves when something was queued (or the client was kicked) since the last `take`.

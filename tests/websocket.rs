@@ -719,6 +719,75 @@ fn a_client_that_never_reads_is_closed_after_the_write_timeout() {
     });
 }
 
+/// Resident memory of this process (the server runs in it), in bytes.
+fn rss() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// A client pipelining thousands of subscribe/unsubscribe commands without reading gets
+/// `busy` once 8 MiB are queued for it, instead of piling up snapshots: the server's memory
+/// stays within 100 MB of where it was, and another client is answered meanwhile.
+#[test]
+fn a_command_storm_is_bounded() {
+    block_on(async {
+        let (server, hub) = start(&config(|c| c.snapshot = 100));
+        hub.publish((0..100).map(|i| tick("A", i)).collect());
+        let before = rss();
+        let mut storm = raw_websocket(server.addr, "/ws").await;
+        let mut commands = Vec::new();
+        for _ in 0..3_000 {
+            commands.extend(client_frame(
+                0x81,
+                br#"{"action":"subscribe","streams":["ticks:A"]}"#,
+            ));
+            commands.extend(client_frame(
+                0x81,
+                br#"{"action":"unsubscribe","streams":["ticks:A"]}"#,
+            ));
+        }
+        commands.extend(client_frame(0x81, br#"{"action":"ping"}"#));
+        let (mut reader, mut writer) = storm.split();
+        let write = async { writer.write_all(&commands).await.unwrap() };
+        // Only once every command is in does the storm client read.
+        let mut other = ws_connect(server.addr, "/ws").await;
+        ws_send(&mut other, json!({"action": "ping"})).await;
+        assert_eq!(ws_next(&mut other).await.unwrap(), json!({"type": "pong"}));
+        within("the commands written", write).await;
+        let mut peak = rss();
+        let mut buf = Vec::new();
+        let (mut busy, mut pong) = (0, false);
+        while !pong {
+            let mut chunk = vec![0u8; 64 * 1024];
+            let n = within("the storm's answers", reader.read(&mut chunk))
+                .await
+                .unwrap();
+            assert!(n > 0, "the server closed the storm connection");
+            buf.extend_from_slice(&chunk[..n]);
+            while let Some((_, payload, used)) = frame(&buf) {
+                buf.drain(..used);
+                let text = String::from_utf8_lossy(&payload);
+                busy += usize::from(text.contains(r#""code":"busy""#));
+                pong |= text.contains(r#""type":"pong""#);
+            }
+            peak = peak.max(rss());
+        }
+        assert!(busy > 0, "no subscription was refused");
+        let grown = peak.saturating_sub(before);
+        assert!(grown < 100 << 20, "the server grew by {} MB", grown >> 20);
+        println!(
+            "{busy} of 3000 subscriptions refused as busy; memory grew by {} MB",
+            grown >> 20
+        );
+        server.stop().await;
+    });
+}
+
 /// A WebSocket upgraded by hand from a chosen loopback address.
 async fn raw_websocket_from(from: [u8; 4], addr: SocketAddr) -> tokio::net::TcpStream {
     let mut stream = connect_from(from, addr).await;

@@ -422,6 +422,12 @@ impl Connection {
                 format!("a client may hold {MAX_SUBSCRIPTIONS} subscriptions"),
             );
         }
+        if self.client.queued_bytes() >= crate::hub::MAX_QUEUED_BYTES {
+            return error(
+                "busy",
+                "too much is queued for this connection: read what was sent, then subscribe again",
+            );
+        }
         let hub = &self.state.hub;
         let snapshot = snapshot
             .unwrap_or(hub.config().snapshot)
