@@ -14,6 +14,8 @@ command -v mkfifo >/dev/null || need+=(coreutils)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v psql >/dev/null || need+=(postgresql-client)
 command -v chromium >/dev/null || need+=(chromium)
+# promtool (Debian's prometheus package) checks the /metrics exposition.
+command -v promtool >/dev/null || need+=(prometheus)
 # rdkafka builds its bundled librdkafka with CMake, against libcurl.
 command -v cmake >/dev/null || need+=(cmake)
 [ -f /usr/include/x86_64-linux-gnu/curl/curl.h ] || [ -f /usr/include/curl/curl.h ] \

@@ -11,7 +11,7 @@ use prometheus::{
 pub struct Metrics {
     pub registry: Registry,
     pub source_records: IntCounterVec,
-    pub source_watermark: IntGaugeVec,
+    pub source_watermark: GaugeVec,
     pub source_reconnects: IntCounterVec,
     pub source_messages: IntCounterVec,
     pub source_decode_errors: IntCounterVec,
@@ -29,7 +29,7 @@ pub struct Metrics {
     pub sink_errors: IntCounterVec,
     pub sink_retries: IntCounterVec,
     pub sink_batch_seconds: HistogramVec,
-    pub sink_committed_watermark: IntGaugeVec,
+    pub sink_committed_watermark: GaugeVec,
     pub sink_retention_deleted: IntCounterVec,
     pub source_up: IntGaugeVec,
     pub source_acked_position: IntGaugeVec,
@@ -61,6 +61,55 @@ fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntC
 
 fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let metric = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric registered once");
+    metric
+}
+
+/// Declares a run's labelled counters at 0, so that dashboards and alerts (a rate, an
+/// increase) see every documented series from the start, not after its first event.
+pub fn declare_run(sources: &[&str], operators: &[&str], sinks: &[&str]) {
+    let m = metrics();
+    for &source in sources {
+        m.source_records.with_label_values(&[source]);
+        m.source_reconnects.with_label_values(&[source]);
+        m.dead_letters.with_label_values(&[source, "malformed"]);
+    }
+    for &operator in operators {
+        m.late_records.with_label_values(&[operator]);
+        m.dead_letters.with_label_values(&[operator, "late"]);
+    }
+    for &sink in sinks {
+        m.sink_records.with_label_values(&[sink]);
+        m.sink_errors.with_label_values(&[sink]);
+        m.sink_retries.with_label_values(&[sink]);
+    }
+}
+
+/// Declares the server's labelled counters at 0.
+pub fn declare_server() {
+    let m = metrics();
+    for reason in [
+        "closed",
+        "shutdown",
+        "too_slow",
+        "timeout",
+        "write_failed",
+        "protocol_error",
+        "too_big",
+        "bad_utf8",
+    ] {
+        m.ws_disconnects.with_label_values(&[reason]);
+    }
+    for cap in ["total", "per_client"] {
+        m.http_connections_refused.with_label_values(&[cap]);
+    }
+}
+
+/// A gauge of a point in time, in seconds since the epoch (Prometheus base units).
+fn time_gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    let metric = GaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition");
     registry
         .register(Box::new(metric.clone()))
         .expect("metric registered once");
@@ -104,10 +153,10 @@ impl Metrics {
                 "Records read by a source.",
                 &["source"],
             ),
-            source_watermark: gauge(
+            source_watermark: time_gauge(
                 r,
-                "marketflow_source_watermark_ms",
-                "Watermark of a source, ms since the epoch.",
+                "marketflow_source_watermark_seconds",
+                "Watermark of a source, seconds since the epoch.",
                 &["source"],
             ),
             source_reconnects: counter(
@@ -212,10 +261,10 @@ impl Metrics {
                 "Time to commit one batch.",
                 &["sink"],
             ),
-            sink_committed_watermark: gauge(
+            sink_committed_watermark: time_gauge(
                 r,
-                "marketflow_sink_committed_watermark_ms",
-                "Every record below this event-time watermark is committed by the sink.",
+                "marketflow_sink_committed_watermark_seconds",
+                "Every record below this event-time watermark (seconds since the epoch) is committed by the sink.",
                 &["sink"],
             ),
             sink_retention_deleted: counter(

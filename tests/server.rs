@@ -696,3 +696,73 @@ fn head_answers_carry_the_content_length_of_the_get() {
         }
     });
 }
+
+/// `/metrics` of a running pipeline: every documented counter is there from the start at 0,
+/// times are in seconds (no `_ms` names), and `promtool check metrics` finds nothing to say.
+#[test]
+fn metrics_are_declared_at_zero_and_promtool_clean() {
+    let dir = scratch();
+    write(
+        dir.path(),
+        "ticks.csv",
+        "ts,symbol,price,volume\n2025-01-10T14:30:00Z,AAPL,100,5\n2025-01-10T14:31:00Z,AAPL,101,5\n",
+    );
+    write(
+        dir.path(),
+        "p.yaml",
+        "pipeline: m\n\
+         sources:\n  ticks: {type: file, path: ticks.csv, format: csv}\n\
+         operators:\n  bars_1m: {type: bars, from: ticks, interval: 1m}\n\
+         sinks:\n  store: {type: sqlite, from: [ticks, bars_1m], path: m.db}\n  \
+         live: {type: websocket, from: [bars_1m]}\n\
+         server: {listen: 127.0.0.1:8000, store: store}\n",
+    );
+    let server = Serving::start(dir.path(), &["run", "p.yaml", "--listen", "127.0.0.1:0"]);
+    let metrics = block_on(async { get(server.addr, "/metrics").await.text() });
+    for series in [
+        "marketflow_source_reconnects_total{source=\"ticks\"} 0",
+        "marketflow_dead_letters_total{reason=\"malformed\",stage=\"ticks\"} 0",
+        "marketflow_late_records_total{operator=\"bars_1m\"} 0",
+        "marketflow_sink_errors_total{sink=\"store\"} 0",
+        "marketflow_sink_retries_total{sink=\"live\"} 0",
+        "marketflow_ws_disconnects_total{reason=\"closed\"} 0",
+        "marketflow_http_connections_refused_total{cap=\"total\"} 0",
+    ] {
+        assert!(metrics.contains(series), "no `{series}` in:\n{metrics}");
+    }
+    assert!(
+        !metrics.contains("_ms{") && !metrics.contains("_ms "),
+        "{metrics}"
+    );
+    let present = std::process::Command::new("promtool")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if tool_present(present, "promtool") {
+        use std::io::Write as _;
+        let mut child = std::process::Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(metrics.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success() && said.trim().is_empty(),
+            "promtool: {said}"
+        );
+    }
+    server.interrupt();
+}

@@ -87,7 +87,7 @@ pub struct SourceContext {
 #[derive(Clone)]
 pub struct Acknowledger {
     frontier: Arc<AtomicI64>,
-    gauge: prometheus::IntGauge,
+    gauge: prometheus::Gauge,
 }
 
 impl Acknowledger {
@@ -104,7 +104,7 @@ impl Acknowledger {
     pub fn acknowledge(&self, frontier: i64) {
         let before = self.frontier.fetch_max(frontier, Ordering::SeqCst);
         if frontier > before {
-            self.gauge.set(frontier);
+            self.gauge.set(frontier as f64 / 1000.0);
         }
     }
 

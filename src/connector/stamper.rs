@@ -75,7 +75,7 @@ pub fn report_watermark(source: &str, watermark: i64) {
     metrics()
         .source_watermark
         .with_label_values(&[source])
-        .set(watermark);
+        .set(watermark as f64 / 1000.0);
 }
 
 #[cfg(test)]

@@ -178,6 +178,23 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunSummary, RunE
         })?;
     }
     let placement = place(pipeline, options)?;
+    crate::metrics::declare_run(
+        &pipeline
+            .sources
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>(),
+        &pipeline
+            .operators
+            .iter()
+            .map(|o| o.name.as_str())
+            .collect::<Vec<_>>(),
+        &pipeline
+            .sinks
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>(),
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("marketflow-io")

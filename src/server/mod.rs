@@ -340,6 +340,7 @@ pub fn start(listener: std::net::TcpListener, state: ServerState) -> std::io::Re
     let addr = listener.local_addr()?;
     let stop = state.stop.clone();
     let state = Arc::new(state);
+    crate::metrics::declare_server();
     let task = tokio::spawn(accept_loop(listener, state));
     tracing::info!("serving on http://{addr}/ (API docs at http://{addr}/docs)");
     Ok(ServerHandle { addr, stop, task })
