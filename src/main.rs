@@ -149,9 +149,10 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 Hub::default(),
             );
             let handle = runtime.block_on(async { server::start(listener, state) })?;
+            let stop = stop_on_signal(&runtime);
             announce(handle.addr);
-            runtime.block_on(marketflow::shutdown::stop_signal());
-            runtime.block_on(handle.stop());
+            runtime.block_on(stop.triggered());
+            stop_server(runtime, handle);
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate {
@@ -268,18 +269,36 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         "pipeline {} finished",
         pipeline.name
     );
-    if let Some((runtime, handle, finished)) = server {
+    if let Some((runtime, handle, finished, stop)) = server {
         finished.store(true, std::sync::atomic::Ordering::SeqCst);
         if !summary.interrupted {
             tracing::info!(
                 "the pipeline has ended; still serving on http://{}/ until Ctrl-C",
                 handle.addr
             );
-            runtime.block_on(marketflow::shutdown::stop_signal());
+            runtime.block_on(stop.triggered());
         }
-        runtime.block_on(handle.stop());
+        stop_server(runtime, handle);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A shutdown the first signal triggers (a second exits at once).
+fn stop_on_signal(runtime: &tokio::runtime::Runtime) -> marketflow::shutdown::Shutdown {
+    let stop = marketflow::shutdown::Shutdown::new();
+    let first = stop.clone();
+    marketflow::shutdown::watch_signals(runtime, move || {
+        tracing::warn!("stopping: draining connections (signal again to exit at once)");
+        first.trigger();
+    });
+    stop
+}
+
+/// Stops the server: requests in flight get a few seconds (a second signal exits at once),
+/// and store reads still running on blocking threads are not waited for.
+fn stop_server(runtime: tokio::runtime::Runtime, handle: server::ServerHandle) {
+    runtime.block_on(handle.stop());
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
 }
 
 /// The tokio runtime the server runs on, apart from the pipeline's I/O runtime.
@@ -311,6 +330,7 @@ fn start_pipeline_server(
     tokio::runtime::Runtime,
     server::ServerHandle,
     std::sync::Arc<std::sync::atomic::AtomicBool>,
+    marketflow::shutdown::Shutdown,
 )> {
     let addr = listen.unwrap_or(config.listen.value.0);
     let listener = server::bind(addr).with_context(|| format!("listening on {addr}"))?;
@@ -336,8 +356,10 @@ fn start_pipeline_server(
     let finished = state.pipeline_finished.clone();
     let runtime = server_runtime()?;
     let handle = runtime.block_on(async { server::start(listener, state) })?;
+    // Signals stop the server once the pipeline has ended (the engine watches its own).
+    let stop = stop_on_signal(&runtime);
     announce(handle.addr);
-    Ok((runtime, handle, finished))
+    Ok((runtime, handle, finished, stop))
 }
 
 fn read_cluster(hostfile: &Path, processes: usize, process: usize) -> anyhow::Result<Cluster> {

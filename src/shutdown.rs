@@ -63,16 +63,32 @@ impl Shutdown {
     }
 }
 
-/// Resolves on Ctrl-C (SIGINT) or SIGTERM; false if signals cannot be watched.
-pub async fn stop_signal() -> bool {
-    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-    else {
-        return tokio::signal::ctrl_c().await.is_ok();
+/// Watches SIGINT and SIGTERM from `runtime`: the first calls `on_first`; a second exits
+/// at once with status 130, whatever is still draining. The signal streams exist before
+/// the first signal, so none is missed between the two.
+pub fn watch_signals(runtime: &tokio::runtime::Runtime, on_first: impl FnOnce() + Send + 'static) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let _entered = runtime.enter();
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        tracing::warn!("cannot watch signals");
+        return;
     };
-    tokio::select! {
-        result = tokio::signal::ctrl_c() => result.is_ok(),
-        _ = term.recv() => true,
-    }
+    runtime.spawn(async move {
+        let mut on_first = Some(on_first);
+        loop {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+            match on_first.take() {
+                Some(first) => first(),
+                None => std::process::exit(130),
+            }
+        }
+    });
 }
 
 #[cfg(test)]

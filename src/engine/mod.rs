@@ -418,15 +418,12 @@ fn start_sources(
 /// exits at once.
 fn watch_signals(runtime: &tokio::runtime::Runtime, stop: &Stop) {
     let stop = stop.clone();
-    runtime.spawn(async move {
-        if crate::shutdown::stop_signal().await {
-            tracing::warn!("stopping: sources end, complete windows are flushed (signal again to exit at once)");
-            stop.interrupted.store(true, Ordering::SeqCst);
-            stop.shutdown.trigger();
-            if crate::shutdown::stop_signal().await {
-                std::process::exit(130);
-            }
-        }
+    crate::shutdown::watch_signals(runtime, move || {
+        tracing::warn!(
+            "stopping: sources end, complete windows are flushed (signal again to exit at once)"
+        );
+        stop.interrupted.store(true, Ordering::SeqCst);
+        stop.shutdown.trigger();
     });
 }
 
