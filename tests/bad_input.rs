@@ -350,3 +350,38 @@ fn validation_is_linear_in_the_size_of_the_file() {
         );
     }
 }
+
+/// Every wrong value of a component is reported, not only the first: five type errors and
+/// the two range checks of the keys that could be read.
+#[test]
+fn every_wrong_value_of_a_component_is_reported() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bad-specs");
+    let out = marketflow()
+        .current_dir(&dir)
+        .args(["validate", "22-several-bad-values.yaml"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let errors = error_blocks(&stderr);
+    assert_eq!(errors.len(), 7, "{stderr}");
+    assert!(stderr.contains("sources.ticks.rate: rate -1"), "{stderr}");
+    assert!(stderr.contains("sources.ticks.volatility"), "{stderr}");
+}
+
+/// A file that is not UTF-8 is an invalid pipeline (exit 2) with the line of the first bad
+/// byte, not an I/O error.
+#[test]
+fn a_file_that_is_not_utf8_names_the_line() {
+    let dir = scratch();
+    let mut bytes =
+        b"pipeline: t\nsources:\n  s: {type: synthetic, symbols: [A], count: 1}\n# ".to_vec();
+    bytes.extend_from_slice(&[0xff, 0xfe]);
+    bytes.extend_from_slice(b"\nsinks:\n  o: {type: stdout, from: s}\n");
+    std::fs::write(dir.path().join("p.yaml"), bytes).unwrap();
+    let out = run_in(dir.path(), &["validate", "p.yaml"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.starts_with("error: p.yaml:4:3: "), "{stderr}");
+    assert!(stderr.contains("not UTF-8"), "{stderr}");
+}

@@ -157,6 +157,66 @@ pub fn from_map_without<T: DeserializeOwned>(
     }
 }
 
+/// Mistakes reported per component at most (each costs a new read of its keys).
+const MAX_ERRORS_PER_MAP: usize = 16;
+
+/// Like [`from_map_without`], but collects the mistakes of several keys: a key whose value
+/// is wrong is reported and left out, and the rest read again. Returns what could be read
+/// (with the wrong keys at their defaults) and every mistake.
+pub fn from_map_collecting<T: DeserializeOwned>(
+    node: &Node,
+    path: &str,
+    skip: &[&str],
+) -> (Option<T>, Vec<DeError>) {
+    let Value::Map(entries) = &node.value else {
+        return match from_node(node, path) {
+            Ok(t) => (Some(t), Vec::new()),
+            Err(e) => (None, vec![e]),
+        };
+    };
+    let mut kept: Vec<(Node, Node)> = entries
+        .iter()
+        .filter(|(k, _)| !k.as_str().is_some_and(|k| skip.contains(&k)))
+        .cloned()
+        .collect();
+    let mut errors = Vec::new();
+    let mut left_out: Vec<String> = Vec::new();
+    while errors.len() < MAX_ERRORS_PER_MAP {
+        let map = Node {
+            value: Value::Map(kept.clone()),
+            pos: node.pos,
+        };
+        let e = match from_node(&map, path) {
+            Ok(t) => return (Some(t), errors),
+            Err(e) => e,
+        };
+        // A required key that was left out: already reported.
+        if left_out
+            .iter()
+            .any(|k| e.message.contains(&format!("`{k}`")))
+        {
+            break;
+        }
+        let key = e
+            .path
+            .as_deref()
+            .and_then(|p| p.strip_prefix(path))
+            .and_then(|rest| rest.strip_prefix('.'))
+            .map(|rest| rest.split(['.', '[']).next().unwrap_or(rest).to_owned());
+        errors.push(e);
+        let Some((at, key)) = key.and_then(|k| {
+            kept.iter()
+                .position(|(n, _)| n.as_str() == Some(k.as_str()))
+                .map(|at| (at, k))
+        }) else {
+            break;
+        };
+        kept.remove(at);
+        left_out.push(key);
+    }
+    (None, errors)
+}
+
 struct NodeDe<'a> {
     node: &'a Node,
     path: String,

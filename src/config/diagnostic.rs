@@ -46,6 +46,17 @@ impl Diagnostic {
     }
 }
 
+impl From<Diagnostic> for DeError {
+    fn from(d: Diagnostic) -> DeError {
+        DeError {
+            pos: Some(d.pos),
+            path: Some(d.path),
+            message: d.message,
+            help: d.help,
+        }
+    }
+}
+
 /// Every problem found in one file; reading stops only after all were collected.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Diagnostics {

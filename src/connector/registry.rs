@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::context::{SinkContext, SourceContext, Task};
 use super::{Sink, Source, StreamType};
-use crate::config::de::{from_map_without, DeError, Spanned};
+use crate::config::de::{from_map_collecting, DeError, Spanned};
 use crate::config::diagnostic::Diagnostic;
 use crate::config::schema::{keys_of, KeyDoc};
 use crate::config::yaml::Node;
@@ -87,9 +87,9 @@ impl<T: Sink> SinkConfig for Erased<T> {
 }
 
 /// Reads a source config from its node (path for messages).
-pub type ParseSource = fn(&Node, &str) -> Result<Arc<dyn SourceConfig>, DeError>;
+pub type ParseSource = fn(&Node, &str) -> Result<Arc<dyn SourceConfig>, Vec<DeError>>;
 /// Reads a sink config from its node.
-pub type ParseSink = fn(&Node, &str) -> Result<Arc<dyn SinkConfig>, DeError>;
+pub type ParseSink = fn(&Node, &str) -> Result<Arc<dyn SinkConfig>, Vec<DeError>>;
 
 /// A registered source type.
 #[derive(Clone, Copy)]
@@ -111,13 +111,36 @@ pub struct SinkType {
     pub keys: fn() -> Vec<KeyDoc>,
 }
 
-fn parse_source<T: Source>(node: &Node, path: &str) -> Result<Arc<dyn SourceConfig>, DeError> {
-    from_map_without::<T>(node, path, &["type"])
-        .map(|c| Arc::new(Erased(c)) as Arc<dyn SourceConfig>)
+/// Reads a source's config, with every mistake in it: a key whose value is wrong is left
+/// out and the rest read again, and what could be read gets the type's own checks.
+fn parse_source<T: Source>(node: &Node, path: &str) -> Result<Arc<dyn SourceConfig>, Vec<DeError>> {
+    let (config, mut errors) = from_map_collecting::<T>(node, path, &["type"]);
+    match config {
+        Some(c) if errors.is_empty() => Ok(Arc::new(Erased(c))),
+        Some(c) => {
+            // Checks that only fail because a wrong key was left out say nothing new.
+            let wrong: Vec<String> = errors
+                .iter()
+                .filter_map(|e| e.path.as_deref()?.rsplit('.').next())
+                .map(|key| format!("`{key}`"))
+                .collect();
+            let checks = c
+                .check(path)
+                .into_iter()
+                .filter(|d| !wrong.iter().any(|key| d.message.contains(key.as_str())));
+            errors.extend(checks.map(DeError::from));
+            Err(errors)
+        }
+        None => Err(errors),
+    }
 }
 
-fn parse_sink<T: Sink>(node: &Node, path: &str) -> Result<Arc<dyn SinkConfig>, DeError> {
-    from_map_without::<T>(node, path, &["type"]).map(|c| Arc::new(Erased(c)) as Arc<dyn SinkConfig>)
+fn parse_sink<T: Sink>(node: &Node, path: &str) -> Result<Arc<dyn SinkConfig>, Vec<DeError>> {
+    let (config, errors) = from_map_collecting::<T>(node, path, &["type"]);
+    match config {
+        Some(c) if errors.is_empty() => Ok(Arc::new(Erased(c))),
+        _ => Err(errors),
+    }
 }
 
 /// Every source and sink type a pipeline may use.

@@ -101,9 +101,32 @@ pub enum LoadError {
 /// the built-in source and sink types.
 pub fn load_file(path: &Path) -> Result<Pipeline, LoadError> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+    let bytes = std::fs::read(path).map_err(|source| LoadError::Io {
         file: file.clone(),
         source,
+    })?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        // A position, like every other mistake in the file: the line of the first bad byte.
+        let at = e.utf8_error().valid_up_to();
+        let before = &e.as_bytes()[..at];
+        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        let line_start = before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        let col = String::from_utf8_lossy(&before[line_start..])
+            .chars()
+            .count()
+            + 1;
+        LoadError::Invalid(Diagnostics {
+            file: file.clone(),
+            items: vec![Diagnostic::new(
+                crate::config::yaml::Pos { line, col },
+                "",
+                format!("the file is not UTF-8 text: an invalid byte at offset {at}"),
+            )
+            .help("save the pipeline as UTF-8")],
+        })
     })?;
     load_str(&file, &text, &|name| std::env::var(name).ok()).map_err(LoadError::Invalid)
 }
@@ -281,13 +304,12 @@ struct Components {
 fn read_components(registry: &Registry, root: &Node, errors: &mut Vec<Diagnostic>) -> Components {
     let source_types: Vec<&str> = registry.sources().iter().map(|t| t.name).collect();
     let sink_types: Vec<&str> = registry.sinks().iter().map(|t| t.name).collect();
-    let one = |e: DeError| vec![e];
     let parse_source = |kind: &str, node: &Node, path: &str| match registry.source_type(kind) {
-        Some(t) => (t.parse)(node, path).map_err(one),
+        Some(t) => (t.parse)(node, path),
         None => Err(vec![DeError::new(format!("unknown source type `{kind}`"))]),
     };
     let parse_sink = |kind: &str, node: &Node, path: &str| match registry.sink_type(kind) {
-        Some(t) => (t.parse)(node, path).map_err(one),
+        Some(t) => (t.parse)(node, path),
         None => Err(vec![DeError::new(format!("unknown sink type `{kind}`"))]),
     };
     let mut declared = Vec::new();
