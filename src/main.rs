@@ -242,6 +242,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .map(|c| Hub::new(c.hub_config()))
         .unwrap_or_default();
     let status = RunStatus::default();
+    engine::declare_metrics(&pipeline);
     let server = match &server_config {
         Some(config) => Some(start_pipeline_server(
             &pipeline,

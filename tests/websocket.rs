@@ -900,3 +900,84 @@ fn pipeline_records_reach_websocket_clients() {
     });
     assert!(server.interrupt().success());
 }
+
+/// Sends raw request bytes on a fresh connection; returns the whole answer.
+async fn raw_request(addr: SocketAddr, request: &str) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    // The head only: a 101 keeps the connection open.
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        match within("an answer", stream.read(&mut byte)).await {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// Cross-origin reads and WebSockets only from the server's own origin, localhost and
+/// `allowed_origins` (never `Access-Control-Allow-Origin: *`); a request without exactly one
+/// Host header is refused.
+#[test]
+fn origins_and_hosts_are_checked() {
+    block_on(async {
+        let (server, _hub) = start(&config(|c| {
+            c.allowed_origins = vec!["https://dash.example.com".into()];
+        }));
+        let addr = server.addr;
+        let get = |origin: &str| {
+            format!("GET /openapi.json HTTP/1.1\r\nHost: {addr}\r\nOrigin: {origin}\r\nConnection: close\r\n\r\n")
+        };
+        let evil = raw_request(addr, &get("https://evil.example")).await;
+        assert!(evil.starts_with("HTTP/1.1 200"), "{evil}");
+        assert!(
+            !evil
+                .to_ascii_lowercase()
+                .contains("access-control-allow-origin"),
+            "{evil}"
+        );
+        let local = raw_request(addr, &get("http://localhost:3000")).await;
+        assert!(
+            local
+                .to_ascii_lowercase()
+                .contains("access-control-allow-origin: http://localhost:3000"),
+            "{local}"
+        );
+        let dash = raw_request(addr, &get("https://dash.example.com")).await;
+        assert!(dash.contains("https://dash.example.com"), "{dash}");
+
+        let upgrade = |origin: &str| {
+            format!(
+                "GET /ws HTTP/1.1\r\nHost: {addr}\r\nOrigin: {origin}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            )
+        };
+        let refused = raw_request(addr, &upgrade("https://evil.example")).await;
+        assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
+        let own = raw_request(addr, &upgrade(&format!("http://{addr}"))).await;
+        assert!(own.starts_with("HTTP/1.1 101"), "{own}");
+        let dash = raw_request(addr, &upgrade("https://dash.example.com")).await;
+        assert!(dash.starts_with("HTTP/1.1 101"), "{dash}");
+
+        for request in [
+            "GET /openapi.json HTTP/1.1\r\nConnection: close\r\n\r\n".to_owned(),
+            format!("GET /openapi.json HTTP/1.1\r\nHost: {addr}\r\nHost: other:1\r\nConnection: close\r\n\r\n"),
+        ] {
+            let answer = raw_request(addr, &request).await;
+            assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        }
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /health HTTP/1.1\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut all = String::new();
+        within("the 400", stream.read_to_string(&mut all))
+            .await
+            .unwrap();
+        assert!(all.contains(r#""code":"bad_host""#), "{all}");
+        server.stop().await;
+    });
+}

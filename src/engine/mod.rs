@@ -178,23 +178,7 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunSummary, RunE
         })?;
     }
     let placement = place(pipeline, options)?;
-    crate::metrics::declare_run(
-        &pipeline
-            .sources
-            .iter()
-            .map(|s| s.name.as_str())
-            .collect::<Vec<_>>(),
-        &pipeline
-            .operators
-            .iter()
-            .map(|o| o.name.as_str())
-            .collect::<Vec<_>>(),
-        &pipeline
-            .sinks
-            .iter()
-            .map(|s| s.name.as_str())
-            .collect::<Vec<_>>(),
-    );
+    declare_metrics(pipeline);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("marketflow-io")
@@ -261,6 +245,15 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunSummary, RunE
         1 => Err(errors.remove(0)),
         _ => Err(RunError::Several(errors)),
     }
+}
+
+/// Declares the pipeline's labelled counters at 0 (before its server answers, when the CLI
+/// calls it first).
+pub fn declare_metrics(pipeline: &Pipeline) {
+    let sources: Vec<&str> = pipeline.sources.iter().map(|s| s.name.as_str()).collect();
+    let operators: Vec<&str> = pipeline.operators.iter().map(|o| o.name.as_str()).collect();
+    let sinks: Vec<&str> = pipeline.sinks.iter().map(|s| s.name.as_str()).collect();
+    crate::metrics::declare_run(&sources, &operators, &sinks);
 }
 
 /// Worker threads and this process's place in the cluster.

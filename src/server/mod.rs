@@ -6,6 +6,7 @@
 
 pub mod api;
 mod connections;
+mod origins;
 mod ws;
 
 use std::convert::Infallible;
@@ -278,6 +279,9 @@ pub struct ServerState {
     pub ping_interval: Duration,
     pub max_lag_ms: i64,
     pub stop: Shutdown,
+    /// Origins besides the server's own and localhost that may read cross-origin and open
+    /// WebSockets (`*`: any).
+    pub allowed_origins: Vec<String>,
     /// How long a write may make no progress before the connection is closed.
     pub write_timeout: Duration,
     /// Open connections, against `max_connections` and `max_connections_per_client`.
@@ -303,6 +307,7 @@ impl ServerState {
                 .write_timeout
                 .as_std()
                 .max(Duration::from_millis(100)),
+            allowed_origins: config.allowed_origins.clone(),
             connections: Arc::new(connections::Connections::new(
                 config.max_connections,
                 config.max_connections_per_client,
@@ -435,10 +440,7 @@ fn response(
 }
 
 fn json(status: StatusCode, body: Vec<u8>) -> Response<Body> {
-    let mut r = response(status, "application/json", body);
-    r.headers_mut()
-        .insert("access-control-allow-origin", HeaderValue::from_static("*"));
-    r
+    response(status, "application/json", body)
 }
 
 fn error_response(e: &ApiError) -> Response<Body> {
@@ -451,7 +453,23 @@ async fn handle(state: Arc<ServerState>, req: Request<Incoming>) -> Response<Bod
     let matched = route(&path);
     let label = matched.as_ref().map_or("unmatched", |(r, _)| r.template);
     let method = req.method().clone();
-    let mut response = if method != Method::GET && method != Method::HEAD {
+    let origin = req.headers().get(hyper::header::ORIGIN).cloned();
+    let origin_allowed = origin
+        .as_ref()
+        .map(|o| origins::allowed(o, req.headers(), &state.allowed_origins));
+    let hosts = req.headers().get_all(hyper::header::HOST).iter().count();
+    let mut response = if hosts != 1 {
+        error_response(&ApiError::bad(
+            "bad_host",
+            "a request needs exactly one Host header",
+        ))
+    } else if origin_allowed == Some(false) && path.starts_with("/ws") {
+        error_response(&ApiError {
+            status: StatusCode::FORBIDDEN,
+            code: "origin_not_allowed",
+            message: "WebSocket connections from this origin are not allowed (see `server.allowed_origins`)".into(),
+        })
+    } else if method != Method::GET && method != Method::HEAD {
         let mut r = error_response(&ApiError {
             status: StatusCode::METHOD_NOT_ALLOWED,
             code: "method_not_allowed",
@@ -472,6 +490,12 @@ async fn handle(state: Arc<ServerState>, req: Request<Incoming>) -> Response<Bod
             )),
         }
     };
+    if let (Some(origin), Some(true)) = (origin, origin_allowed) {
+        // Cross-origin reads only for the origins allowed, never `*`.
+        let headers = response.headers_mut();
+        headers.insert(hyper::header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        headers.insert(hyper::header::VARY, HeaderValue::from_static("Origin"));
+    }
     if method == Method::HEAD {
         // The headers of the GET, without its body: Content-Length is the GET's.
         let length = http_body_util::BodyExt::collect(std::mem::take(response.body_mut()))
@@ -537,12 +561,7 @@ async fn dispatch(
             .map(|c| api::count("count", c, api::MAX_LIMIT))
             .transpose()?
     };
-    let ok = |reply: Reply| {
-        let mut r = response(StatusCode::OK, reply.content_type, reply.body);
-        r.headers_mut()
-            .insert("access-control-allow-origin", HeaderValue::from_static("*"));
-        Ok(r)
-    };
+    let ok = |reply: Reply| Ok(response(StatusCode::OK, reply.content_type, reply.body));
     match route.endpoint {
         Endpoint::Chart => {
             if prefers_json(&req) {

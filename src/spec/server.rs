@@ -37,6 +37,11 @@ pub struct ServerConfig {
     /// a live feed, the time since its last frame.
     #[serde(default = "default_max_lag")]
     pub max_lag: Duration,
+    /// Origins (`https://dash.example.com`) that may, besides the server's own and
+    /// localhost, read the API from a browser and open WebSockets; `*` allows any (default:
+    /// none).
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
     /// A connection whose peer takes none of a response (or WebSocket frames) for this long
     /// is closed (default 30s).
     #[serde(default = "default_write_timeout")]
@@ -113,6 +118,7 @@ impl Default for ServerConfig {
             ping_interval: default_ping(),
             max_lag: default_max_lag(),
             write_timeout: default_write_timeout(),
+            allowed_origins: Vec::new(),
             max_connections: default_max_connections(),
             max_connections_per_client: default_max_connections_per_client(),
         }
