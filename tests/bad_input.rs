@@ -385,3 +385,34 @@ fn a_file_that_is_not_utf8_names_the_line() {
     assert!(stderr.starts_with("error: p.yaml:4:3: "), "{stderr}");
     assert!(stderr.contains("not UTF-8"), "{stderr}");
 }
+
+/// Values `run` could not honour are refused by `validate`, with their line: a disorder
+/// buffer of millions of days, a rate whose ticks never come, a start before 1970, a price
+/// that overflows.
+#[test]
+fn values_run_cannot_honour_are_refused() {
+    let dir = scratch();
+    for (extra, key) in [
+        ("disorder: 999999999d, max_delay: 1s", "disorder"),
+        ("rate: 1e-300", "rate"),
+        ("start: now-99999999d", "start"),
+        ("prices: {A: 1e308}", "prices.A"),
+        ("duration: 99999999d", "duration"),
+    ] {
+        write(
+            dir.path(),
+            "p.yaml",
+            &format!(
+                "pipeline: t\nsources:\n  s: {{type: synthetic, symbols: [A], count: 10, {extra}}}\n\
+                 sinks:\n  o: {{type: stdout, from: s}}\n"
+            ),
+        );
+        let out = run_in(dir.path(), &["validate", "p.yaml"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{extra}: {stderr}");
+        assert!(
+            stderr.starts_with("error: p.yaml:3:") && stderr.contains(&format!("sources.s.{key}")),
+            "{extra}: {stderr}"
+        );
+    }
+}

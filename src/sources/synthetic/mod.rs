@@ -159,14 +159,43 @@ impl Source for SyntheticConfig {
                 ));
             }
         }
-        if !(self.rate > 0.0 && self.rate <= 1e6) {
+        if !(MIN_RATE..=1e6).contains(&self.rate) {
             problems.push(Diagnostic::new(
                 at,
                 format!("{path}.rate"),
                 format!(
-                    "rate {} must be above 0 and at most 1000000 ticks per second",
+                    "rate {:?} must be between 0.001 and 1000000 ticks per second",
                     self.rate
                 ),
+            ));
+        }
+        // Times the run can reach: an event-time start within 1970..2200, and buffers
+        // (disorder, max_delay) of a day at most.
+        if let Some(start) = &self.start {
+            let now = chrono::Utc::now().timestamp_millis();
+            let ms = self.start_ms(now);
+            if !(0..=MAX_EVENT_TIME).contains(&ms) {
+                problems.push(Diagnostic::new(
+                    start.pos,
+                    format!("{path}.start"),
+                    format!("`{}` is outside 1970 to 2200", start.value),
+                ));
+            }
+        }
+        for (key, value) in [("disorder", self.disorder.value.0), ("max_delay", self.max_delay.0)] {
+            if value > MAX_BUFFER_MS {
+                problems.push(Diagnostic::new(
+                    self.disorder.pos,
+                    format!("{path}.{key}"),
+                    format!("`{key}` may be at most 1d"),
+                ));
+            }
+        }
+        if self.duration.as_ref().is_some_and(|d| d.value.0 > MAX_EVENT_TIME) {
+            problems.push(Diagnostic::new(
+                at,
+                format!("{path}.duration"),
+                "`duration` may be at most 200 years",
             ));
         }
         if !(0.0..=10.0).contains(&self.volatility) {
@@ -191,11 +220,11 @@ impl Source for SyntheticConfig {
                     format!("`{symbol}` is not in `symbols`"),
                 ));
             }
-            if !(price.is_finite() && *price > 0.0) {
+            if !(price.is_finite() && *price > 0.0 && *price <= MAX_PRICE) {
                 problems.push(Diagnostic::new(
                     at,
                     format!("{path}.prices.{symbol}"),
-                    "opening prices must be positive",
+                    "opening prices must be above 0 and at most 1000000000",
                 ));
             }
         }
@@ -217,6 +246,15 @@ impl Source for SyntheticConfig {
         Task::Blocking(Box::new(move || generate(&config, ctx)))
     }
 }
+
+/// The lowest `rate`: one tick every 1000 s.
+const MIN_RATE: f64 = 0.001;
+/// Event times stay below 2200-01-01 (ms).
+const MAX_EVENT_TIME: i64 = 7_258_118_400_000;
+/// The longest `disorder` and `max_delay`: a day.
+const MAX_BUFFER_MS: i64 = 86_400_000;
+/// The highest opening price: the walk stays far from overflowing.
+const MAX_PRICE: f64 = 1e9;
 
 impl SyntheticConfig {
     /// The first event time, resolving `now` against the wall clock.
