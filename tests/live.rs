@@ -161,7 +161,7 @@ fn tape_gives_the_bars_of_its_valid_ticks(protocol: Protocol) {
         .collect();
     let mut garbage_frames = 0;
     for (i, price) in prices.iter().enumerate() {
-        if rng.below(100) == 0 {
+        if i % 100 == 50 {
             steps.push(garbage(protocol, rng.next()));
             garbage_frames += 1;
         }
