@@ -285,8 +285,20 @@ pub struct SymbolSpan {
 
 /// Symbols with their first and last timestamps over ticks and bars; the same SQL on
 /// both databases.
-pub(crate) const SYMBOL_SPANS_SQL: &str = "SELECT symbol, min(first_ts), max(last_ts) FROM (
-     SELECT symbol, min(ts) AS first_ts, max(ts) AS last_ts FROM realtime_prices GROUP BY symbol
+/// The span of every symbol. Ticks are the big table: its symbols are walked through the
+/// primary key (one index seek per symbol, each with a seek for its first and last tick)
+/// instead of a scan of every tick; the bar tables are smaller by the ticks per bar.
+pub(crate) const SYMBOL_SPANS_SQL: &str = "WITH RECURSIVE tick_symbols(symbol) AS (
+     SELECT min(symbol) FROM realtime_prices
+     UNION ALL
+     SELECT (SELECT min(r.symbol) FROM realtime_prices r WHERE r.symbol > t.symbol)
+     FROM tick_symbols t WHERE t.symbol IS NOT NULL
+ )
+ SELECT symbol, min(first_ts), max(last_ts) FROM (
+     SELECT t.symbol,
+            (SELECT min(r.ts) FROM realtime_prices r WHERE r.symbol = t.symbol) AS first_ts,
+            (SELECT max(r.ts) FROM realtime_prices r WHERE r.symbol = t.symbol) AS last_ts
+     FROM tick_symbols t WHERE t.symbol IS NOT NULL
      UNION ALL
      SELECT symbol, min(ts), max(ts) FROM intraday_ohlcv GROUP BY symbol
      UNION ALL

@@ -186,11 +186,18 @@ pub fn apply_retention(conn: &Connection, now_ms: i64) -> Result<usize, StoreErr
     Ok(deleted)
 }
 
-/// Read queries on a few connections, run on tokio's blocking threads.
+/// Read queries on a few connections, run on tokio's blocking threads: at most
+/// [`MAX_READERS`] at once, so a flood of requests queues instead of growing threads and
+/// connections; `/health`'s ping has a connection of its own, so it answers under load.
 pub struct SqliteStore {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
+    readers: tokio::sync::Semaphore,
+    health: std::sync::Arc<Mutex<Option<Connection>>>,
 }
+
+/// Queries run at once at most (each holds a connection and a blocking thread).
+pub const MAX_READERS: usize = 8;
 
 impl SqliteStore {
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
@@ -203,6 +210,8 @@ impl SqliteStore {
         let store = SqliteStore {
             path: path.to_owned(),
             idle: Mutex::new(Vec::new()),
+            readers: tokio::sync::Semaphore::new(MAX_READERS),
+            health: Default::default(),
         };
         store.put(store.take()?);
         Ok(store)
@@ -212,6 +221,11 @@ impl SqliteStore {
         if let Some(conn) = self.idle.lock().ok().and_then(|mut idle| idle.pop()) {
             return Ok(conn);
         }
+        self.connect()
+    }
+
+    /// A new read-only connection.
+    fn connect(&self) -> Result<Connection, StoreError> {
         let conn = Connection::open_with_flags(
             &self.path,
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -222,7 +236,9 @@ impl SqliteStore {
 
     fn put(&self, conn: Connection) {
         if let Ok(mut idle) = self.idle.lock() {
-            idle.push(conn);
+            if idle.len() < MAX_READERS {
+                idle.push(conn);
+            }
         }
     }
 
@@ -231,6 +247,11 @@ impl SqliteStore {
         &self,
         query: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        let _permit = self
+            .readers
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Stopped)?;
         let conn = self.take()?;
         let (conn, result) = tokio::task::spawn_blocking(move || {
             let result = query(&conn);
@@ -242,9 +263,22 @@ impl SqliteStore {
         result
     }
 
+    /// Answers on its own connection, not behind the queries in the queue.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.with(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?))
-            .await
+        let health = self.health.clone();
+        let conn = match health.lock().ok().and_then(|mut c| c.take()) {
+            Some(conn) => conn,
+            None => self.connect()?,
+        };
+        tokio::task::spawn_blocking(move || {
+            let result = conn.query_row("SELECT 1", [], |_| Ok(()));
+            if let Ok(mut slot) = health.lock() {
+                *slot = Some(conn);
+            }
+            result.map_err(StoreError::from)
+        })
+        .await
+        .map_err(|_| StoreError::Stopped)?
     }
 
     pub async fn latest_ticks(
@@ -395,4 +429,49 @@ fn bar_from_row(r: &rusqlite::Row<'_>, interval: Interval) -> Result<Bar, StoreE
         revision: r.get(10)?,
     }
     .into_bar()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The symbol list seeks through the ticks' primary key; it never scans the ticks.
+    #[test]
+    fn the_symbol_list_does_not_scan_the_ticks() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open(&dir.path().join("s.db")).unwrap();
+        migrate(&mut conn).unwrap();
+        let mut plan = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {SYMBOL_SPANS_SQL}"))
+            .unwrap();
+        let steps: Vec<String> = plan
+            .query_map([], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            steps
+                .iter()
+                .all(|s| !s.contains("SCAN realtime_prices") && !s.contains("SCAN r")),
+            "{steps:#?}"
+        );
+        for (symbol, ts) in [("B", 5), ("A", 3), ("A", 9), ("C", 1), ("B", 2)] {
+            conn.execute(
+                "INSERT INTO realtime_prices (symbol, ts, seq, price, volume) VALUES (?1, ?2, ?2, 1, 1)",
+                rusqlite::params![symbol, ts],
+            )
+            .unwrap();
+        }
+        let spans: Vec<(String, i64, i64)> = conn
+            .prepare(SYMBOL_SPANS_SQL)
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            spans,
+            [("A".into(), 3, 9), ("B".into(), 2, 5), ("C".into(), 1, 1)]
+        );
+    }
 }
