@@ -31,6 +31,11 @@ pub struct SqliteSinkConfig {
     /// `auto` (default): delete rows past the seed's retention every hour; `off`.
     #[serde(default)]
     pub retention: super::postgres::Retention,
+    /// Delete every stored row when the run starts (default false): for a pipeline that
+    /// regenerates its history on each start, such as the synthetic demo, so a restart does
+    /// not leave two histories whose bars disagree with their ticks.
+    #[serde(default)]
+    pub clear: bool,
 }
 
 fn default_batch_size() -> usize {
@@ -65,6 +70,14 @@ fn run(config: &SqliteSinkConfig, mut ctx: SinkContext) -> anyhow::Result<()> {
     let mut conn = sqlite::open(&config.path)?;
     let applied = sqlite::migrate(&mut conn)?;
     tracing::info!(sink = %ctx.name, path = %config.path.display(), ?applied, "sqlite store open");
+    if config.clear {
+        let tx = conn.transaction()?;
+        for table in crate::store::Table::ALL {
+            tx.execute(&format!("DELETE FROM {}", table.name()), [])?;
+        }
+        tx.commit()?;
+        tracing::info!(sink = %ctx.name, "cleared the stored rows (`clear: true`)");
+    }
     let m = metrics();
     let label = [ctx.name.as_str()];
     let (records, batches, seconds, deleted) = (
