@@ -641,7 +641,8 @@ type Socket =
 /// A connection error in words, without the URL (it may carry the key).
 fn describe(e: &tungstenite::Error) -> String {
     match e {
-        tungstenite::Error::Io(io) => format!("I/O error: {}", io.kind()),
+        // The OS's words (refused, no route, name not found), which never hold the URL.
+        tungstenite::Error::Io(io) => format!("I/O error: {io}"),
         tungstenite::Error::Url(_) => "the URL is not a WebSocket URL".into(),
         other => other.to_string(),
     }

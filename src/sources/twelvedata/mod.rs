@@ -37,7 +37,7 @@ pub struct TwelveDataConfig {
     #[serde(default = "feed::default_idle_timeout")]
     pub idle_timeout: Duration,
     /// A connection with no frame for this long (heartbeat answers included) is dead and
-    /// replaced (default 30s).
+    /// replaced (default 20s: two heartbeats without an answer).
     #[serde(default = "default_silence")]
     pub silence_timeout: Duration,
     /// Time zone of the trading day that `day_volume` counts (default `America/New_York`).
@@ -50,7 +50,7 @@ fn default_url() -> String {
 }
 
 fn default_silence() -> Duration {
-    Duration(30_000)
+    Duration(20_000)
 }
 
 /// Symbols per `subscribe` message: far below the 1 MB message limit, and 10,000 symbols

@@ -38,8 +38,9 @@ pub struct YahooConfig {
     /// (less `max_delay`), so the last windows close (default 5s).
     #[serde(default = "feed::default_idle_timeout")]
     pub idle_timeout: Duration,
-    /// A connection with no frame for this long is dead and replaced (default 60s; Yahoo
-    /// sends nothing for instruments that are not trading).
+    /// A connection with no frame for this long is dead and replaced (default 30s, two
+    /// re-subscriptions without an answer; Yahoo sends nothing for instruments that are not
+    /// trading, so a quiet market costs a reconnect every 30 s).
     #[serde(default = "default_silence")]
     pub silence_timeout: Duration,
     /// Time zone of the trading day that `day_volume` counts (default `America/New_York`;
@@ -53,7 +54,7 @@ fn default_url() -> String {
 }
 
 fn default_silence() -> Duration {
-    Duration(60_000)
+    Duration(30_000)
 }
 
 impl Source for YahooConfig {
