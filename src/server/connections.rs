@@ -104,29 +104,34 @@ pub fn refuse(connections: &Connections, mut stream: tokio::net::TcpStream) {
     });
 }
 
-/// A connection whose writes fail with `TimedOut` once the peer has taken nothing for
-/// `timeout`: a client that never reads its responses (or its WebSocket frames) does not
-/// hold the connection and its buffers for ever.
-pub struct WriteTimeout<S> {
+/// A client connection as the server writes to it:
+/// - writes fail with `TimedOut` once the peer has taken nothing for `timeout`, so a client
+///   that never reads its responses (or its WebSocket frames) does not hold the connection
+///   and its buffers for ever;
+/// - the answers hyper writes by itself to requests it cannot parse (400, 414, 431, with an
+///   empty body) get the JSON error shape of every other error.
+pub struct ClientIo<S> {
     inner: S,
     timeout: Duration,
     stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    /// A rewritten answer still to be written, and how much of it is.
+    rewritten: Option<(Vec<u8>, usize)>,
 }
 
-impl<S> WriteTimeout<S> {
-    pub fn new(inner: S, timeout: Duration) -> WriteTimeout<S> {
-        WriteTimeout {
+type Poll<T> = std::task::Poll<std::io::Result<T>>;
+
+impl<S: tokio::io::AsyncWrite + Unpin> ClientIo<S> {
+    pub fn new(inner: S, timeout: Duration) -> ClientIo<S> {
+        ClientIo {
             inner,
             timeout,
             stalled: None,
+            rewritten: None,
         }
     }
 
     /// After a write that made no progress: an error once the stall has lasted too long.
-    fn pending<T>(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<T>> {
+    fn pending<T>(&mut self, cx: &mut std::task::Context<'_>) -> Poll<T> {
         use std::future::Future as _;
         let timeout = self.timeout;
         let sleep = self
@@ -139,41 +144,115 @@ impl<S> WriteTimeout<S> {
         std::task::Poll::Pending
     }
 
-    fn progressed<T>(&mut self, result: std::io::Result<T>) -> std::task::Poll<std::io::Result<T>> {
-        self.stalled = None;
-        std::task::Poll::Ready(result)
+    /// Writes through the stall timer.
+    fn write_inner(&mut self, cx: &mut std::task::Context<'_>, buf: &[u8]) -> Poll<usize> {
+        match std::pin::Pin::new(&mut self.inner).poll_write(cx, buf) {
+            std::task::Poll::Ready(result) => {
+                self.stalled = None;
+                std::task::Poll::Ready(result)
+            }
+            std::task::Poll::Pending => self.pending(cx),
+        }
+    }
+
+    /// Writes what is left of a rewritten answer.
+    fn drain(&mut self, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        while let Some((bytes, done)) = self.rewritten.take() {
+            if done == bytes.len() {
+                break;
+            }
+            match self.write_inner(cx, &bytes[done..]) {
+                std::task::Poll::Ready(Ok(0)) => {
+                    return std::task::Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()))
+                }
+                std::task::Poll::Ready(Ok(n)) => self.rewritten = Some((bytes, done + n)),
+                std::task::Poll::Ready(Err(e)) => return std::task::Poll::Ready(Err(e)),
+                std::task::Poll::Pending => {
+                    self.rewritten = Some((bytes, done));
+                    return std::task::Poll::Pending;
+                }
+            }
+        }
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn write_or_rewrite(&mut self, cx: &mut std::task::Context<'_>, buf: &[u8]) -> Poll<usize> {
+        std::task::ready!(self.drain(cx))?;
+        if let Some(answer) = json_error_answer(buf) {
+            // Taken whole now; what the socket does not take yet, flush and shutdown write.
+            self.rewritten = Some((answer, 0));
+            if let std::task::Poll::Ready(Err(e)) = self.drain(cx) {
+                return std::task::Poll::Ready(Err(e));
+            }
+            return std::task::Poll::Ready(Ok(buf.len()));
+        }
+        self.write_inner(cx, buf)
     }
 }
 
-impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for WriteTimeout<S> {
+/// hyper's own answer to a request it could not parse (`HTTP/1.1 4xx`, `connection: close`,
+/// an empty body), rewritten with a JSON error body.
+fn json_error_answer(head: &[u8]) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(head).ok()?;
+    let rest = text.strip_prefix("HTTP/1.1 4")?;
+    let lower = text.to_ascii_lowercase();
+    if !(lower.contains("\r\nconnection: close\r\n")
+        && lower.contains("\r\ncontent-length: 0\r\n")
+        && text.ends_with("\r\n\r\n"))
+    {
+        return None;
+    }
+    let status = format!("4{}", rest.get(..2)?);
+    let (code, message) = match status.as_str() {
+        "414" => ("uri_too_long", "the request target is too long"),
+        "431" => ("headers_too_large", "the request headers are too large"),
+        _ => ("bad_request", "the request is not valid HTTP/1.1"),
+    };
+    let body = format!(r#"{{"error":{{"code":"{code}","message":"{message}"}}}}"#);
+    let status_line = text.split("\r\n").next()?;
+    let mut out = format!(
+        "{status_line}\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    out.push_str(&body);
+    Some(out.into_bytes())
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for ClientIo<S> {
     fn poll_read(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
+    ) -> Poll<()> {
         std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
 
-impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for WriteTimeout<S> {
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for ClientIo<S> {
     fn poll_write(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
         buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        match std::pin::Pin::new(&mut self.inner).poll_write(cx, buf) {
-            std::task::Poll::Ready(result) => self.progressed(result),
-            std::task::Poll::Pending => self.pending(cx),
-        }
+    ) -> Poll<usize> {
+        self.write_or_rewrite(cx, buf)
     }
 
     fn poll_write_vectored(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
-    ) -> std::task::Poll<std::io::Result<usize>> {
+    ) -> Poll<usize> {
+        std::task::ready!(self.drain(cx))?;
+        // An answer to rewrite is a lone head.
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        if let Some(first) = bufs.first().filter(|b| b.len() == total) {
+            return self.write_or_rewrite(cx, first);
+        }
         match std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs) {
-            std::task::Poll::Ready(result) => self.progressed(result),
+            std::task::Poll::Ready(result) => {
+                self.stalled = None;
+                std::task::Poll::Ready(result)
+            }
             std::task::Poll::Pending => self.pending(cx),
         }
     }
@@ -182,12 +261,13 @@ impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for WriteTimeout<S>
         self.inner.is_write_vectored()
     }
 
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
+    fn poll_flush(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        std::task::ready!(self.drain(cx))?;
         match std::pin::Pin::new(&mut self.inner).poll_flush(cx) {
-            std::task::Poll::Ready(result) => self.progressed(result),
+            std::task::Poll::Ready(result) => {
+                self.stalled = None;
+                std::task::Poll::Ready(result)
+            }
             std::task::Poll::Pending => self.pending(cx),
         }
     }
@@ -195,7 +275,29 @@ impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for WriteTimeout<S>
     fn poll_shutdown(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
+    ) -> Poll<()> {
+        std::task::ready!(self.drain(cx))?;
         std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_hypers_empty_error_answers_are_rewritten() {
+        let hyper_400 = b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\ndate: Sun, 29 Nov 2026 20:30:38 GMT\r\n\r\n";
+        let out = String::from_utf8(json_error_answer(hyper_400).unwrap()).unwrap();
+        assert!(out.starts_with("HTTP/1.1 400 Bad Request\r\ncontent-type: application/json"));
+        assert!(out.ends_with(
+            r#"{"error":{"code":"bad_request","message":"the request is not valid HTTP/1.1"}}"#
+        ));
+        let ours = b"HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: 30\r\n\r\n";
+        assert!(json_error_answer(ours).is_none());
+        assert!(json_error_answer(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        )
+        .is_none());
     }
 }

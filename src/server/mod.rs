@@ -413,7 +413,7 @@ async fn serve_connection(
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .serve_connection(
-            TokioIo::new(connections::WriteTimeout::new(stream, write_timeout)),
+            TokioIo::new(connections::ClientIo::new(stream, write_timeout)),
             service,
         )
         .with_upgrades();
