@@ -90,3 +90,34 @@ impl<'de> Deserialize<'de> for Secret {
         String::deserialize(deserializer).map(Secret)
     }
 }
+
+/// Reads a count within `LO..=HI`, else a positioned error naming the range: for
+/// `#[serde(deserialize_with = "count_within::<_, 1, 1000>")]`.
+pub fn count_within<'de, D: Deserializer<'de>, const LO: u64, const HI: u64>(
+    deserializer: D,
+) -> Result<usize, D::Error> {
+    let value = u64::deserialize(deserializer)?;
+    if (LO..=HI).contains(&value) {
+        Ok(value as usize)
+    } else {
+        Err(de::Error::custom(format!(
+            "must be between {LO} and {HI} (got {value})"
+        )))
+    }
+}
+
+/// Reads a duration within `LO_MS..=HI_MS` milliseconds, else a positioned error.
+pub fn duration_within<'de, D: Deserializer<'de>, const LO_MS: i64, const HI_MS: i64>(
+    deserializer: D,
+) -> Result<Duration, D::Error> {
+    let value = Duration::deserialize(deserializer)?;
+    if (LO_MS..=HI_MS).contains(&value.0) {
+        Ok(value)
+    } else {
+        Err(de::Error::custom(format!(
+            "must be between {} and {} (got {value})",
+            Duration(LO_MS),
+            Duration(HI_MS)
+        )))
+    }
+}

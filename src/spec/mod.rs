@@ -367,9 +367,15 @@ fn read_server(
     errors: &mut Vec<Diagnostic>,
 ) -> Option<ServerConfig> {
     let server = root.get("server").and_then(|node| {
-        from_node::<ServerConfig>(node, "server")
-            .map_err(|e| errors.push(Diagnostic::from_de(e, node.pos, "server")))
-            .ok()
+        let (server, problems) =
+            crate::config::de::from_map_collecting::<ServerConfig>(node, "server", &[]);
+        let failed = !problems.is_empty();
+        errors.extend(
+            problems
+                .into_iter()
+                .map(|e| Diagnostic::from_de(e, node.pos, "server")),
+        );
+        server.filter(|_| !failed)
     });
     if let Some(server) = &server {
         errors.extend(server.check(sinks));

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use super::{Named, SinkRef};
 use crate::config::de::{suggest, Spanned};
 use crate::config::diagnostic::Diagnostic;
-use crate::config::values::{Duration, Parsed};
+use crate::config::values::{count_within, duration_within, Duration, Parsed};
 use crate::hub::HubConfig;
 
 /// The HTTP and WebSocket server a pipeline runs beside it.
@@ -24,18 +24,27 @@ pub struct ServerConfig {
     #[serde(default = "default_snapshot")]
     pub snapshot: usize,
     /// Records a WebSocket client may have queued before it lags (default 8192).
-    #[serde(default = "default_client_queue")]
+    #[serde(
+        default = "default_client_queue",
+        deserialize_with = "count_within::<_, 1, 10_000_000>"
+    )]
     pub client_queue: usize,
     /// Records a lagging client may lose before it is disconnected (default 100000).
     #[serde(default = "default_max_dropped")]
     pub max_dropped: u64,
     /// Time between pings to idle WebSocket clients; three without an answer close the
     /// connection (default 20s).
-    #[serde(default = "default_ping")]
+    #[serde(
+        default = "default_ping",
+        deserialize_with = "duration_within::<_, 1_000, 86_400_000>"
+    )]
     pub ping_interval: Duration,
     /// Watermark lag of a running source past which `/health` answers 503 (default 5m); for
     /// a live feed, the time since its last frame.
-    #[serde(default = "default_max_lag")]
+    #[serde(
+        default = "default_max_lag",
+        deserialize_with = "duration_within::<_, 1_000, 604_800_000>"
+    )]
     pub max_lag: Duration,
     /// Origins (`https://dash.example.com`) that may, besides the server's own and
     /// localhost, read the API from a browser and open WebSockets; `*` allows any (default:
@@ -44,14 +53,23 @@ pub struct ServerConfig {
     pub allowed_origins: Vec<String>,
     /// A connection whose peer takes none of a response (or WebSocket frames) for this long
     /// is closed (default 30s).
-    #[serde(default = "default_write_timeout")]
+    #[serde(
+        default = "default_write_timeout",
+        deserialize_with = "duration_within::<_, 1_000, 86_400_000>"
+    )]
     pub write_timeout: Duration,
     /// Connections (HTTP and WebSocket) served at once; more are answered 503 and closed
     /// (default 4096).
-    #[serde(default = "default_max_connections")]
+    #[serde(
+        default = "default_max_connections",
+        deserialize_with = "count_within::<_, 1, 1_000_000>"
+    )]
     pub max_connections: usize,
     /// Connections one client address may hold at once (default 256).
-    #[serde(default = "default_max_connections_per_client")]
+    #[serde(
+        default = "default_max_connections_per_client",
+        deserialize_with = "count_within::<_, 1, 1_000_000>"
+    )]
     pub max_connections_per_client: usize,
 }
 

@@ -35,7 +35,11 @@ pub struct PostgresSinkConfig {
     #[serde(default = "yes")]
     pub migrate: bool,
     /// Rows per transaction at most (default 50000).
-    #[serde(default = "default_batch_size")]
+    #[serde(
+        default = "default_batch_size",
+        deserialize_with = "crate::config::values::count_within::<_, 1, 1_000_000>"
+    )]
+    #[schemars(with = "usize")]
     pub batch_size: usize,
     /// Longest a row waits for its batch to fill (default 200ms).
     #[serde(default = "default_flush_interval")]

@@ -26,7 +26,11 @@ pub struct SqliteSinkConfig {
     /// The database file; created with its tables when missing.
     pub path: PathBuf,
     /// Rows per transaction at most (default 50000).
-    #[serde(default = "default_batch_size")]
+    #[serde(
+        default = "default_batch_size",
+        deserialize_with = "crate::config::values::count_within::<_, 1, 1_000_000>"
+    )]
+    #[schemars(with = "usize")]
     pub batch_size: usize,
     /// `auto` (default): delete rows past the seed's retention every hour; `off`.
     #[serde(default)]
