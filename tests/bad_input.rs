@@ -416,3 +416,44 @@ fn values_run_cannot_honour_are_refused() {
         );
     }
 }
+
+/// Durations of every source are read within what a run can honour, with their line.
+#[test]
+fn source_durations_are_bounded() {
+    let dir = scratch();
+    for (source, key) in [
+        ("{type: file, path: t.csv, max_delay: 99999d}", "max_delay"),
+        (
+            "{type: file, path: t.csv, idle_timeout: 99999d}",
+            "idle_timeout",
+        ),
+        (
+            "{type: kafka, brokers: b, topic: t, max_delay: 99999d}",
+            "max_delay",
+        ),
+        (
+            "{type: twelvedata, symbols: [A], api_key: k, silence_timeout: 0s}",
+            "silence_timeout",
+        ),
+        (
+            "{type: yahoo, symbols: [A], idle_timeout: 99999d}",
+            "idle_timeout",
+        ),
+    ] {
+        write(
+            dir.path(),
+            "p.yaml",
+            &format!(
+                "pipeline: t\nsources:\n  s: {source}\nsinks:\n  o: {{type: stdout, from: s}}\n"
+            ),
+        );
+        let out = run_in(dir.path(), &["validate", "p.yaml"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{source}: {stderr}");
+        assert!(
+            stderr.starts_with("error: p.yaml:3:")
+                && stderr.contains(&format!("sources.s.{key}: must be between")),
+            "{source}: {stderr}"
+        );
+    }
+}

@@ -121,3 +121,10 @@ pub fn duration_within<'de, D: Deserializer<'de>, const LO_MS: i64, const HI_MS:
         )))
     }
 }
+
+/// [`duration_within`] for an optional key.
+pub fn optional_duration_within<'de, D: Deserializer<'de>, const LO_MS: i64, const HI_MS: i64>(
+    deserializer: D,
+) -> Result<Option<Duration>, D::Error> {
+    duration_within::<D, LO_MS, HI_MS>(deserializer).map(Some)
+}

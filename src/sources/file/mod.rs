@@ -44,7 +44,8 @@ pub struct FileSourceConfig {
     pub interval: Option<Parsed<Interval>>,
     /// Bounded out-of-orderness: the watermark trails the latest event time by this much
     /// (default 0s).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::config::values::duration_within::<_, 0, 86_400_000>")]
+    #[schemars(with = "Duration")]
     pub max_delay: Duration,
     /// Time zone of timestamps written without a UTC offset; without it they are rejected.
     #[serde(default)]
@@ -56,7 +57,11 @@ pub struct FileSourceConfig {
     pub partitions: usize,
     /// After this long without a new line (a pipe gone quiet), a partition stops holding
     /// the pipeline's watermark back (default: it always holds it).
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "crate::config::values::optional_duration_within::<_, 1, 86_400_000>"
+    )]
+    #[schemars(with = "Option<Duration>")]
     pub idle_timeout: Option<Duration>,
 }
 

@@ -66,11 +66,16 @@ pub struct KafkaSourceConfig {
     pub stop: StopAt,
     /// Bounded out-of-orderness: each partition's watermark trails its latest event time
     /// by this much (default 0s).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::config::values::duration_within::<_, 0, 86_400_000>")]
+    #[schemars(with = "Duration")]
     pub max_delay: Duration,
     /// After this long without a message, a partition stops holding the watermark back
     /// (default: it always holds it).
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "crate::config::values::optional_duration_within::<_, 1, 86_400_000>"
+    )]
+    #[schemars(with = "Option<Duration>")]
     pub idle_timeout: Option<Duration>,
     /// Time zone of timestamps written without a UTC offset (default: they are rejected).
     #[serde(default)]

@@ -32,16 +32,28 @@ pub struct YahooConfig {
     pub url: String,
     /// Bounded out-of-orderness: the watermark trails the latest event time by this much
     /// (default 2s).
-    #[serde(default = "feed::default_max_delay")]
+    #[serde(
+        default = "feed::default_max_delay",
+        deserialize_with = "crate::config::values::duration_within::<_, 0, 86_400_000>"
+    )]
+    #[schemars(with = "Duration")]
     pub max_delay: Duration,
     /// With no price for this long while connected, the watermark follows the wall clock
     /// (less `max_delay`), so the last windows close (default 5s).
-    #[serde(default = "feed::default_idle_timeout")]
+    #[serde(
+        default = "feed::default_idle_timeout",
+        deserialize_with = "crate::config::values::duration_within::<_, 100, 86_400_000>"
+    )]
+    #[schemars(with = "Duration")]
     pub idle_timeout: Duration,
     /// A connection with no frame for this long is dead and replaced (default 30s, two
     /// re-subscriptions without an answer; Yahoo sends nothing for instruments that are not
     /// trading, so a quiet market costs a reconnect every 30 s).
-    #[serde(default = "default_silence")]
+    #[serde(
+        default = "default_silence",
+        deserialize_with = "crate::config::values::duration_within::<_, 1_000, 3_600_000>"
+    )]
+    #[schemars(with = "Duration")]
     pub silence_timeout: Duration,
     /// Time zone of the trading day that `day_volume` counts (default `America/New_York`;
     /// `UTC` for crypto).
