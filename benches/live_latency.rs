@@ -81,6 +81,35 @@ fn report(what: &str, sorted: &[Duration]) -> (Duration, Duration) {
     (p50, p99)
 }
 
+/// Reads `TICKS` ticks from `ws`, each with its arrival time; `tick` names the symbol of a
+/// message that is a tick.
+async fn arrivals<S>(
+    ws: &mut S,
+    who: &str,
+    mut tick: impl FnMut(&serde_json::Value) -> Option<String>,
+) -> Vec<(String, Instant)>
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    let mut arrivals = Vec::with_capacity(TICKS);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while arrivals.len() < TICKS {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        let Ok(Some(Ok(message))) = tokio::time::timeout(wait, ws.next()).await else {
+            panic!("waited for {TICKS} ticks at {who}; got {}", arrivals.len());
+        };
+        let at = Instant::now();
+        let Message::Text(text) = message else {
+            continue;
+        };
+        let value: serde_json::Value = serde_json::from_str(text.as_str()).unwrap();
+        if let Some(symbol) = tick(&value) {
+            arrivals.push((symbol, at));
+        }
+    }
+    arrivals
+}
+
 /// Through marketflow: fake -> twelvedata source -> dataflow -> websocket sink -> /ws.
 async fn through_marketflow() -> Vec<Duration> {
     let fake = FakeFeed::start(
@@ -113,30 +142,15 @@ async fn through_marketflow() -> Vec<Duration> {
     });
     // The subscription is confirmed before the tape starts.
     let mut confirmed = false;
-    let mut arrivals = Vec::with_capacity(TICKS);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while arrivals.len() < TICKS {
-        let wait = deadline.saturating_duration_since(Instant::now());
-        let Ok(Some(Ok(message))) = tokio::time::timeout(wait, ws.next()).await else {
-            panic!(
-                "waited for {TICKS} ticks at the /ws client; got {}",
-                arrivals.len()
-            );
-        };
-        let at = Instant::now();
-        let Message::Text(text) = message else {
-            continue;
-        };
-        let value: serde_json::Value = serde_json::from_str(text.as_str()).unwrap();
+    let arrivals = arrivals(&mut ws, "the /ws client", |value| {
         if value["type"] == "subscribed" && !confirmed {
             confirmed = true;
             fake.open_gate();
-        } else if let Some(symbol) = value["symbol"].as_str() {
-            if value.get("price").is_some() {
-                arrivals.push((symbol.to_owned(), at));
-            }
         }
-    }
+        value.get("price")?;
+        value["symbol"].as_str().map(str::to_owned)
+    })
+    .await;
     drop(server);
     latencies(&fake, &arrivals)
 }
@@ -157,25 +171,12 @@ async fn direct() -> Vec<Duration> {
         serde_json::json!({"action": "subscribe", "params": {"symbols": symbols().join(",")}});
     ws.send(Message::text(subscribe.to_string())).await.unwrap();
     fake.open_gate();
-    let mut arrivals = Vec::with_capacity(TICKS);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while arrivals.len() < TICKS {
-        let wait = deadline.saturating_duration_since(Instant::now());
-        let Ok(Some(Ok(message))) = tokio::time::timeout(wait, ws.next()).await else {
-            panic!(
-                "waited for {TICKS} ticks at the direct client; got {}",
-                arrivals.len()
-            );
-        };
-        let at = Instant::now();
-        let Message::Text(text) = message else {
-            continue;
-        };
-        let value: serde_json::Value = serde_json::from_str(text.as_str()).unwrap();
-        if value["event"] == "price" {
-            arrivals.push((value["symbol"].as_str().unwrap().to_owned(), at));
-        }
-    }
+    let arrivals = arrivals(&mut ws, "the direct client", |value| {
+        (value["event"] == "price")
+            .then(|| value["symbol"].as_str().map(str::to_owned))
+            .flatten()
+    })
+    .await;
     latencies(&fake, &arrivals)
 }
 

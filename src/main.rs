@@ -106,8 +106,9 @@ fn main() -> ExitCode {
     let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log));
     // At trace level the WebSocket library logs the upgrade request, whose URL carries a
-    // live feed's API key: never below debug there.
-    if let Ok(cap) = "tungstenite::handshake=debug".parse() {
+    // live feed's API key. Its client handshake logs nothing at info or above, so capping it
+    // at info hides that line without showing anything the chosen level would not.
+    if let Ok(cap) = "tungstenite::handshake::client=info".parse() {
         filter = filter.add_directive(cap);
     }
     tracing_subscriber::fmt()

@@ -234,7 +234,7 @@ pub enum Decoded {
 }
 
 /// How a feed speaks its protocol.
-pub trait Protocol: Send + 'static {
+pub trait Protocol: Send + Sync + 'static {
     /// Where to connect; may carry a secret, so it is never logged.
     fn url(&self) -> String;
     /// The address as the logs show it.
@@ -256,15 +256,24 @@ pub struct FeedSettings {
     pub symbols: Vec<String>,
     pub max_delay_ms: i64,
     /// Quiet this long while connected, the watermark follows the wall clock.
-    pub idle_timeout: Option<Duration>,
+    pub idle_timeout: Duration,
     /// A connection with no frame for this long is dead.
     pub silence_timeout: Duration,
     /// Where trading days of the cumulative day volume begin and end.
     pub timezone: chrono_tz::Tz,
 }
 
+/// The task of a feed: `protocol` spoken with `settings`.
+pub fn task<P: Protocol>(
+    protocol: P,
+    settings: FeedSettings,
+    ctx: SourceContext,
+) -> crate::connector::Task {
+    crate::connector::Task::Async(Box::pin(run(protocol, settings, ctx)))
+}
+
 /// Runs a feed until the run stops or the credentials are refused.
-pub async fn run<P: Protocol>(
+async fn run<P: Protocol>(
     protocol: P,
     settings: FeedSettings,
     ctx: SourceContext,
@@ -565,7 +574,13 @@ impl<P: Protocol> Feed<P> {
     /// Until a new price of the symbol arrives, one older than its latest, or equal to a
     /// price already seen at that latest time, is a replay.
     fn is_replay(&mut self, quote: &Quote) -> bool {
-        let latest = self.latest.entry(quote.symbol.clone()).or_default();
+        // Looked up before inserting: no key allocated per tick on the hot path.
+        if !self.latest.contains_key(&quote.symbol) {
+            self.latest.insert(quote.symbol.clone(), Latest::default());
+        }
+        let Some(latest) = self.latest.get_mut(&quote.symbol) else {
+            return false;
+        };
         if self.replay_due.contains(&quote.symbol) {
             let replay = quote.ts < latest.ts
                 || (quote.ts == latest.ts && latest.seen.iter().any(|q| same(q, quote)));
@@ -587,9 +602,7 @@ impl<P: Protocol> Feed<P> {
     /// Moves the watermark with the wall clock once no price came for `idle_timeout`, so
     /// the last windows close without a later tick (and a quiet symbol holds none back).
     async fn idle(&mut self) -> Result<(), TaskError> {
-        let Some(idle) = self.settings.idle_timeout else {
-            return Ok(());
-        };
+        let idle = self.settings.idle_timeout;
         // Before the first price nothing is open, and a replayed tape's first ticks would
         // find their windows closed.
         if self.sent == 0 || self.last_price.elapsed() < idle {

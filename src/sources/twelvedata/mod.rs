@@ -104,11 +104,11 @@ impl Source for TwelveDataConfig {
         let settings = FeedSettings {
             symbols: self.symbols.symbols(),
             max_delay_ms: self.max_delay.0,
-            idle_timeout: Some(self.idle_timeout.as_std()),
+            idle_timeout: self.idle_timeout.as_std(),
             silence_timeout: self.silence_timeout.as_std(),
             timezone: self.timezone.value,
         };
-        Task::Async(Box::pin(feed::run(protocol, settings, ctx)))
+        feed::task(protocol, settings, ctx)
     }
 }
 
