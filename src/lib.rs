@@ -16,6 +16,7 @@ pub mod dead_letter;
 pub mod engine;
 pub mod hub;
 pub mod metrics;
+pub mod progress;
 pub mod server;
 pub mod shutdown;
 pub mod sinks;

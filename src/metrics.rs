@@ -18,6 +18,7 @@ pub struct Metrics {
     pub source_rejected_symbols: IntCounterVec,
     pub source_volume_resets: IntCounterVec,
     pub source_replayed: IntCounterVec,
+    pub history_requests: IntCounterVec,
     pub operator_in: IntCounterVec,
     pub operator_out: IntCounterVec,
     pub late_records: IntCounterVec,
@@ -182,6 +183,12 @@ impl Metrics {
                 "marketflow_source_rejected_symbols_total",
                 "Symbols a live feed's server refused to stream (each counted once).",
                 &["source"],
+            ),
+            history_requests: counter(
+                r,
+                "marketflow_history_requests_total",
+                "HTTP requests of history sources, by outcome: ok, empty, rate_limited (429 or an in-body limit), retried (a transient fault) or refused",
+                &["source", "outcome"],
             ),
             source_replayed: counter(
                 r,

@@ -13,6 +13,21 @@ pub struct SourceStatus {
     pub watermark: i64,
     /// What a live feed reports of its connection (`None` for other sources).
     pub feed: Option<FeedStatus>,
+    /// What a history source has fetched, by symbol (empty for other sources).
+    pub history: BTreeMap<String, HistoryProgress>,
+}
+
+/// How far a history source has got with one symbol.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HistoryProgress {
+    /// Pages (requests that returned data or an empty range) done so far.
+    pub pages_done: u64,
+    /// Pages planned (it grows when a full page is split).
+    pub pages_total: u64,
+    /// Bars sent on.
+    pub bars: u64,
+    /// Every page is done.
+    pub done: bool,
 }
 
 /// Where a live feed's connection stands.
@@ -70,6 +85,28 @@ impl RunStatus {
             .ok()
             .and_then(|s| s.get(source).cloned())
             .unwrap_or_default()
+    }
+
+    pub fn history_progress(
+        &self,
+        source: &str,
+        symbol: &str,
+        change: impl FnOnce(&mut HistoryProgress),
+    ) {
+        self.update(source, |s| {
+            if let Some(p) = s.history.get_mut(symbol) {
+                change(p);
+            } else {
+                let mut p = HistoryProgress::default();
+                change(&mut p);
+                s.history.insert(symbol.to_owned(), p);
+            }
+        });
+    }
+
+    /// Every source's status, by name.
+    pub fn sources(&self) -> BTreeMap<String, SourceStatus> {
+        self.sources.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
     fn update_feed(&self, source: &str, change: impl FnOnce(&mut FeedStatus)) {

@@ -128,3 +128,54 @@ pub fn optional_duration_within<'de, D: Deserializer<'de>, const LO_MS: i64, con
 ) -> Result<Option<Duration>, D::Error> {
     duration_within::<D, LO_MS, HI_MS>(deserializer).map(Some)
 }
+
+/// A point in time for a history range: `now`, a duration back from now (`-365d`), a date
+/// (`2025-01-02`, UTC midnight) or an RFC 3339 timestamp.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimePoint {
+    Now,
+    /// This many ms before now.
+    Ago(i64),
+    /// Milliseconds since the epoch (UTC).
+    At(i64),
+}
+
+impl TimePoint {
+    /// The instant it names, given the time now (ms).
+    pub fn resolve(self, now: i64) -> i64 {
+        match self {
+            TimePoint::Now => now,
+            TimePoint::Ago(ms) => now - ms,
+            TimePoint::At(ms) => ms,
+        }
+    }
+}
+
+/// Why a time point cannot be read.
+#[derive(Debug, thiserror::Error)]
+#[error("`{0}` is not a time: write `now`, a duration back from now (`-365d`), a date (`2025-01-02`) or an RFC 3339 timestamp (`2025-01-02T14:30:00Z`)")]
+pub struct TimePointError(String);
+
+impl FromStr for TimePoint {
+    type Err = TimePointError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let text = s.trim();
+        let err = || TimePointError(text.to_owned());
+        if text == "now" {
+            return Ok(TimePoint::Now);
+        }
+        if let Some(back) = text.strip_prefix('-') {
+            return parse_duration(back)
+                .ok()
+                .filter(|ms| *ms > 0)
+                .map(TimePoint::Ago)
+                .ok_or_else(err);
+        }
+        if let Some(day) = marketflow_operators::calendar::parse_date(text) {
+            return Ok(TimePoint::At(day * marketflow_operators::time::DAY));
+        }
+        marketflow_operators::time::parse_timestamp(text)
+            .map(TimePoint::At)
+            .map_err(|_| err())
+    }
+}

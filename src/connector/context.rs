@@ -78,6 +78,9 @@ pub struct SourceContext {
     /// The position of this partition that every sink has acknowledged as durable
     /// (`None` until the first acknowledgement): where a Kafka source commits offsets.
     pub acked: watch::Receiver<Option<Position>>,
+    /// The position an earlier run's sinks acknowledged, kept in the pipeline's store for
+    /// sources with a resume key: the partition starts after it.
+    pub resume: Option<Position>,
     /// Where a live feed reports its connection, for `/health`.
     pub status: RunStatus,
 }

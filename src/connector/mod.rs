@@ -127,8 +127,32 @@ pub trait Source:
     fn idle_timeout(&self) -> Option<std::time::Duration> {
         None
     }
+    /// The name under which partition `partition`'s acknowledged position is kept in the
+    /// pipeline's store, so that the next run resumes after it (`ctx.resume`); `None`: it
+    /// starts over each run.
+    fn resume_key(&self, _partition: usize) -> Option<String> {
+        None
+    }
+    /// This source narrowed to `range` when it reads history (`marketflow backfill`);
+    /// `None` for a live source, which backfill leaves out.
+    fn for_backfill(&self, _range: &BackfillRange) -> Option<Self> {
+        None
+    }
     /// Reads partition `ctx.partition` of `ctx.partitions`.
     fn build(&self, ctx: SourceContext) -> Task;
+}
+
+/// What `marketflow backfill` narrows a history source to.
+#[derive(Debug, Clone, Default)]
+pub struct BackfillRange {
+    /// Only these symbols (of those the source lists).
+    pub symbols: Option<Vec<String>>,
+    /// From this instant (ms) instead of the source's `start`.
+    pub from: Option<i64>,
+    /// Up to this instant (ms) instead of the source's `end`.
+    pub to: Option<i64>,
+    /// Ignore the positions saved by earlier runs.
+    pub restart: bool,
 }
 
 /// A sink type: its config struct is its `type:`'s keys.

@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::context::{SinkContext, SourceContext, Task};
-use super::{Sink, Source, StreamType};
+use super::{BackfillRange, Sink, Source, StreamType};
 use crate::config::de::{from_map_collecting, DeError, Spanned};
 use crate::config::diagnostic::Diagnostic;
 use crate::config::schema::{keys_of, KeyDoc};
@@ -20,6 +20,8 @@ pub trait SourceConfig: fmt::Debug + Send + Sync {
     fn prepare(&self) -> anyhow::Result<()>;
     fn partitions(&self) -> usize;
     fn idle_timeout(&self) -> Option<std::time::Duration>;
+    fn resume_key(&self, partition: usize) -> Option<String>;
+    fn for_backfill(&self, range: &BackfillRange) -> Option<Arc<dyn SourceConfig>>;
     fn build(&self, ctx: SourceContext) -> Task;
 }
 
@@ -49,6 +51,13 @@ impl<T: Source> SourceConfig for Erased<T> {
     }
     fn idle_timeout(&self) -> Option<std::time::Duration> {
         self.0.idle_timeout()
+    }
+    fn resume_key(&self, partition: usize) -> Option<String> {
+        self.0.resume_key(partition)
+    }
+    fn for_backfill(&self, range: &BackfillRange) -> Option<Arc<dyn SourceConfig>> {
+        let narrowed = self.0.for_backfill(range)?;
+        Some(Arc::new(Erased(narrowed)))
     }
     fn build(&self, ctx: SourceContext) -> Task {
         Source::build(&self.0, ctx)

@@ -190,6 +190,7 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> f64 {
     }
     shared.waker.register(local);
     let cpu_at_start = thread_cpu_seconds();
+    let mut drained_at = None;
     let mut last_control = Control::default();
     loop {
         if !shared.flow.paused() {
@@ -205,14 +206,17 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> f64 {
                 handle.send(now);
                 handle.flush(); // the time never advances: deliver now
             }
-            if probe.done() {
+            if probe.done() && settled(shared, &mut drained_at) {
                 control = None; // the pipeline is drained: let the control dataflow end
             }
         }
         let acked = shared.flow.acked();
         feeds.iter_mut().for_each(|f| f.ack.acknowledged(acked));
         let open = feeds.iter().any(|f| f.input.is_some());
-        let park = if open || control.is_some() {
+        // Once drained, wait for the sinks' last acknowledgement, so that the final
+        // positions of the sources are acknowledged (and kept, for resumable ones).
+        let waiting = !open && !settled(shared, &mut drained_at);
+        let park = if open || control.is_some() || waiting {
             Some(Duration::from_millis(if shared.flow.paused() {
                 5
             } else {
@@ -222,7 +226,7 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> f64 {
             None
         };
         let more = worker.step_or_park(park);
-        if !more && !open && control.is_none() {
+        if !more && !open && control.is_none() && !waiting {
             break;
         }
     }
@@ -232,6 +236,17 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> f64 {
         .with_label_values(&[index.to_string().as_str()])
         .inc_by(worked);
     worked
+}
+
+/// How long a drained worker waits for the sinks' final acknowledgement.
+const FINAL_ACK_WAIT: Duration = Duration::from_secs(30);
+
+/// Whether the sinks have acknowledged everything (or the run stopped early, or they took
+/// longer than [`FINAL_ACK_WAIT`] after the worker drained).
+fn settled(shared: &Shared, drained_at: &mut Option<Instant>) -> bool {
+    shared.flow.acked() == i64::MAX
+        || shared.interrupted.load(std::sync::atomic::Ordering::SeqCst)
+        || drained_at.get_or_insert_with(Instant::now).elapsed() >= FINAL_ACK_WAIT
 }
 
 /// CPU time of the calling thread so far (Linux; 0 elsewhere): a worker's busy time, as

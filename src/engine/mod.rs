@@ -27,6 +27,7 @@ use crate::dead_letter::DeadLetters;
 use crate::shutdown::Shutdown;
 use crate::spec::Pipeline;
 use crate::status::RunStatus;
+use crate::store::positions::Positions;
 
 /// A sink's inlet, used by the sink operator inside the dataflow.
 pub type SinkSender = mpsc::Sender<SinkEvent>;
@@ -190,6 +191,8 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunSummary, RunE
         })?;
     let stop = Stop::default();
     let (dead_letters, dead_letter_thread) = open_dead_letters(pipeline, &placement)?;
+    // Before the sinks start: a database file is set up by one connection at a time.
+    let positions = runtime.block_on(open_positions(pipeline))?;
     let (sink_tasks, sink_senders, sink_acks) =
         start_sinks(&runtime, pipeline, &placement, &stop, &options.resources);
     let waker = Waker::default();
@@ -198,7 +201,7 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunSummary, RunE
         pipeline,
         &placement,
         (&stop, &options.status),
-        &dead_letters,
+        (&dead_letters, positions.as_ref()),
         &waker,
     );
     watch_signals(&runtime, &stop);
@@ -349,13 +352,64 @@ fn start_sinks(
     (tasks, senders, acks)
 }
 
+/// Where the positions of resumable sources are kept: the pipeline's store (its first sink
+/// with a database), and what earlier runs kept there. `None` when no source resumes.
+async fn open_positions(pipeline: &Pipeline) -> Result<Option<SavedPositions>, RunError> {
+    let resumable = pipeline
+        .sources
+        .iter()
+        .any(|s| (0..s.spec.partitions()).any(|p| s.spec.resume_key(p).is_some()));
+    if !resumable {
+        return Ok(None);
+    }
+    let Some(location) = pipeline.sinks.iter().find_map(|s| s.spec.store()) else {
+        tracing::info!("no sink keeps a database: history sources start from `start` each run");
+        return Ok(None);
+    };
+    let setup = |e: crate::store::StoreError| RunError::Setup {
+        what: "reading saved source positions",
+        error: std::io::Error::other(e.to_string()),
+    };
+    let store = Positions::open(&location).await.map_err(setup)?;
+    let saved = store.load(&pipeline.name).await.map_err(setup)?;
+    Ok(Some(SavedPositions { store, saved }))
+}
+
+/// The positions store of a run and what it held when the run started.
+struct SavedPositions {
+    store: Positions,
+    saved: HashMap<String, Position>,
+}
+
+/// Keeps a resumable partition's acknowledged positions as they advance; ends when the
+/// run no longer acknowledges (its worker finished), after keeping the last.
+async fn keep_positions(
+    store: Positions,
+    pipeline: String,
+    key: String,
+    mut acked: watch::Receiver<Option<Position>>,
+) -> Result<(), RunError> {
+    loop {
+        let ended = acked.changed().await.is_err();
+        let position = *acked.borrow_and_update();
+        if let Some(position) = position {
+            if let Err(e) = store.save(&pipeline, &key, position).await {
+                tracing::warn!(key = %key, error = %e, "could not keep a source position");
+            }
+        }
+        if ended {
+            return Ok(());
+        }
+    }
+}
+
 /// Starts the partitions of every source that this process's workers own.
 fn start_sources(
     runtime: &tokio::runtime::Runtime,
     pipeline: &Pipeline,
     placement: &Placement,
     (stop, status): (&Stop, &RunStatus),
-    dead_letters: &DeadLetters,
+    (dead_letters, positions): (&DeadLetters, Option<&SavedPositions>),
     waker: &Waker,
 ) -> (Vec<Running>, PartitionChannels) {
     let mut tasks = Vec::new();
@@ -381,9 +435,20 @@ fn start_sources(
                 out: SourceSender::new(tx, wake),
                 shutdown: stop.shutdown.clone(),
                 dead_letters: dead_letters.clone(),
-                acked: acked_rx,
+                acked: acked_rx.clone(),
+                resume: None,
                 status: status.clone(),
             };
+            let mut ctx = ctx;
+            if let (Some(key), Some(p)) = (source.spec.resume_key(partition), positions) {
+                ctx.resume = p.saved.get(&key).copied();
+                tasks.push(runtime.spawn(keep_positions(
+                    p.store.clone(),
+                    pipeline.name.clone(),
+                    key,
+                    acked_rx,
+                )));
+            }
             let up = crate::metrics::metrics()
                 .source_up
                 .with_label_values(&[source.name.as_str()]);

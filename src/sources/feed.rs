@@ -62,6 +62,12 @@ impl SymbolList {
     }
 }
 
+impl From<Vec<String>> for SymbolList {
+    fn from(symbols: Vec<String>) -> SymbolList {
+        SymbolList(symbols)
+    }
+}
+
 impl JsonSchema for SymbolList {
     fn inline_schema() -> bool {
         true
@@ -120,6 +126,19 @@ pub fn default_timezone() -> Parsed<chrono_tz::Tz> {
 
 /// Checks every feed makes: some symbols, each one marketflow can carry, a WebSocket URL.
 pub fn check(path: &str, symbols: &Spanned<SymbolList>, url: &str) -> Vec<Diagnostic> {
+    let mut problems = check_symbols(path, symbols);
+    if !(url.starts_with("ws://") || url.starts_with("wss://")) {
+        problems.push(Diagnostic::new(
+            symbols.pos,
+            format!("{path}.url"),
+            "the URL must start with `wss://` (or `ws://`)",
+        ));
+    }
+    problems
+}
+
+/// Some symbols, each one marketflow can carry.
+pub fn check_symbols(path: &str, symbols: &Spanned<SymbolList>) -> Vec<Diagnostic> {
     let mut problems = Vec::new();
     if symbols.symbols().is_empty() {
         problems.push(
@@ -136,13 +155,6 @@ pub fn check(path: &str, symbols: &Spanned<SymbolList>, url: &str) -> Vec<Diagno
             symbols.pos,
             format!("{path}.symbols"),
             format!("`{bad}` is not a symbol (at most 32 bytes, no spaces, quotes or commas)"),
-        ));
-    }
-    if !(url.starts_with("ws://") || url.starts_with("wss://")) {
-        problems.push(Diagnostic::new(
-            symbols.pos,
-            format!("{path}.url"),
-            "the URL must start with `wss://` (or `ws://`)",
         ));
     }
     problems

@@ -2,11 +2,13 @@
 //! [`connector::Source`](crate::connector::Source), registered by one line below.
 
 pub mod feed;
+pub mod history;
 
 crate::components! { source:
     file::FileSourceConfig,
     kafka::KafkaSourceConfig,
     synthetic::SyntheticConfig,
     twelvedata::TwelveDataConfig,
+    twelvedata_history::TwelveDataHistoryConfig,
     yahoo::YahooConfig,
 }

@@ -17,7 +17,7 @@ use crate::config::de::{from_node, suggest, DeError};
 use crate::config::diagnostic::{Diagnostic, Diagnostics};
 use crate::config::interpolate;
 use crate::config::yaml::{self, Node, Pos, Value};
-use crate::connector::{Registry, SinkConfig, SourceConfig, StreamType};
+use crate::connector::{BackfillRange, Registry, SinkConfig, SourceConfig, StreamType};
 use crate::dead_letter::DeadLetterConfig;
 
 /// A configured source of any registered type.
@@ -72,6 +72,61 @@ impl Pipeline {
     /// Whether stream `index` comes straight from a source.
     pub fn is_source_stream(&self, index: usize) -> bool {
         index < self.sources.len()
+    }
+
+    /// The pipeline as `marketflow backfill` runs it: its history sources narrowed to
+    /// `range`, every other source replaced by one that ends at once (so the graph, and
+    /// what each sink reads, stay the same); `None` when it has no history source.
+    pub fn for_backfill(&self, range: &BackfillRange) -> Option<Pipeline> {
+        let mut pipeline = self.clone();
+        let mut history = 0;
+        for source in &mut pipeline.sources {
+            source.spec = match source.spec.for_backfill(range) {
+                Some(narrowed) => {
+                    history += 1;
+                    narrowed
+                }
+                None => Arc::new(Ended(source.spec.output())),
+            };
+        }
+        (history > 0).then_some(pipeline)
+    }
+}
+
+/// A source left out of a backfill: it produces its type and ends at once.
+#[derive(Debug)]
+struct Ended(StreamType);
+
+impl SourceConfig for Ended {
+    fn type_name(&self) -> &'static str {
+        "ended"
+    }
+    fn output(&self) -> StreamType {
+        self.0.clone()
+    }
+    fn check(&self, _path: &str) -> Vec<Diagnostic> {
+        Vec::new()
+    }
+    fn is_finite(&self) -> bool {
+        true
+    }
+    fn prepare(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
+    fn partitions(&self) -> usize {
+        1
+    }
+    fn idle_timeout(&self) -> Option<std::time::Duration> {
+        None
+    }
+    fn resume_key(&self, _partition: usize) -> Option<String> {
+        None
+    }
+    fn for_backfill(&self, _range: &BackfillRange) -> Option<Arc<dyn SourceConfig>> {
+        None
+    }
+    fn build(&self, _ctx: crate::connector::SourceContext) -> crate::connector::Task {
+        crate::connector::Task::Async(Box::pin(async { Ok(()) }))
     }
 }
 

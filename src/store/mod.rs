@@ -2,6 +2,7 @@
 //! the read interface the server queries, over PostgreSQL (TimescaleDB when present) and
 //! an embedded SQLite file with the same results.
 
+pub mod positions;
 pub mod postgres;
 pub mod sqlite;
 

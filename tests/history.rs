@@ -1,0 +1,506 @@
+//! The history sources (`twelvedata_history`, `alphavantage`, `yahoo_history`) and
+//! `marketflow backfill` against an offline fake of the providers' REST APIs
+//! (tests/support/rest.rs): every fixture bar stored once at its UTC time across a DST
+//! change, a holiday and an early close; a second run changes nothing; an interrupted
+//! backfill resumes with only the missing pages; 429 bursts, in-body errors and a credit
+//! limit lose nothing and never exceed the credits per minute.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use chrono::NaiveDate;
+use support::rest::{daily_bars, equity_bars, FakeRest, FixtureBar, Scripted, Series, DAY, MINUTE};
+use support::{marketflow, scratch, write};
+
+const KEY: &str = "hist-key-5521";
+
+fn date(y: i32, m: u32, d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(y, m, d).unwrap()
+}
+
+/// 30 days of 5-minute bars around the end of US daylight saving time (2 November 2025),
+/// with Thanksgiving (27 November) closed and 28 November closing at 13:00.
+fn november(seed: u64) -> Vec<FixtureBar> {
+    equity_bars(
+        seed,
+        date(2025, 10, 30),
+        date(2025, 11, 28),
+        &[date(2025, 11, 27)],
+        &[date(2025, 11, 28)],
+        5,
+    )
+}
+
+fn symbols(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("SYM{i}")).collect()
+}
+
+fn serve_november(fake: &FakeRest, symbols: &[String]) -> BTreeMap<String, Vec<FixtureBar>> {
+    let mut all = BTreeMap::new();
+    for (i, s) in symbols.iter().enumerate() {
+        let bars = november(i as u64 + 1);
+        fake.add(
+            s,
+            Series {
+                timezone: chrono_tz::America::New_York,
+                interval: 5 * MINUTE,
+                bars: bars.clone(),
+            },
+        );
+        all.insert(s.clone(), bars);
+    }
+    all
+}
+
+fn td_pipeline(url: &str, symbols: &[String], extra: &str) -> String {
+    format!(
+        "pipeline: history\n\
+         sources:\n  history_5m:\n    type: twelvedata_history\n    symbols: [{}]\n    \
+         interval: 5m\n    start: 2025-10-30\n    end: 2025-11-29\n    api_key: \"${{TD_KEY}}\"\n    \
+         url: \"{url}\"\n{extra}\
+         sinks:\n  store: {{type: sqlite, from: [history_5m], path: store.db}}\n\
+         dead_letter: {{path: dead.jsonl}}\n",
+        symbols.join(", ")
+    )
+}
+
+fn backfill(dir: &Path, args: &[&str]) -> String {
+    let out = marketflow()
+        .current_dir(dir)
+        .arg("backfill")
+        .args(args)
+        .env("TD_KEY", KEY)
+        .output()
+        .expect("marketflow runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "marketflow backfill {args:?} failed ({}):\n{stderr}",
+        out.status
+    );
+    assert!(!stderr.contains(KEY), "the key reached the log:\n{stderr}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Stored bars by symbol: (start, open, high, low, close, volume).
+type Stored = BTreeMap<String, Vec<(i64, f64, f64, f64, f64, f64)>>;
+
+fn stored(path: &Path) -> Stored {
+    let conn = rusqlite::Connection::open(path).expect("open the store");
+    let mut q = conn
+        .prepare("SELECT symbol, ts, open, high, low, close, volume FROM intraday_ohlcv WHERE interval = '5m' ORDER BY symbol, ts")
+        .unwrap();
+    let mut out: Stored = BTreeMap::new();
+    let rows = q
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                (
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ),
+            ))
+        })
+        .unwrap();
+    for row in rows {
+        let (symbol, bar) = row.unwrap();
+        out.entry(symbol).or_default().push(bar);
+    }
+    out
+}
+
+fn expected(fixtures: &BTreeMap<String, Vec<FixtureBar>>) -> Stored {
+    fixtures
+        .iter()
+        .map(|(s, bars)| {
+            (
+                s.clone(),
+                bars.iter()
+                    .map(|b| (b.start, b.open, b.high, b.low, b.close, b.volume as f64))
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+/// Asserts the store holds exactly the fixture, naming the first difference.
+fn assert_same(have: &Stored, want: &Stored) {
+    assert_eq!(
+        have.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>(),
+        "symbols stored"
+    );
+    for (symbol, bars) in want {
+        let got = &have[symbol];
+        for (i, (g, w)) in got.iter().zip(bars).enumerate() {
+            assert_eq!(g, w, "{symbol}: bar {i} differs");
+        }
+        assert_eq!(got.len(), bars.len(), "{symbol}: bars stored");
+    }
+}
+
+#[test]
+fn thirty_days_for_ten_symbols_are_stored_once_at_their_utc_times() {
+    let fake = FakeRest::start(KEY);
+    let symbols = symbols(10);
+    let fixtures = serve_november(&fake, &symbols);
+    let dir = scratch();
+    write(
+        dir.path(),
+        "history.yaml",
+        &td_pipeline(&fake.url(), &symbols, "    credits_per_minute: 10000\n"),
+    );
+    let out = backfill(dir.path(), &["history.yaml"]);
+    let want = expected(&fixtures);
+    let first = stored(&dir.path().join("store.db"));
+    assert_same(&first, &want);
+    let bars: usize = want.values().map(Vec::len).sum();
+    assert!(out.contains(&format!("{bars} bars")), "summary: {out}");
+
+    // A summer (EDT) and a winter (EST) session open land on their UTC instants.
+    let opens: Vec<i64> = first["SYM0"].iter().map(|b| b.0).collect();
+    let utc = |y, m, d, h| {
+        date(y, m, d)
+            .and_hms_opt(h, 30, 0)
+            .unwrap()
+            .and_utc()
+            .timestamp_millis()
+    };
+    assert!(
+        opens.contains(&utc(2025, 10, 31, 13)),
+        "09:30 EDT is 13:30Z"
+    );
+    assert!(opens.contains(&utc(2025, 11, 3, 14)), "09:30 EST is 14:30Z");
+    assert!(!opens.contains(&utc(2025, 11, 3, 13)));
+    // Thanksgiving is empty; the early close ends at 13:00 EST (18:00Z).
+    let day = |d: u32| {
+        let start = date(2025, 11, d)
+            .and_hms_opt(0, 0, 0)
+            .unwrap()
+            .and_utc()
+            .timestamp_millis();
+        opens
+            .iter()
+            .filter(|t| **t >= start && **t < start + DAY)
+            .count()
+    };
+    assert_eq!(day(27), 0);
+    assert_eq!(day(28), 42, "09:30 to 13:00 is 42 bars");
+    assert_eq!(day(26), 78);
+    println!("first run: {}", out.trim());
+    println!(
+        "requests: {}, positions {:?}",
+        fake.log().len(),
+        positions(&dir.path().join("store.db"))
+    );
+
+    // Again: the saved positions say everything is stored; nothing is asked or changed.
+    let before = fake.log().len();
+    let again = backfill(dir.path(), &["history.yaml"]);
+    assert_eq!(fake.log().len(), before, "a second run asks for nothing");
+    assert_eq!(stored(&dir.path().join("store.db")), first);
+    println!("second run: {}", again.trim());
+
+    // And with every page fetched again, the upserts change nothing either.
+    backfill(dir.path(), &["history.yaml", "--restart"]);
+    assert!(fake.log().len() > before, "--restart asks again");
+    assert_eq!(stored(&dir.path().join("store.db")), first);
+}
+
+#[test]
+fn an_interrupted_backfill_resumes_with_only_the_missing_pages() {
+    let fake = FakeRest::start(KEY);
+    let symbols = symbols(4);
+    let fixtures = serve_november(&fake, &symbols);
+    // Small pages so that each symbol takes several: 300 rows, about 4 trading days.
+    let extra = "    credits_per_minute: 10000\n    page_size: 300\n";
+    let dir = scratch();
+    write(
+        dir.path(),
+        "history.yaml",
+        &td_pipeline(&fake.url(), &symbols, extra),
+    );
+    // One clean run elsewhere: the pages a whole backfill asks for.
+    let whole = scratch();
+    write(
+        whole.path(),
+        "history.yaml",
+        &td_pipeline(&fake.url(), &symbols, extra),
+    );
+    backfill(whole.path(), &["history.yaml"]);
+    let all_pages = fake.pages().len();
+    let reference = stored(&whole.path().join("store.db"));
+    assert_same(&reference, &expected(&fixtures));
+
+    // The interrupted run: the server stops answering after half the pages, then the
+    // process is killed outright.
+    let served_before = fake.log().len();
+    fake.hang_after(served_before + all_pages / 2);
+    let mut child = marketflow()
+        .current_dir(dir.path())
+        .args(["backfill", "history.yaml"])
+        .env("TD_KEY", KEY)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("marketflow starts");
+    let started = Instant::now();
+    let db = dir.path().join("store.db");
+    // Wait until every symbol waits on an unanswered page and the positions the sinks
+    // acknowledged for what came before are kept.
+    loop {
+        let log = fake.log()[served_before..].to_vec();
+        let hung = log.iter().filter(|l| l.status == 0).count();
+        let want = acknowledged(&log, &symbols);
+        let kept = positions(&db);
+        if hung == symbols.len() && kept == want {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "waited 60s for every symbol to wait on the server ({hung} of {}) and the positions {want:?} to be kept (have {kept:?})",
+            symbols.len()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    let kept = positions(&db);
+    fake.hang_after(usize::MAX);
+    let resumed_from = fake.log().len();
+    backfill(dir.path(), &["history.yaml"]);
+    let second: Vec<_> = fake.log()[resumed_from..].to_vec();
+    // The second run asked only for what lies after each symbol's kept position.
+    for request in &second {
+        let symbol = &request.query["symbol"];
+        let start = td_local(&request.query["start_date"]);
+        let position = kept
+            .get(&format!("twelvedata_history {symbol} 5m"))
+            .copied()
+            .unwrap_or(0);
+        assert!(
+            start >= position,
+            "{symbol}: asked again from {} though {} was stored",
+            request.query["start_date"],
+            position
+        );
+    }
+    assert!(
+        second.len() < all_pages,
+        "the second run asked for {} of {all_pages} pages",
+        second.len()
+    );
+    println!(
+        "whole run: {all_pages} pages; interrupted run stored up to {kept:?}; resumed run: {} pages",
+        second.len()
+    );
+    assert_same(&stored(&db), &expected(&fixtures));
+}
+
+/// The positions the sinks acknowledge once every symbol waits on the server. A page goes
+/// into the dataflow at its symbol's watermark then (the end of its previous page, 0 for the
+/// first) and is acknowledged once the pipeline's watermark, the least of the symbols'
+/// (each at the end of its last answered page), has passed that.
+fn acknowledged(log: &[support::rest::Logged], symbols: &[String]) -> BTreeMap<String, i64> {
+    let mut pages: BTreeMap<&str, Vec<(i64, i64)>> = BTreeMap::new();
+    for l in log.iter().filter(|l| l.status == 200) {
+        let page = (
+            td_local(&l.query["start_date"]),
+            td_local(&l.query["end_date"]),
+        );
+        let asked = pages.entry(l.query["symbol"].as_str()).or_default();
+        // A page asked again from the same start was full and split: it gave nothing.
+        if asked.last().is_some_and(|last| last.0 == page.0) {
+            asked.pop();
+        }
+        asked.push(page);
+    }
+    let ends: BTreeMap<&str, Vec<i64>> = pages
+        .into_iter()
+        .map(|(s, p)| (s, p.into_iter().map(|(_, end)| end).collect()))
+        .collect();
+    let frontier = symbols
+        .iter()
+        .map(|s| {
+            ends.get(s.as_str())
+                .and_then(|e| e.last().copied())
+                .unwrap_or(0)
+        })
+        .min()
+        .unwrap_or(0);
+    let mut kept = BTreeMap::new();
+    for (symbol, ends) in &ends {
+        let mut sent_at = 0;
+        for end in ends {
+            if sent_at < frontier {
+                kept.insert(format!("twelvedata_history {symbol} 5m"), *end);
+            }
+            sent_at = *end;
+        }
+    }
+    kept
+}
+
+/// A TwelveData bound (New York wall time) as UTC ms.
+fn td_local(text: &str) -> i64 {
+    let t = chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S")
+        .or_else(|_| {
+            NaiveDate::parse_from_str(text, "%Y-%m-%d").map(|d| d.and_hms_opt(0, 0, 0).unwrap())
+        })
+        .expect("a TwelveData bound");
+    support::rest::utc(chrono_tz::America::New_York, t)
+}
+
+fn positions(db: &Path) -> BTreeMap<String, i64> {
+    let Ok(conn) = rusqlite::Connection::open(db) else {
+        return BTreeMap::new();
+    };
+    let Ok(mut q) = conn.prepare("SELECT key, position FROM marketflow_positions") else {
+        return BTreeMap::new();
+    };
+    q.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map(|rows| rows.filter_map(Result::ok).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn rate_limits_and_credits_lose_nothing_and_are_respected() {
+    let fake = FakeRest::start(KEY);
+    let symbols = symbols(3);
+    let fixtures = serve_november(&fake, &symbols);
+    // A burst of 429s (HTTP status), then one in the body of an HTTP 200, then an
+    // in-body server error: each page is asked again, none lost or stored twice.
+    fake.queue(vec![
+        Scripted::twelvedata_429(),
+        Scripted::twelvedata_429(),
+        Scripted::twelvedata_429_in_body(),
+    ]);
+    fake.fault_at(
+        6,
+        Scripted::json(
+            200,
+            serde_json::json!({"code": 500, "status": "error", "message": "Internal server error"}),
+        ),
+    );
+    fake.fault_at(
+        7,
+        Scripted {
+            status: 502,
+            content_type: "text/html",
+            body: "<html>Bad gateway</html>".into(),
+        },
+    );
+    // The fake enforces its own limit above the client's, so an overspending client would
+    // see extra 429s; the client must stay within its 8 credits.
+    fake.enforce_credits(9);
+    let dir = scratch();
+    let extra = "    credits_per_minute: 8\n    page_size: 1000\n";
+    write(
+        dir.path(),
+        "history.yaml",
+        &td_pipeline(&fake.url(), &symbols, extra),
+    );
+    let started = Instant::now();
+    backfill(dir.path(), &["history.yaml"]);
+    let log = fake.log();
+    let limited = log
+        .iter()
+        .filter(|l| l.status == 429 || l.status == 299)
+        .count();
+    println!(
+        "{} requests ({} rate limited or in-body errors) in {:.0}s; at most {} in any minute",
+        log.len(),
+        limited,
+        started.elapsed().as_secs_f64(),
+        fake.max_per_minute()
+    );
+    assert!(
+        fake.max_per_minute() <= 8,
+        "more than 8 requests in a minute"
+    );
+    assert!(log.len() > 8, "the run needed more than a minute's credits");
+    assert_same(&stored(&dir.path().join("store.db")), &expected(&fixtures));
+}
+
+#[test]
+fn refused_keys_and_unknown_symbols_stop_with_the_symbol_and_range() {
+    let fake = FakeRest::start(KEY);
+    let symbols = vec!["NOPE".to_owned()];
+    let dir = scratch();
+    write(
+        dir.path(),
+        "history.yaml",
+        &td_pipeline(&fake.url(), &symbols, ""),
+    );
+    let out = marketflow()
+        .current_dir(dir.path())
+        .args(["backfill", "history.yaml"])
+        .env("TD_KEY", KEY)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("NOPE 2025-10-30T00:00:00Z to"), "{stderr}");
+    assert!(stderr.contains("symbol"), "{stderr}");
+    let out = marketflow()
+        .current_dir(dir.path())
+        .args(["backfill", "history.yaml"])
+        .env("TD_KEY", "wrong-key-123")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("error 401"), "{stderr}");
+    assert!(
+        !stderr.contains("wrong-key-123"),
+        "the key reached the log:\n{stderr}"
+    );
+}
+
+#[test]
+fn daily_bars_are_labelled_with_their_session_date() {
+    let fake = FakeRest::start(KEY);
+    let bars = daily_bars(
+        3,
+        date(2005, 1, 3),
+        date(2025, 11, 28),
+        &[date(2025, 11, 27)],
+    );
+    fake.add(
+        "DLY",
+        Series {
+            timezone: chrono_tz::America::New_York,
+            interval: DAY,
+            bars: bars.clone(),
+        },
+    );
+    let dir = scratch();
+    let yaml = format!(
+        "pipeline: daily\n\
+         sources:\n  history_1d: {{type: twelvedata_history, symbols: [DLY], interval: 1d, start: 2005-01-01, end: 2025-11-29, api_key: \"${{TD_KEY}}\", url: \"{}\", credits_per_minute: 1000}}\n\
+         sinks:\n  store: {{type: sqlite, from: [history_1d], path: store.db}}\n",
+        fake.url()
+    );
+    write(dir.path(), "daily.yaml", &yaml);
+    backfill(dir.path(), &["daily.yaml"]);
+    let conn = rusqlite::Connection::open(dir.path().join("store.db")).unwrap();
+    let got: Vec<(i64, f64)> = conn
+        .prepare("SELECT ts, close FROM historical_ohlcv WHERE symbol = 'DLY' ORDER BY ts")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let want: Vec<(i64, f64)> = bars.iter().map(|b| (b.start, b.close)).collect();
+    assert_eq!(got.len(), want.len(), "20 years of daily bars");
+    assert_eq!(got, want);
+    println!("{} daily bars in {} requests", got.len(), fake.log().len());
+}
