@@ -504,3 +504,155 @@ fn daily_bars_are_labelled_with_their_session_date() {
     assert_eq!(got, want);
     println!("{} daily bars in {} requests", got.len(), fake.log().len());
 }
+
+#[test]
+fn alpha_vantage_daily_bars_with_a_rate_limit_note() {
+    let fake = FakeRest::start(KEY);
+    let holidays = [date(2024, 12, 25), date(2025, 1, 1), date(2025, 11, 27)];
+    let a = daily_bars(11, date(2005, 1, 3), date(2025, 11, 28), &holidays);
+    let b = daily_bars(12, date(2010, 6, 1), date(2025, 11, 28), &holidays);
+    for (s, bars) in [("AAA", &a), ("BBB", &b)] {
+        fake.add(
+            s,
+            Series {
+                timezone: chrono_tz::America::New_York,
+                interval: DAY,
+                bars: bars.clone(),
+            },
+        );
+    }
+    // The old wording of the per-minute limit, under "Note" with HTTP 200.
+    fake.queue(vec![Scripted::json(
+        200,
+        serde_json::json!({"Note": "Thank you for using Alpha Vantage! Our standard API call frequency is 5 calls per minute and 500 calls per day."}),
+    )]);
+    let dir = scratch();
+    let yaml = format!(
+        "pipeline: av\n\
+         sources:\n  daily: {{type: alphavantage, symbols: [AAA, BBB], end: 2025-11-29, api_key: \"${{TD_KEY}}\", url: \"{}\"}}\n\
+         sinks:\n  store: {{type: sqlite, from: [daily], path: store.db}}\n",
+        fake.url()
+    );
+    write(dir.path(), "av.yaml", &yaml);
+    backfill(dir.path(), &["av.yaml"]);
+    let conn = rusqlite::Connection::open(dir.path().join("store.db")).unwrap();
+    for (s, bars) in [("AAA", &a), ("BBB", &b)] {
+        let got: Vec<(i64, f64, f64)> = conn
+            .prepare("SELECT ts, close, volume FROM historical_ohlcv WHERE symbol = ?1 ORDER BY ts")
+            .unwrap()
+            .query_map([s], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let want: Vec<(i64, f64, f64)> = bars
+            .iter()
+            .map(|b| (b.start, b.close, b.volume as f64))
+            .collect();
+        assert_eq!(got, want, "{s}");
+    }
+    let log = fake.log();
+    assert_eq!(
+        log.len(),
+        3,
+        "one page per symbol and the one retried after the note"
+    );
+    assert!(log.iter().all(|l| l.query["outputsize"] == "full"));
+
+    // The daily limit ends the run with the provider's words.
+    fake.queue(vec![Scripted::json(
+        200,
+        serde_json::json!({"Information": "We have detected your API key as XYZ and our standard API rate limit is 25 requests per day."}),
+    )]);
+    let out = marketflow()
+        .current_dir(dir.path())
+        .args(["backfill", "av.yaml", "--restart", "--symbols", "AAA"])
+        .env("TD_KEY", KEY)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("daily request limit") && stderr.contains("AAA"),
+        "{stderr}"
+    );
+}
+
+/// 5-minute sessions of the last `days` days (Yahoo serves intraday history only so far back).
+fn recent_sessions(seed: u64, days: i64) -> Vec<FixtureBar> {
+    let today = chrono::Utc::now().date_naive();
+    equity_bars(
+        seed,
+        today - chrono::Duration::days(days),
+        today - chrono::Duration::days(1),
+        &[],
+        &[],
+        5,
+    )
+}
+
+#[test]
+fn yahoo_chart_history_within_its_limits() {
+    let fake = FakeRest::start(KEY);
+    let ny = chrono_tz::America::New_York;
+    let intraday = recent_sessions(21, 50);
+    fake.add(
+        "YHO",
+        Series {
+            timezone: ny,
+            interval: 5 * MINUTE,
+            bars: intraday.clone(),
+        },
+    );
+    // Daily bars stamped at 09:30 local: 13:30Z in summer, 14:30Z in winter.
+    let daily = daily_bars(22, date(2000, 1, 3), date(2025, 11, 28), &[]);
+    fake.add(
+        "YHO",
+        Series {
+            timezone: ny,
+            interval: DAY,
+            bars: daily.clone(),
+        },
+    );
+    fake.queue(vec![Scripted {
+        status: 429,
+        content_type: "text/plain",
+        body: "Too Many Requests".into(),
+    }]);
+    let dir = scratch();
+    let yaml = format!(
+        "pipeline: yahoo\n\
+         sources:\n  \
+         y5m: {{type: yahoo_history, symbols: [YHO], interval: 5m, start: -90d, url: \"{url}\"}}\n  \
+         y1d: {{type: yahoo_history, symbols: [YHO], interval: 1d, start: 1999-01-01, end: 2025-11-29, url: \"{url}\"}}\n\
+         sinks:\n  store: {{type: sqlite, from: [y5m, y1d], path: store.db}}\n",
+        url = fake.url()
+    );
+    write(dir.path(), "yahoo.yaml", &yaml);
+    backfill(dir.path(), &["yahoo.yaml"]);
+    let conn = rusqlite::Connection::open(dir.path().join("store.db")).unwrap();
+    let got: Vec<(i64, f64)> = conn
+        .prepare("SELECT ts, close FROM intraday_ohlcv WHERE symbol = 'YHO' ORDER BY ts")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let want: Vec<(i64, f64)> = intraday.iter().map(|b| (b.start, b.close)).collect();
+    assert_eq!(got, want, "5m bars (the all-null rows skipped)");
+    let got: Vec<(i64, f64)> = conn
+        .prepare("SELECT ts, close FROM historical_ohlcv WHERE symbol = 'YHO' ORDER BY ts")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let want: Vec<(i64, f64)> = daily.iter().map(|b| (b.start, b.close)).collect();
+    assert_eq!(got.len(), want.len());
+    assert_eq!(got, want, "daily bars keyed by their New York date");
+    // No request reached outside Yahoo's limits.
+    assert!(
+        fake.log().iter().all(|l| l.status != 422),
+        "{:?}",
+        fake.log()
+    );
+}

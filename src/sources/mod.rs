@@ -5,10 +5,12 @@ pub mod feed;
 pub mod history;
 
 crate::components! { source:
+    alphavantage::AlphaVantageConfig,
     file::FileSourceConfig,
     kafka::KafkaSourceConfig,
     synthetic::SyntheticConfig,
     twelvedata::TwelveDataConfig,
     twelvedata_history::TwelveDataHistoryConfig,
     yahoo::YahooConfig,
+    yahoo_history::YahooHistoryConfig,
 }

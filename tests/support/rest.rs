@@ -516,6 +516,28 @@ fn yahoo(s: &State, symbol: &str, q: &BTreeMap<String, String>) -> Scripted {
         );
     };
     let daily = interval == DAY;
+    // Yahoo's limits, counted back from now; a request outside them fails as a whole.
+    let now = chrono::Utc::now().timestamp();
+    let reach_days = match interval {
+        i if i == MINUTE => Some(30),
+        i if i == 60 * MINUTE => Some(730),
+        i if i < DAY => Some(60),
+        _ => None,
+    };
+    if let Some(days) = reach_days {
+        if p1 < now - days * 86_400 {
+            return Scripted::json(
+                422,
+                serde_json::json!({"chart": {"result": null, "error": {"code": "Unprocessable Entity", "description": format!("{} data not available for startTime={p1} and endTime={p2}. The requested range must be within the last {days} days.", q["interval"])}}}),
+            );
+        }
+    }
+    if interval == MINUTE && p2 - p1 > 8 * 86_400 {
+        return Scripted::json(
+            422,
+            serde_json::json!({"chart": {"result": null, "error": {"code": "Unprocessable Entity", "description": "Only 8 days worth of 1m granularity data are allowed to be fetched per request."}}}),
+        );
+    }
     // Daily bars are stamped at the session's open (09:30 local), as some captures show.
     let stamp = |b: &FixtureBar| -> i64 {
         if daily {
@@ -532,10 +554,23 @@ fn yahoo(s: &State, symbol: &str, q: &BTreeMap<String, String>) -> Scripted {
         .iter()
         .filter(|b| stamp(b) >= p1 && stamp(b) < p2)
         .collect();
-    let ts: Vec<i64> = rows.iter().map(|b| stamp(b)).collect();
+    let mut ts: Vec<i64> = rows.iter().map(|b| stamp(b)).collect();
     let col = |f: fn(&FixtureBar) -> f64| -> Vec<serde_json::Value> {
-        rows.iter().map(|b| serde_json::json!(f(b))).collect()
+        let mut c: Vec<serde_json::Value> = rows.iter().map(|b| serde_json::json!(f(b))).collect();
+        if !daily && !c.is_empty() {
+            c.push(serde_json::Value::Null);
+        }
+        c
     };
+    // Intraday: a row of nulls after the last bar (a minute without trades).
+    if !daily && !ts.is_empty() {
+        ts.push(ts[ts.len() - 1] + interval / 1000);
+    }
+    let mut volumes: Vec<serde_json::Value> =
+        rows.iter().map(|b| serde_json::json!(b.volume)).collect();
+    if !daily && !volumes.is_empty() {
+        volumes.push(serde_json::Value::Null);
+    }
     let offset = series
         .timezone
         .offset_from_utc_datetime(&chrono::Utc::now().naive_utc());
@@ -550,7 +585,7 @@ fn yahoo(s: &State, symbol: &str, q: &BTreeMap<String, String>) -> Scripted {
             "timestamp": ts,
             "indicators": {"quote": [{
                 "open": col(|b| b.open), "high": col(|b| b.high), "low": col(|b| b.low),
-                "close": col(|b| b.close), "volume": rows.iter().map(|b| serde_json::json!(b.volume)).collect::<Vec<_>>()
+                "close": col(|b| b.close), "volume": volumes
             }]}
         }], "error": null}}),
     )
