@@ -40,6 +40,7 @@ fn fixture_bars() -> Vec<Bar> {
                 revision: 0,
                 seq: 0,
                 wm: start,
+                source: Default::default(),
             }
         })
         .collect()

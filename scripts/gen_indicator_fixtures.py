@@ -95,6 +95,7 @@ def main():
         case(f"sma_{p}", {"sma": {"period": p}}, ["value"], [talib.SMA(c, p)])
         case(f"ema_{p}", {"ema": {"period": p}}, ["value"], [talib.EMA(c, p)])
         case(f"wma_{p}", {"wma": {"period": p}}, ["value"], [talib.WMA(c, p)])
+    case("ema_12", {"ema": {"period": 12}}, ["value"], [talib.EMA(c, 12)])
     case("sma_20_hlc3", {"sma": {"period": 20, "source": "hlc3"}}, ["value"], [talib.SMA(hlc3, 20)])
     for p in (2, 14, 30):
         case(f"rsi_{p}", {"rsi": {"period": p}}, ["value"], [talib.RSI(c, p)])

@@ -486,6 +486,7 @@ pub fn make_bar(f: BarFields<'_>) -> Result<Bar, CodecError> {
         revision: 0,
         seq: 0,
         wm: i64::MIN,
+        source: Default::default(),
     })
 }
 

@@ -692,6 +692,7 @@ mod tests {
                 revision: 0,
                 seq: 0,
                 wm: 0,
+                source: Default::default(),
             })
         };
         for stream in ["bars:*:A", "bars:1m:A"] {

@@ -503,6 +503,42 @@ fn daily_bars_are_labelled_with_their_session_date() {
     assert_eq!(got.len(), want.len(), "20 years of daily bars");
     assert_eq!(got, want);
     println!("{} daily bars in {} requests", got.len(), fake.log().len());
+
+    // With a session, each daily bar spans its session (09:30 to 16:00 New York, 13:00 on
+    // an early close): 14:30Z in winter, 13:30Z in summer.
+    let yaml = yaml
+        .replace("pipeline: daily", "pipeline: daily_session")
+        .replace("credits_per_minute: 1000}", "credits_per_minute: 1000, session: {timezone: America/New_York, open: \"09:30\", close: \"16:00\", early_closes: {2025-11-28: \"13:00\"}}}")
+        .replace("store.db", "session.db");
+    write(dir.path(), "session.yaml", &yaml);
+    backfill(dir.path(), &["session.yaml"]);
+    let conn = rusqlite::Connection::open(dir.path().join("session.db")).unwrap();
+    let span =
+        |d: NaiveDate| -> (i64, i64) {
+            conn.query_row(
+            "SELECT ts, end_ts FROM historical_ohlcv WHERE symbol = 'DLY' AND ts >= ?1 AND ts < ?2",
+            [support::rest::date_label(d), support::rest::date_label(d) + DAY],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap()
+        };
+    let at =
+        |d: NaiveDate, h: u32, m: u32| d.and_hms_opt(h, m, 0).unwrap().and_utc().timestamp_millis();
+    assert_eq!(
+        span(date(2025, 1, 15)),
+        (at(date(2025, 1, 15), 14, 30), at(date(2025, 1, 15), 21, 0))
+    );
+    assert_eq!(
+        span(date(2025, 7, 15)),
+        (at(date(2025, 7, 15), 13, 30), at(date(2025, 7, 15), 20, 0))
+    );
+    assert_eq!(
+        span(date(2025, 11, 28)),
+        (
+            at(date(2025, 11, 28), 14, 30),
+            at(date(2025, 11, 28), 18, 0)
+        )
+    );
 }
 
 #[test]
@@ -654,5 +690,204 @@ fn yahoo_chart_history_within_its_limits() {
         fake.log().iter().all(|l| l.status != 422),
         "{:?}",
         fake.log()
+    );
+}
+
+/// The committed 1200-bar hourly series TA-Lib's fixtures were computed on.
+fn reference_bars() -> Vec<FixtureBar> {
+    let text = std::fs::read_to_string("tests/fixtures/indicators/bars.csv").unwrap();
+    text.lines()
+        .skip(1)
+        .map(|line| {
+            let f: Vec<f64> = line.split(',').map(|x| x.parse().unwrap()).collect();
+            FixtureBar {
+                start: f[0] as i64,
+                open: f[1],
+                high: f[2],
+                low: f[3],
+                close: f[4],
+                volume: f[5] as i64,
+            }
+        })
+        .collect()
+}
+
+/// TA-Lib's values of one fixture case, by bar index.
+fn talib(case: &str) -> BTreeMap<usize, f64> {
+    let text = std::fs::read_to_string(format!("tests/fixtures/indicators/{case}.csv")).unwrap();
+    text.lines()
+        .skip(1)
+        .map(|l| {
+            let (i, v) = l.split_once(',').unwrap();
+            (i.parse().unwrap(), v.parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn history_then_live_feeds_one_indicator_chain() {
+    use support::feeds::{FakeFeed, Price, Protocol, Step, Upgrade};
+    const HOUR: i64 = 3_600_000;
+    const FIRST_LIVE: usize = 1000;
+    const HISTORY_END: usize = 1002;
+    let bars = reference_bars();
+    let rest = FakeRest::start(KEY);
+    rest.add(
+        "HTL",
+        Series {
+            timezone: chrono_tz::UTC,
+            interval: HOUR,
+            bars: bars[..HISTORY_END].to_vec(),
+        },
+    );
+    // The live feed starts inside bar 1000 (its first live bar is partial: history's wins)
+    // and trades each later hour at its open, high, low and close.
+    let mut tape = Vec::new();
+    for (i, b) in bars.iter().enumerate().skip(FIRST_LIVE) {
+        let mut ticks = vec![(40 * 60, b.low), (3599, b.close)];
+        if i > FIRST_LIVE {
+            ticks = vec![
+                (0, b.open),
+                (15 * 60, b.high),
+                (30 * 60, b.low),
+                (3599, b.close),
+            ];
+        }
+        for (offset, price) in ticks {
+            tape.push(Step::Price(Price {
+                symbol: "HTL".into(),
+                ts: b.start + offset * 1000,
+                price,
+                day_volume: None,
+            }));
+        }
+    }
+    let feed = FakeFeed::start(Protocol::TwelveData, tape, &[], Upgrade::Accept, None);
+    let dir = scratch();
+    let yaml = format!(
+        "pipeline: htl\n\
+         sources:\n  \
+         history_1h: {{type: twelvedata_history, symbols: [HTL], interval: 1h, start: 2024-01-02, end: \"{end}\", timezone: UTC, api_key: \"${{TD_KEY}}\", url: \"{rest}\", credits_per_minute: 1000}}\n  \
+         live: {{type: twelvedata, symbols: [HTL], api_key: \"${{TD_KEY}}\", url: \"{ws}\"}}\n\
+         operators:\n  \
+         live_1h: {{type: bars, from: live, interval: 1h}}\n  \
+         bars_1h: {{type: bars, from: [history_1h, live_1h], interval: 1h}}\n  \
+         ta: {{type: indicators, from: bars_1h, indicators: [sma: {{period: 20}}, ema: {{period: 12}}, rsi: {{period: 14}}, atr: {{period: 14}}]}}\n\
+         sinks:\n  \
+         out: {{type: file, from: [ta], path: ta.jsonl}}\n  \
+         store: {{type: sqlite, from: [bars_1h, ta], path: store.db}}\n",
+        end = support::iso(bars[HISTORY_END].start),
+        rest = rest.url(),
+        ws = feed.url(),
+    );
+    write(dir.path(), "htl.yaml", &yaml);
+    let child = marketflow()
+        .current_dir(dir.path())
+        .args(["run", "htl.yaml", "--no-server"])
+        .env("TD_KEY", KEY)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the indicators of the first 50 live bars (each of the four ids).
+    let last = bars[HISTORY_END + 49].start;
+    let path = dir.path().join("ta.jsonl");
+    let started = Instant::now();
+    let rows: Vec<serde_json::Value> = loop {
+        let rows: Vec<serde_json::Value> = std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        let done = rows
+            .iter()
+            .filter(|r| support::ms(r["ts"].as_str().unwrap()) == last)
+            .count();
+        if done == 4 {
+            break rows;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "waited 60s for the indicators of bar {} ({} rows so far)",
+            support::iso(last),
+            rows.len()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = support::wait_with_deadline(child, Duration::from_secs(30));
+    assert!(status.success() || status.code() == Some(130), "{status}");
+
+    // Every window reached the indicators once, and the values equal TA-Lib's over the
+    // concatenated series: history up to bar 1001, live from 1002.
+    let mut by_id: BTreeMap<String, BTreeMap<i64, f64>> = BTreeMap::new();
+    for r in &rows {
+        let id = r["id"].as_str().unwrap().to_owned();
+        let ts = support::ms(r["ts"].as_str().unwrap());
+        let value = r["values"]["value"].as_f64().unwrap();
+        assert!(
+            by_id
+                .entry(id.clone())
+                .or_default()
+                .insert(ts, value)
+                .is_none(),
+            "{id} at {ts} twice"
+        );
+    }
+    let index_of = |ts: i64| ((ts - bars[0].start) / HOUR) as usize;
+    let mut compared = 0;
+    for (id, case) in [
+        ("sma_20", "sma_20"),
+        ("ema_12", "ema_12"),
+        ("rsi_14", "rsi_14"),
+        ("atr_14", "atr_14"),
+    ] {
+        let want = talib(case);
+        let got = &by_id[id];
+        for (ts, value) in got {
+            let i = index_of(*ts);
+            let w = want[&i];
+            assert!(
+                (value - w).abs() <= 1e-9 * w.abs().max(1.0),
+                "{id} at bar {i}: {value} vs TA-Lib {w}"
+            );
+        }
+        let live: Vec<usize> = got
+            .keys()
+            .map(|t| index_of(*t))
+            .filter(|i| *i >= HISTORY_END)
+            .collect();
+        assert!(
+            live.len() >= 50 && live[..50] == (HISTORY_END..HISTORY_END + 50).collect::<Vec<_>>(),
+            "{id}: live values {live:?}"
+        );
+        compared += 50;
+    }
+    // The stored bars say where each came from; the partial live bar 1000 lost to history's.
+    let conn = rusqlite::Connection::open(dir.path().join("store.db")).unwrap();
+    let stored: Vec<(i64, f64, String)> = conn
+        .prepare("SELECT ts, open, source FROM intraday_ohlcv WHERE symbol = 'HTL' ORDER BY ts")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    for (ts, open, source) in &stored {
+        let i = index_of(*ts);
+        assert_eq!(*open, bars[i].open, "bar {i}");
+        let want = if i < HISTORY_END {
+            "history_1h"
+        } else {
+            "live"
+        };
+        assert_eq!(source, want, "bar {i}");
+    }
+    assert!(stored.len() > HISTORY_END + 50);
+    println!(
+        "{compared} live indicator values equal TA-Lib over history + live; {} bars stored",
+        stored.len()
     );
 }

@@ -47,6 +47,7 @@ fn bar_from_json(v: &Value) -> Bar {
         revision: 0,
         seq: 0,
         wm: 0,
+        source: Default::default(),
     }
 }
 

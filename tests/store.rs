@@ -48,6 +48,7 @@ fn bar(symbol: &str, interval: Interval, start: i64, close: f64, revision: u32) 
         revision,
         seq: 0,
         wm: start,
+        source: Default::default(),
     })
 }
 

@@ -50,6 +50,7 @@ fn bar(symbol: &str, interval: Interval, i: i64) -> Record {
         revision: 0,
         seq: 0,
         wm: start,
+        source: Default::default(),
     })
 }
 

@@ -278,6 +278,7 @@ fn finish(symbol: Symbol, interval: Interval, window: Window, state: BarState) -
         revision: 0,
         seq: 0,
         wm: window.end - 1,
+        source: compact_str::CompactString::default(),
     }
 }
 

@@ -44,6 +44,10 @@ pub struct Bar {
     pub seq: u64,
     /// As [`Tick::wm`]; for a bar built by an operator, the time it was emitted at.
     pub wm: i64,
+    /// Where it came from: the pipeline source that read it, or for a bar built by an
+    /// operator the sources of its input (`live`, `history_5m+live`); empty when unknown.
+    #[serde(default)]
+    pub source: compact_str::CompactString,
 }
 
 impl Bar {

@@ -452,6 +452,7 @@ fn bench_bars(rows: usize) -> Vec<Record> {
                 revision: 0,
                 seq: 0,
                 wm: start,
+                source: Default::default(),
             })
         })
         .collect()

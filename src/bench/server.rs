@@ -502,6 +502,7 @@ fn rest(
                 revision: 0,
                 seq: 0,
                 wm: start,
+                source: Default::default(),
             }));
         }
     }

@@ -25,6 +25,8 @@ pub struct BarsStage {
     pub name: String,
     pub interval: Interval,
     pub calendar: Calendar,
+    /// What its bars say they come from (`Bar::source`).
+    pub origin: compact_str::CompactString,
     pub dead_letters: DeadLetters,
     /// Set when the run was interrupted: open windows are then incomplete and dropped.
     pub interrupted: Arc<AtomicBool>,
@@ -130,6 +132,8 @@ where
             builder.close_until(upto, |window, bars| {
                 if let Some(capability) = capabilities.remove(&window.end) {
                     records_out.inc_by(bars.len() as u64);
+                    bars.iter_mut()
+                        .for_each(|b| b.source.clone_from(&stage.origin));
                     output.session(&capability).give_container(bars);
                 }
             });

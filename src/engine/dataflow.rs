@@ -20,6 +20,7 @@ use tokio::sync::mpsc::Receiver;
 use super::bars::{bars, BarsStage};
 use super::flow::{Control, Flow, PartitionAck};
 use super::indicators::{indicators, IndicatorsStage};
+use super::merge::merge_bars;
 use super::{Shared, SinkSender};
 use crate::connector::{SinkEvent, SourceEvent, StreamType};
 use crate::metrics::metrics;
@@ -114,6 +115,31 @@ fn send_stamped<D: Clone + 'static>(
     }
 }
 
+/// Bits of a record's sequence number above which the index of its source goes: ticks and
+/// bars of several sources of one symbol keep distinct keys (the first source's numbers
+/// are unchanged).
+const SOURCE_SHIFT: u32 = 56;
+
+/// Marks a batch with its source: the source's index in the sequence numbers, its name on
+/// bars that do not say where they came from.
+fn tag(event: &mut SourceEvent, source: usize, name: &str) {
+    let high = (source as u64 & 0xff) << SOURCE_SHIFT;
+    match event {
+        SourceEvent::Ticks { records, .. } if high != 0 => {
+            records.iter_mut().for_each(|t| t.seq |= high);
+        }
+        SourceEvent::Bars { records, .. } => {
+            for bar in records.iter_mut() {
+                bar.seq |= high;
+                if bar.source.is_empty() {
+                    bar.source = name.into();
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 /// An owned source partition: its input, the channel that feeds it, and its positions.
 struct Feed {
     source: usize,
@@ -132,8 +158,9 @@ impl Feed {
         let Some(input) = &mut self.input else { return };
         for _ in 0..8 {
             match self.rx.try_recv() {
-                Ok(event) => {
+                Ok(mut event) => {
                     self.last_event = Instant::now();
+                    tag(&mut event, self.source, name);
                     let sent_at = input.time() as i64;
                     if let Some(position) = input.feed(event) {
                         self.ack.sent(sent_at, position);
@@ -287,8 +314,14 @@ fn build<'s>(
         inputs.push(handles);
     }
     for (i, op) in pipeline.operators.iter().enumerate() {
-        let input = pipeline.operator_inputs[i][0];
-        let output = operator(shared, op, &streams[input], input);
+        let inputs = &pipeline.operator_inputs[i];
+        let output = match inputs.as_slice() {
+            [input] => operator(shared, op, &streams[*input], inputs, false),
+            _ => {
+                let merged = merge_inputs(scope, shared, &op.name, inputs, &streams);
+                operator(shared, op, &merged, inputs, true)
+            }
+        };
         streams.push(output);
     }
     for ((sink, sender), stream_ids) in pipeline
@@ -339,18 +372,76 @@ fn source_stream<'s>(
     }
 }
 
-/// The timely operator of a configured operator, on its (validated) input.
+/// Several inputs of one operator as one stream: ticks side by side; bars merged window by
+/// window, the first listed input that has a window giving its bar (validation makes them
+/// one type).
+fn merge_inputs<'s>(
+    scope: Scope<'s, u64>,
+    shared: &Shared,
+    name: &str,
+    inputs: &[usize],
+    streams: &[AnyStream<'s>],
+) -> AnyStream<'s> {
+    let mut ticks = Vec::new();
+    let mut bars = Vec::new();
+    for &i in inputs {
+        match streams[i].clone() {
+            AnyStream::Ticks(s) => ticks.push(s),
+            AnyStream::Bars(s) => bars.push(s),
+            AnyStream::Indicators(_) => {}
+        }
+    }
+    if bars.is_empty() {
+        AnyStream::Ticks(scope.concatenate(ticks))
+    } else {
+        AnyStream::Bars(merge_bars(
+            scope,
+            bars,
+            &format!("{name}:merge"),
+            shared.dead_letters.clone(),
+        ))
+    }
+}
+
+/// Where the records read from `inputs` come from: the names of the sources upstream,
+/// joined by `+`.
+fn origin(pipeline: &crate::spec::Pipeline, inputs: &[usize]) -> String {
+    fn sources(pipeline: &crate::spec::Pipeline, index: usize, out: &mut Vec<String>) {
+        match index.checked_sub(pipeline.sources.len()) {
+            None => {
+                let name = &pipeline.sources[index].name;
+                if !out.contains(name) {
+                    out.push(name.clone());
+                }
+            }
+            Some(op) => {
+                for &input in &pipeline.operator_inputs[op] {
+                    sources(pipeline, input, out);
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    inputs.iter().for_each(|&i| sources(pipeline, i, &mut out));
+    out.join("+")
+}
+
+/// The timely operator of a configured operator, on its (validated) input; `ordered`: the
+/// input is a merge, already in window order.
 fn operator<'s>(
     shared: &Shared,
     op: &crate::spec::Named<OperatorSpec>,
     input: &AnyStream<'s>,
-    input_index: usize,
+    inputs: &[usize],
+    ordered: bool,
 ) -> AnyStream<'s> {
     let pipeline = &shared.pipeline;
+    let input_index = inputs[0];
     let bars_stage = |name: String, interval, calendar| BarsStage {
         name,
         interval,
         calendar,
+        origin: origin(pipeline, inputs).into(),
         dead_letters: shared.dead_letters.clone(),
         interrupted: shared.interrupted.clone(),
     };
@@ -359,6 +450,15 @@ fn operator<'s>(
             s,
             bars_stage(op.name.clone(), config.interval.value, config.calendar()),
         )),
+        // A merge of bars of its own interval: one bar per window already, each saying
+        // which input it came from.
+        (OperatorSpec::Bars(config), AnyStream::Bars(s))
+            if ordered
+                && matches!(&pipeline.streams[input_index],
+                    StreamType::Bars { interval, .. } if *interval == config.interval.value) =>
+        {
+            AnyStream::Bars(s)
+        }
         (OperatorSpec::Bars(config), AnyStream::Bars(s)) => AnyStream::Bars(bars(
             s,
             bars_stage(op.name.clone(), config.interval.value, config.calendar()),
@@ -370,7 +470,7 @@ fn operator<'s>(
             let calendar = session
                 .as_ref()
                 .map_or(Calendar::Utc, |s| Calendar::Session(s.session.clone()));
-            if pipeline.is_source_stream(input_index) {
+            if pipeline.is_source_stream(input_index) && !ordered {
                 // Bars read from a source may arrive out of order: pass them through a
                 // bars operator of their own interval, which orders them by watermark.
                 let stage = bars_stage(format!("{}:order", op.name), *interval, calendar.clone());

@@ -6,6 +6,7 @@ mod bridge;
 mod dataflow;
 mod flow;
 pub mod indicators;
+mod merge;
 mod placement;
 
 use std::collections::HashMap;

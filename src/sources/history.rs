@@ -147,6 +147,20 @@ pub struct HistorySettings {
     pub limiter_key: String,
     /// Ignore the position an earlier run kept (`marketflow backfill --restart`).
     pub restart: bool,
+    /// Trading hours: daily bars span their session.
+    pub session: Option<marketflow_operators::Session>,
+}
+
+/// The session a history source's daily bars are aligned on (none for intraday bars,
+/// which are the provider's).
+pub fn daily_session(
+    interval: Interval,
+    session: &Option<Spanned<crate::config::session::SessionSpec>>,
+) -> Option<crate::config::session::SessionSpec> {
+    session
+        .as_ref()
+        .filter(|_| interval.is_daily())
+        .map(|s| s.value.clone())
 }
 
 /// `[start, end)` on whole days (of daily bars' labels): from the day of `start` up to the
@@ -335,7 +349,7 @@ async fn run<P: Provider>(
         }
         let got = bars.len();
         let (out, position) = finish_page(&mut provider, bars, window, &mut last_start, |b| {
-            let mut bar = to_bar(&symbol, settings.interval, b);
+            let mut bar = to_bar(&symbol, settings.interval, b, settings.session.as_ref());
             stamper.stamp_bar(&mut bar);
             bar
         });
@@ -393,13 +407,28 @@ fn finish_page<P: Provider>(
 
 /// A provider bar as a marketflow bar: the VWAP is unknown, so the typical price stands
 /// in for it; trades are unknown (0).
-fn to_bar(symbol: &Symbol, interval: Interval, b: &RawBar) -> Bar {
+fn to_bar(
+    symbol: &Symbol,
+    interval: Interval,
+    b: &RawBar,
+    session: Option<&marketflow_operators::Session>,
+) -> Bar {
     let typical = (b.high + b.low + b.close) / 3.0;
+    let (mut start, mut end) = (b.start, b.start + interval.millis());
+    if let Some(session) = session.filter(|_| interval.is_daily()) {
+        let day = b.start.div_euclid(DAY);
+        // The provider traded that day even if the calendar says otherwise: its regular hours.
+        let window = session.bounds(day).unwrap_or(marketflow_operators::Window {
+            start: session.local_instant(day, session.open),
+            end: session.local_instant(day, session.close),
+        });
+        (start, end) = (window.start, window.end);
+    }
     Bar {
         symbol: symbol.clone(),
         interval,
-        start: b.start,
-        end: b.start + interval.millis(),
+        start,
+        end,
         open: b.open,
         high: b.high,
         low: b.low,
@@ -410,6 +439,7 @@ fn to_bar(symbol: &Symbol, interval: Interval, b: &RawBar) -> Bar {
         revision: 0,
         seq: 0,
         wm: i64::MIN,
+        source: Default::default(),
     }
 }
 

@@ -250,6 +250,7 @@ impl BarColumns<'_> {
             revision: self.revision as u32,
             seq: 0,
             wm: self.start,
+            source: Default::default(),
         })
     }
 }

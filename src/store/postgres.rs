@@ -29,6 +29,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0002_timescaledb.sql",
         include_str!("../../migrations/postgres/0002_timescaledb.sql"),
     ),
+    (
+        3,
+        "0003_source.sql",
+        include_str!("../../migrations/postgres/0003_source.sql"),
+    ),
 ];
 
 /// Milliseconds since 2000-01-01, PostgreSQL's timestamp epoch.
@@ -314,11 +319,12 @@ const TICK_SQL: TableSql = TableSql {
 
 const BAR_UPDATE: &str = "end_ts = EXCLUDED.end_ts, open = EXCLUDED.open, high = EXCLUDED.high, \
      low = EXCLUDED.low, close = EXCLUDED.close, volume = EXCLUDED.volume, \
-     trades = EXCLUDED.trades, vwap = EXCLUDED.vwap, revision = EXCLUDED.revision";
+     trades = EXCLUDED.trades, vwap = EXCLUDED.vwap, revision = EXCLUDED.revision, \
+     source = EXCLUDED.source";
 
 const INTRADAY_SQL: TableSql = TableSql {
     table: Table::IntradayOhlcv,
-    columns: "symbol, interval, ts, end_ts, open, high, low, close, volume, trades, vwap, revision",
+    columns: "symbol, interval, ts, end_ts, open, high, low, close, volume, trades, vwap, revision, source",
     types: &[
         Type::TEXT,
         Type::TEXT,
@@ -332,6 +338,7 @@ const INTRADAY_SQL: TableSql = TableSql {
         Type::INT8,
         Type::FLOAT8,
         Type::INT4,
+        Type::TEXT,
     ],
     key: "symbol, interval, ts",
     update: BAR_UPDATE,
@@ -340,7 +347,7 @@ const INTRADAY_SQL: TableSql = TableSql {
 
 const DAILY_SQL: TableSql = TableSql {
     table: Table::HistoricalOhlcv,
-    columns: "symbol, ts, end_ts, open, high, low, close, volume, trades, vwap, revision",
+    columns: "symbol, ts, end_ts, open, high, low, close, volume, trades, vwap, revision, source",
     types: &[
         Type::TEXT,
         Type::TIMESTAMPTZ,
@@ -353,6 +360,7 @@ const DAILY_SQL: TableSql = TableSql {
         Type::INT8,
         Type::FLOAT8,
         Type::INT4,
+        Type::TEXT,
     ],
     key: "symbol, ts",
     update: BAR_UPDATE,
@@ -444,14 +452,15 @@ impl PgWriter {
                 let (start, end) = (PgTime(b.start), PgTime(b.end));
                 let (volume, trades) = (b.volume.to_f64(), b.trades as i64);
                 let (vwap, revision) = (b.vwap(), b.revision as i32);
-                let mut row: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(12);
+                let source = b.source.as_str();
+                let mut row: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(13);
                 row.push(&symbol);
                 if !daily {
                     row.push(&interval);
                 }
                 row.extend_from_slice(&[
                     &start, &end, &b.open, &b.high, &b.low, &b.close, &volume, &trades, &vwap,
-                    &revision,
+                    &revision, &source,
                 ]);
                 writer.as_mut().write(&row).await?;
             }
@@ -548,7 +557,7 @@ pub async fn insert_bars_one_by_one(
 ) -> Result<(), tokio_postgres::Error> {
     let statement = client
         .prepare(&format!(
-            "INSERT INTO intraday_ohlcv ({}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12) \
+            "INSERT INTO intraday_ohlcv ({}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13) \
              ON CONFLICT ({}) DO UPDATE SET {BAR_UPDATE}",
             INTRADAY_SQL.columns, INTRADAY_SQL.key
         ))
@@ -570,6 +579,7 @@ pub async fn insert_bars_one_by_one(
                     &(b.trades as i64),
                     &b.vwap(),
                     &(b.revision as i32),
+                    &b.source.as_str(),
                 ],
             )
             .await?;

@@ -14,11 +14,18 @@ use super::{
 };
 
 /// The migrations, in order: (version, name, SQL).
-pub const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "0001_tables.sql",
-    include_str!("../../migrations/sqlite/0001_tables.sql"),
-)];
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "0001_tables.sql",
+        include_str!("../../migrations/sqlite/0001_tables.sql"),
+    ),
+    (
+        2,
+        "0002_source.sql",
+        include_str!("../../migrations/sqlite/0002_source.sql"),
+    ),
+];
 
 /// Opens (creating) a database file with the settings for one writer and many readers.
 pub fn open(path: &Path) -> Result<Connection, StoreError> {
@@ -72,12 +79,13 @@ const TICK_UPSERT: &str = "INSERT INTO realtime_prices (symbol, ts, seq, price, 
 
 const BAR_SET: &str = "end_ts = excluded.end_ts, open = excluded.open, high = excluded.high, \
      low = excluded.low, close = excluded.close, volume = excluded.volume, \
-     trades = excluded.trades, vwap = excluded.vwap, revision = excluded.revision";
+     trades = excluded.trades, vwap = excluded.vwap, revision = excluded.revision, \
+     source = excluded.source";
 
 fn intraday_upsert() -> String {
     format!(
-        "INSERT INTO intraday_ohlcv (symbol, interval, ts, end_ts, open, high, low, close, volume, trades, vwap, revision) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+        "INSERT INTO intraday_ohlcv (symbol, interval, ts, end_ts, open, high, low, close, volume, trades, vwap, revision, source) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
          ON CONFLICT (symbol, interval, ts) DO UPDATE SET {BAR_SET} \
          WHERE intraday_ohlcv.revision <= excluded.revision"
     )
@@ -85,8 +93,8 @@ fn intraday_upsert() -> String {
 
 fn daily_upsert() -> String {
     format!(
-        "INSERT INTO historical_ohlcv (symbol, ts, end_ts, open, high, low, close, volume, trades, vwap, revision) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+        "INSERT INTO historical_ohlcv (symbol, ts, end_ts, open, high, low, close, volume, trades, vwap, revision, source) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
          ON CONFLICT (symbol, ts) DO UPDATE SET {BAR_SET} \
          WHERE historical_ohlcv.revision <= excluded.revision"
     )
@@ -130,7 +138,8 @@ pub fn write(conn: &mut Connection, batch: &Batch) -> Result<(), StoreError> {
                 b.volume.to_f64(),
                 b.trades as i64,
                 b.vwap(),
-                b.revision
+                b.revision,
+                b.source.as_str()
             ])?;
         }
         let mut daily = tx.prepare_cached(&daily_upsert())?;
@@ -146,7 +155,8 @@ pub fn write(conn: &mut Connection, batch: &Batch) -> Result<(), StoreError> {
                 b.volume.to_f64(),
                 b.trades as i64,
                 b.vwap(),
-                b.revision
+                b.revision,
+                b.source.as_str()
             ])?;
         }
         for (table, rows) in batch.analytics() {

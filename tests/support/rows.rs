@@ -33,6 +33,7 @@ fn bar(symbol: &str, interval: Interval, start: i64, end: i64, close: f64) -> Re
         revision: 0,
         seq: 0,
         wm: start,
+        source: Default::default(),
     })
 }
 

@@ -33,6 +33,7 @@ pub fn bars() -> Vec<Bar> {
                 revision: 0,
                 seq: 0,
                 wm: start + 3_599_999,
+                source: Default::default(),
             }
         })
         .collect()

@@ -13,6 +13,7 @@ use super::feed::{percent_encode, SymbolList};
 use super::history::{self, Answer, HistorySettings, Paging, Provider, RawBar, Request, Window};
 use crate::config::de::Spanned;
 use crate::config::diagnostic::Diagnostic;
+use crate::config::session::SessionSpec;
 use crate::config::values::{count_within, Parsed, Secret, TimePoint};
 use crate::connector::{BackfillRange, Source, SourceContext, StreamType, Task};
 
@@ -44,6 +45,12 @@ pub struct AlphaVantageConfig {
     /// The exchange's time zone until an answer names it (default `America/New_York`).
     #[serde(default = "super::feed::default_timezone")]
     pub timezone: Parsed<chrono_tz::Tz>,
+    /// Exchange trading hours, as `bars`' `session`: each daily bar then spans its session
+    /// (the windows of daily bars built with that session, so that the two merge); without
+    /// it a daily bar is its UTC date, as `bars` without a session builds them.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub session: Option<Spanned<SessionSpec>>,
     /// Set by `marketflow backfill --restart`.
     #[serde(skip)]
     #[schemars(skip)]
@@ -75,7 +82,7 @@ impl Source for AlphaVantageConfig {
     fn output(&self) -> StreamType {
         StreamType::Bars {
             interval: Interval::D1,
-            session: None,
+            session: history::daily_session(Interval::D1, &self.session),
         }
     }
 
@@ -125,6 +132,7 @@ impl Source for AlphaVantageConfig {
             credits_per_minute: self.credits_per_minute as u32,
             limiter_key: format!("alphavantage {} {}", self.url, history::key_id(&self.api_key)),
             restart: self.restart,
+            session: self.session.as_ref().map(|s| s.value.session.clone()),
         };
         history::task(provider, settings, ctx)
     }

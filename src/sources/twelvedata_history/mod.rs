@@ -16,6 +16,7 @@ use super::history::{
 };
 use crate::config::de::Spanned;
 use crate::config::diagnostic::Diagnostic;
+use crate::config::session::SessionSpec;
 use crate::config::values::{count_within, Parsed, Secret, TimePoint};
 use crate::connector::{BackfillRange, Source, SourceContext, StreamType, Task};
 
@@ -55,6 +56,12 @@ pub struct TwelveDataHistoryConfig {
     /// The exchange's time zone until an answer names it (default `America/New_York`).
     #[serde(default = "super::feed::default_timezone")]
     pub timezone: Parsed<chrono_tz::Tz>,
+    /// Exchange trading hours, as `bars`' `session`: each daily bar then spans its session
+    /// (the windows of daily bars built with that session, so that the two merge); without
+    /// it a daily bar is its UTC date, as `bars` without a session builds them.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub session: Option<Spanned<SessionSpec>>,
     /// Set by `marketflow backfill --restart`: saved positions are ignored.
     #[serde(skip)]
     #[schemars(skip)]
@@ -101,7 +108,7 @@ impl Source for TwelveDataHistoryConfig {
     fn output(&self) -> StreamType {
         StreamType::Bars {
             interval: self.interval.value,
-            session: None,
+            session: history::daily_session(self.interval.value, &self.session),
         }
     }
 
@@ -169,6 +176,7 @@ impl Source for TwelveDataHistoryConfig {
             credits_per_minute: self.credits_per_minute as u32,
             limiter_key: format!("twelvedata {} {}", self.url, history::key_id(&self.api_key)),
             restart: self.restart,
+            session: self.session.as_ref().map(|s| s.value.session.clone()),
         };
         history::task(provider, settings, ctx)
     }

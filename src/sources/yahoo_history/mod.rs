@@ -16,6 +16,7 @@ use super::feed::{percent_encode, SymbolList};
 use super::history::{self, Answer, HistorySettings, Paging, Provider, RawBar, Request, Window};
 use crate::config::de::Spanned;
 use crate::config::diagnostic::Diagnostic;
+use crate::config::session::SessionSpec;
 use crate::config::values::{count_within, Parsed, TimePoint};
 use crate::connector::{BackfillRange, Source, SourceContext, StreamType, Task};
 
@@ -54,6 +55,12 @@ pub struct YahooHistoryConfig {
     /// The exchange's time zone until an answer names it (default `America/New_York`).
     #[serde(default = "super::feed::default_timezone")]
     pub timezone: Parsed<chrono_tz::Tz>,
+    /// Exchange trading hours, as `bars`' `session`: each daily bar then spans its session
+    /// (the windows of daily bars built with that session, so that the two merge); without
+    /// it a daily bar is its UTC date, as `bars` without a session builds them.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub session: Option<Spanned<SessionSpec>>,
     /// Set by `marketflow backfill --restart`.
     #[serde(skip)]
     #[schemars(skip)]
@@ -100,7 +107,7 @@ impl Source for YahooHistoryConfig {
     fn output(&self) -> StreamType {
         StreamType::Bars {
             interval: self.interval.value,
-            session: None,
+            session: history::daily_session(self.interval.value, &self.session),
         }
     }
 
@@ -168,6 +175,7 @@ impl Source for YahooHistoryConfig {
             credits_per_minute: self.credits_per_minute as u32,
             limiter_key: format!("yahoo {}", self.url),
             restart: self.restart,
+            session: self.session.as_ref().map(|s| s.value.session.clone()),
         };
         history::task(provider, settings, ctx)
     }

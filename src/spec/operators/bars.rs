@@ -4,7 +4,7 @@ use marketflow_operators::time::MINUTE;
 use marketflow_operators::{Calendar, Interval};
 use serde::Deserialize;
 
-use crate::config::de::Spanned;
+use crate::config::de::{OneOrMany, Spanned};
 use crate::config::diagnostic::Diagnostic;
 use crate::config::session::SessionSpec;
 use crate::config::values::Parsed;
@@ -14,8 +14,10 @@ use crate::connector::StreamType;
 #[derive(Deserialize, Debug, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct BarsConfig {
-    /// The stream to build from: ticks, or bars whose interval divides this one.
-    pub from: Spanned<String>,
+    /// The stream to build from: ticks, or bars whose interval divides this one; or several
+    /// streams of one type (`[history_5m, live_5m]`): for bars, a window is taken from the
+    /// first listed stream that has it.
+    pub from: OneOrMany,
     /// Window length, from `1s` to `1d`.
     pub interval: Parsed<Interval>,
     /// Exchange trading hours; without it windows are aligned on UTC (daily bars are UTC days).
@@ -47,7 +49,13 @@ impl BarsConfig {
     pub fn output(&self, path: &str, input: &StreamType) -> Result<StreamType, Diagnostic> {
         let target = self.interval.value;
         let session = self.session.as_ref().map(|s| s.value.clone());
-        let from = &self.from;
+        let Some(from) = self.from.0.first() else {
+            return Err(Diagnostic::new(
+                Default::default(),
+                format!("{path}.from"),
+                "no input",
+            ));
+        };
         let error = |message: String| Diagnostic::new(from.pos, format!("{path}.from"), message);
         match input {
             StreamType::Ticks => {}

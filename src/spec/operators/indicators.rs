@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use marketflow_operators::indicators::IndicatorSpec;
 use serde::Deserialize;
 
-use crate::config::de::{from_map_without, from_node, DeError, Spanned};
+use crate::config::de::{from_map_without, from_node, DeError, OneOrMany, Spanned};
 use crate::config::diagnostic::Diagnostic;
 use crate::config::yaml::{Node, Pos, Value};
 use crate::connector::StreamType;
@@ -14,8 +14,9 @@ use crate::connector::StreamType;
 /// Computes indicators on every bar of a bars stream.
 #[derive(Debug, Clone)]
 pub struct IndicatorsConfig {
-    /// The bars to compute on.
-    pub from: Spanned<String>,
+    /// The bars to compute on; or several bars streams of one interval
+    /// (`[history_5m, live_5m]`): a window is taken from the first listed stream that has it.
+    pub from: OneOrMany,
     /// The indicators, each `- name: {parameters}`, e.g. `- rsi: {period: 14}`.
     pub indicators: Spanned<Vec<IndicatorEntry>>,
 }
@@ -39,7 +40,7 @@ impl IndicatorEntry {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Header {
-    from: Spanned<String>,
+    from: OneOrMany,
 }
 
 impl IndicatorsConfig {
@@ -135,11 +136,11 @@ impl IndicatorsConfig {
                 interval: *interval,
             }),
             other => Err(Diagnostic::new(
-                self.from.pos,
+                self.from.0.first().map(|f| f.pos).unwrap_or_default(),
                 format!("{path}.from"),
                 format!(
                     "indicators are computed on bars; `{}` is {other}",
-                    self.from.value
+                    self.from.0.first().map_or("", |f| f.value.as_str())
                 ),
             )
             .help("add a `bars` operator between them")),

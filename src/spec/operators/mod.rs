@@ -44,8 +44,8 @@ impl OperatorSpec {
     /// The streams this operator reads.
     pub fn inputs(&self) -> &[Spanned<String>] {
         match self {
-            OperatorSpec::Bars(c) => std::slice::from_ref(&c.from),
-            OperatorSpec::Indicators(c) => std::slice::from_ref(&c.from),
+            OperatorSpec::Bars(c) => &c.from.0,
+            OperatorSpec::Indicators(c) => &c.from.0,
         }
     }
 
@@ -54,7 +54,37 @@ impl OperatorSpec {
         let Some(input) = inputs.first() else {
             return Err(Vec::new());
         };
+        // Several inputs are one stream merged: they must be of one type.
+        let names = self.inputs();
+        let mixed: Vec<Diagnostic> = inputs
+            .iter()
+            .zip(names)
+            .skip(1)
+            .filter(|(t, _)| *t != input)
+            .map(|(t, name)| {
+                Diagnostic::new(
+                    name.pos,
+                    format!("{path}.from"),
+                    format!(
+                        "`{}` is {t} but `{}` is {input}: the streams of one `from` must be of one type",
+                        name.value, names[0].value
+                    ),
+                )
+            })
+            .collect();
+        if !mixed.is_empty() {
+            return Err(mixed);
+        }
         match self {
+            // Several bars streams of the interval wanted: the merge is the operator.
+            OperatorSpec::Bars(c)
+                if names.len() > 1
+                    && matches!(input, StreamType::Bars { interval, session }
+                        if *interval == c.interval.value
+                            && *session == c.session.as_ref().map(|s| s.value.clone())) =>
+            {
+                Ok(input.clone())
+            }
             OperatorSpec::Bars(c) => c.output(path, input).map_err(|d| vec![d]),
             OperatorSpec::Indicators(c) => c.output(path, input).map_err(|d| vec![d]),
         }
@@ -62,9 +92,17 @@ impl OperatorSpec {
 
     /// Checks of the operator's own settings.
     pub fn check(&self, path: &str) -> Vec<Diagnostic> {
-        match self {
+        let mut problems = match self {
             OperatorSpec::Bars(_) => Vec::new(),
             OperatorSpec::Indicators(c) => c.check(path),
+        };
+        if self.inputs().is_empty() {
+            problems.push(Diagnostic::new(
+                Default::default(),
+                format!("{path}.from"),
+                "list at least one stream",
+            ));
         }
+        problems
     }
 }

@@ -1,0 +1,5 @@
+-- Where each bar came from: the pipeline source that read it (`history_5m`), or for a bar
+-- built by an operator the sources of its input (`live`, `history_5m+live`). Nullable and
+-- without a default, which compressed hypertables accept.
+ALTER TABLE intraday_ohlcv ADD COLUMN IF NOT EXISTS source text;
+ALTER TABLE historical_ohlcv ADD COLUMN IF NOT EXISTS source text;
