@@ -891,3 +891,126 @@ fn history_then_live_feeds_one_indicator_chain() {
         stored.len()
     );
 }
+
+/// Bars of a market open around the clock (UTC), every `interval_minutes`, from `first` for
+/// `count` bars.
+fn around_the_clock(seed: u64, first: i64, count: usize, interval_minutes: i64) -> Vec<FixtureBar> {
+    let mut rng = support::Lcg(seed);
+    let mut price = 200.0;
+    (0..count)
+        .map(|i| {
+            let o = price;
+            let c = ((o + (rng.below(200) as f64 - 100.0) / 100.0) * 100.0).round() / 100.0;
+            price = c;
+            FixtureBar {
+                start: first + i as i64 * interval_minutes * MINUTE,
+                open: o,
+                high: o.max(c) + 0.5,
+                low: o.min(c) - 0.5,
+                close: c,
+                volume: rng.below(1000) as i64 + 1,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn full_pages_are_split_and_a_forming_bar_is_not_stored() {
+    let fake = FakeRest::start(KEY);
+    // A 24-hour market: with 100-row pages, the first window (three pages' worth of slots)
+    // comes back cut at 100 rows and is split until a window holds every slot; later
+    // windows hold exactly as many rows as they have slots.
+    let now = chrono::Utc::now().timestamp_millis();
+    let minute_now = now - now.rem_euclid(MINUTE);
+    let count = 2_000;
+    let first = minute_now - (count as i64 - 1) * MINUTE;
+    // The last bar is the current minute's: still forming.
+    let bars = around_the_clock(5, first, count, 1);
+    fake.add(
+        "BTCX",
+        Series {
+            timezone: chrono_tz::UTC,
+            interval: MINUTE,
+            bars: bars.clone(),
+        },
+    );
+    fake.set_cap(100);
+    let dir = scratch();
+    let yaml = format!(
+        "pipeline: crypto\n\
+         sources:\n  m1: {{type: twelvedata_history, symbols: [BTCX], interval: 1m, start: \"{}\", timezone: UTC, page_size: 100, api_key: \"${{TD_KEY}}\", url: \"{}\", credits_per_minute: 100000}}\n\
+         sinks:\n  store: {{type: sqlite, from: [m1], path: store.db}}\n",
+        support::iso(first),
+        fake.url()
+    );
+    write(dir.path(), "crypto.yaml", &yaml);
+    backfill(dir.path(), &["crypto.yaml"]);
+    let conn = rusqlite::Connection::open(dir.path().join("store.db")).unwrap();
+    let got: Vec<(i64, f64)> = conn
+        .prepare("SELECT ts, close FROM intraday_ohlcv WHERE symbol = 'BTCX' ORDER BY ts")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    // Every complete bar once; the forming one (and any that began after the run started)
+    // left for the next run.
+    let complete: Vec<(i64, f64)> = bars
+        .iter()
+        .filter(|b| b.start + MINUTE <= now)
+        .map(|b| (b.start, b.close))
+        .collect();
+    assert!(
+        got.len() >= complete.len() - 1,
+        "{} of {} complete bars",
+        got.len(),
+        complete.len()
+    );
+    assert_eq!(got[..], complete[..got.len()], "bars stored in order, once");
+    assert!(got
+        .iter()
+        .all(|(ts, _)| *ts + MINUTE <= chrono::Utc::now().timestamp_millis()));
+    let log = fake.log();
+    let full = log
+        .windows(2)
+        .filter(|w| w[0].query["start_date"] == w[1].query["start_date"])
+        .count();
+    assert!(full >= 1, "a cut page was split and asked again");
+    let exact = log.iter().filter(|l| l.status == 200).count();
+    println!("{} bars in {exact} pages, {full} pages split", got.len());
+    // The kept position stops before the bar still forming: the next run asks from there.
+    let kept = positions(&dir.path().join("store.db"));
+    let position = kept["twelvedata_history BTCX 1m"];
+    assert_eq!(
+        position,
+        got.last().unwrap().0 + MINUTE,
+        "position after the last complete bar"
+    );
+}
+
+#[test]
+fn ticks_of_two_sources_of_one_symbol_keep_distinct_keys() {
+    let dir = scratch();
+    // Two sources replaying the same ticks (same symbols, seed and times).
+    let yaml = "pipeline: twice\n\
+         sources:\n  \
+         a: {type: synthetic, symbols: [AAA], seed: 3, rate: 50, count: 500, start: 2025-01-02T14:30:00Z}\n  \
+         b: {type: synthetic, symbols: [AAA], seed: 3, rate: 50, count: 500, start: 2025-01-02T14:30:00Z}\n\
+         operators:\n  bars_a: {type: bars, from: a, interval: 1s}\n\
+         sinks:\n  store: {type: sqlite, from: [a, b, bars_a], path: store.db}\n";
+    write(dir.path(), "twice.yaml", yaml);
+    support::run_ok(dir.path(), &["run", "twice.yaml", "--no-server"]);
+    let conn = rusqlite::Connection::open(dir.path().join("store.db")).unwrap();
+    let ticks: i64 = conn
+        .query_row("SELECT count(*) FROM realtime_prices", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(ticks, 1000, "both sources' ticks stored");
+    let sources: Vec<String> = conn
+        .prepare("SELECT DISTINCT source FROM intraday_ohlcv")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(sources, vec!["a".to_owned()]);
+}

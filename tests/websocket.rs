@@ -431,12 +431,16 @@ fn a_busy_client_that_answers_pings_is_not_timed_out() {
             c.client_queue = 10_000_000;
             c.max_dropped = u64::MAX;
         }));
+        // About 20 MB in one delivery, then a stream that never pauses.
+        const TOTAL: i64 = 200_000;
+        let batch: Vec<_> = (0..TOTAL).map(|k| tick("AAPL", k)).collect();
         let mut ws = ws_connect(server.addr, "/ws/prices/AAPL").await;
         assert_eq!(ws_next(&mut ws).await.unwrap()["type"], "subscription");
         assert_eq!(ws_next(&mut ws).await.unwrap()["type"], "snapshot");
-        // About 20 MB in one delivery, then a stream that never pauses.
-        const TOTAL: i64 = 200_000;
-        hub.publish((0..TOTAL).map(|k| tick("AAPL", k)).collect());
+        // Published from another thread: this one is the client, which must keep reading
+        // (and answering pings) however long the hub takes to encode the batch.
+        let publisher = hub.clone();
+        let publishing = std::thread::spawn(move || publisher.publish(batch));
         let (mut pings, mut records) = (0, 0);
         while records < TOTAL || pings < 10 {
             if records == TOTAL {
@@ -456,6 +460,7 @@ fn a_busy_client_that_answers_pings_is_not_timed_out() {
                 _ => {}
             }
         }
+        publishing.join().expect("published");
         server.stop().await;
     });
 }
