@@ -83,7 +83,8 @@ fn backfill(dir: &Path, args: &[&str]) -> String {
         out.status
     );
     assert!(!stderr.contains(KEY), "the key reached the log:\n{stderr}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    // Its summary on stdout, then the progress lines (stderr is not a terminal here).
+    format!("{}{stderr}", String::from_utf8_lossy(&out.stdout))
 }
 
 /// Stored bars by symbol: (start, open, high, low, close, volume).
@@ -195,7 +196,18 @@ fn thirty_days_for_ten_symbols_are_stored_once_at_their_utc_times() {
     assert_eq!(day(27), 0);
     assert_eq!(day(28), 42, "09:30 to 13:00 is 42 bars");
     assert_eq!(day(26), 78);
-    println!("first run: {}", out.trim());
+    // Progress: a line per symbol when it is done, and a total at the end.
+    for s in &symbols {
+        assert!(
+            out.contains(&format!("backfill history_5m {s}: done, ")),
+            "{out}"
+        );
+    }
+    assert!(
+        out.contains(&format!("pages, {bars} bars, 10/10 symbols done")),
+        "{out}"
+    );
+    println!("first run: {}", out.lines().next().unwrap_or_default());
     println!(
         "requests: {}, positions {:?}",
         fake.log().len(),
@@ -207,7 +219,7 @@ fn thirty_days_for_ten_symbols_are_stored_once_at_their_utc_times() {
     let again = backfill(dir.path(), &["history.yaml"]);
     assert_eq!(fake.log().len(), before, "a second run asks for nothing");
     assert_eq!(stored(&dir.path().join("store.db")), first);
-    println!("second run: {}", again.trim());
+    println!("second run: {}", again.lines().next().unwrap_or_default());
 
     // And with every page fetched again, the upserts change nothing either.
     backfill(dir.path(), &["history.yaml", "--restart"]);
@@ -1013,4 +1025,33 @@ fn ticks_of_two_sources_of_one_symbol_keep_distinct_keys() {
         .map(Result::unwrap)
         .collect();
     assert_eq!(sources, vec!["a".to_owned()]);
+}
+
+#[test]
+fn positions_are_kept_in_postgresql_too() {
+    let db = support::pg::TestDb::new("history");
+    let fake = FakeRest::start(KEY);
+    let symbols = symbols(2);
+    let fixtures = serve_november(&fake, &symbols);
+    let dir = scratch();
+    let yaml = td_pipeline(&fake.url(), &symbols, "    credits_per_minute: 10000\n").replace(
+        "store: {type: sqlite, from: [history_5m], path: store.db}",
+        &format!(
+            "store: {{type: postgres, from: [history_5m], url: \"{}\", retention: off}}",
+            db.url
+        ),
+    );
+    write(dir.path(), "history.yaml", &yaml);
+    backfill(dir.path(), &["history.yaml"]);
+    let bars: usize = fixtures.values().map(Vec::len).sum();
+    assert_eq!(db.count("intraday_ohlcv"), bars as i64);
+    let asked = fake.log().len();
+    backfill(dir.path(), &["history.yaml"]);
+    assert_eq!(
+        fake.log().len(),
+        asked,
+        "the second run resumes from the positions kept in PostgreSQL"
+    );
+    assert_eq!(db.count("intraday_ohlcv"), bars as i64);
+    assert_eq!(db.count("marketflow_positions"), 2);
 }
