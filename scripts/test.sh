@@ -16,6 +16,16 @@ if [ -z "${MARKETFLOW_SKIP_SETUP:-}" ]; then
     ./scripts/setup.sh
 fi
 
+# TimescaleDB from the vendored source beside this checkout (../shared), for the tests that
+# run a cluster with it preloaded; without ../shared they say they were skipped.
+installer="../shared/tools/install-timescaledb.sh"
+if [ -f "$installer" ] && [ -z "${MARKETFLOW_SKIP_SETUP:-}" ]; then
+    step "TimescaleDB (../shared/vendor)"
+    sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo bash "$installer"
+fi
+
 step "PostgreSQL for the tests"
 if [ -z "${MARKETFLOW_TEST_DATABASE_URL:-}" ]; then
     local_url="postgres://postgres@127.0.0.1:5432/postgres"

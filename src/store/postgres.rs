@@ -210,7 +210,22 @@ pub async fn migrate(
                 )
                 .await?
                 .is_some();
-            let installed = available
+            // Installed but not preloaded, the extension's library refuses to load and the
+            // server ends the session: check first, and fall back (or say what to set).
+            let preloaded = client
+                .query_one("SHOW shared_preload_libraries", &[])
+                .await?
+                .get::<_, String>(0)
+                .split(',')
+                .any(|l| l.trim().trim_matches('"') == "timescaledb");
+            let why_not = match (available, preloaded) {
+                (false, _) => Some("the server has no timescaledb extension"),
+                (true, false) => Some(
+                    "timescaledb is installed but not loaded: add `shared_preload_libraries = 'timescaledb'` to postgresql.conf and restart the server",
+                ),
+                (true, true) => None,
+            };
+            let installed = why_not.is_none()
                 && match client
                     .batch_execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
                     .await
@@ -221,11 +236,22 @@ pub async fn migrate(
                         false
                     }
                 };
-            if !installed && want == TimescaleMode::Required {
-                return Err(StoreError::Config(
-                    "`timescaledb: required` but the server has no usable timescaledb extension"
-                        .to_owned(),
-                ));
+            match why_not {
+                Some(why) if want == TimescaleMode::Required => {
+                    return Err(StoreError::Config(format!(
+                        "`timescaledb: required` but {why}"
+                    )));
+                }
+                Some(why) if available => {
+                    tracing::warn!("using plain PostgreSQL tables: {why}");
+                }
+                _ if !installed && want == TimescaleMode::Required => {
+                    return Err(StoreError::Config(
+                        "`timescaledb: required` but the server has no usable timescaledb extension"
+                            .to_owned(),
+                    ));
+                }
+                _ => {}
             }
             installed
         }
@@ -277,6 +303,34 @@ pub async fn migrate(
         report.applied.push((*name).to_owned());
     }
     Ok(report)
+}
+
+/// Makes TimescaleDB's retention policies match the sink's `retention`: the seed's windows
+/// (`keep` false: `auto`) or none at all (`off`, so replayed or backfilled history older than
+/// the windows is not deleted right after it is written).
+pub async fn set_retention_policies(
+    client: &Client,
+    keep_everything: bool,
+) -> Result<(), tokio_postgres::Error> {
+    for table in Table::ALL {
+        let Some(window) = table.retention() else {
+            continue;
+        };
+        let statement = if keep_everything {
+            format!(
+                "SELECT remove_retention_policy('{}', if_exists => TRUE)",
+                table.name()
+            )
+        } else {
+            format!(
+                "SELECT add_retention_policy('{}', INTERVAL '{} seconds', if_not_exists => TRUE)",
+                table.name(),
+                window.as_secs()
+            )
+        };
+        client.batch_execute(&statement).await?;
+    }
+    Ok(())
 }
 
 /// Whether the tables of this database are hypertables (then TimescaleDB applies the

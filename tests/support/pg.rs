@@ -129,10 +129,17 @@ pub struct Cluster {
     dir: PathBuf,
     bin: PathBuf,
     pub port: u16,
+    /// Extra server options.
+    options: String,
 }
 
 impl Cluster {
     pub fn start() -> Cluster {
+        Cluster::start_with("")
+    }
+
+    /// A throwaway cluster started with extra server options (`-c name=value ...`).
+    pub fn start_with(options: &str) -> Cluster {
         let bin = postgres_bin();
         let dir = std::env::temp_dir().join(format!(
             "marketflow-pg-{}-{}",
@@ -141,7 +148,12 @@ impl Cluster {
         ));
         std::fs::create_dir_all(&dir).unwrap();
         let port = free_port();
-        let cluster = Cluster { dir, bin, port };
+        let cluster = Cluster {
+            dir,
+            bin,
+            port,
+            options: options.to_owned(),
+        };
         cluster.give_to_postgres_user();
         let out = cluster
             .command("initdb")
@@ -191,9 +203,10 @@ impl Cluster {
 
     pub fn pg_ctl_start(&self) {
         let options = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
+            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off {}",
             self.port,
-            self.dir.display()
+            self.dir.display(),
+            self.options
         );
         let out = self
             .command("pg_ctl")

@@ -44,8 +44,8 @@ pub struct PostgresSinkConfig {
     /// Longest a row waits for its batch to fill (default 200ms).
     #[serde(default = "default_flush_interval")]
     pub flush_interval: Duration,
-    /// `auto` (default): the seed's retention, by TimescaleDB or, without it, by this sink
-    /// every hour; `off`: keep everything.
+    /// `auto` (default): the seed's retention, by TimescaleDB's policies or, without it, by
+    /// this sink every hour; `off`: keep everything (TimescaleDB's policies are removed).
     #[serde(default)]
     pub retention: Retention,
 }
@@ -264,6 +264,11 @@ async fn prepare(config: &PostgresSinkConfig, conn: &mut Connection) -> anyhow::
             conn.name
         )
     })?;
+    if timescaledb {
+        pg::set_retention_policies(&client, config.retention == Retention::Off)
+            .await
+            .with_context(|| format!("sink {}: setting the retention policies", conn.name))?;
+    }
     if config.timescaledb == TimescaleMode::Required && !timescaledb {
         anyhow::bail!(
             "sink {}: `timescaledb: required` but the tables are plain PostgreSQL",
