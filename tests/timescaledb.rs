@@ -26,14 +26,16 @@ fn timescaledb_present() -> bool {
     if installed {
         return true;
     }
-    let installer = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/tools/install-timescaledb.sh");
+    let installer =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/tools/install-timescaledb.sh");
     assert!(
         !(installer.exists() && std::env::var_os("CI").is_some()),
         "TimescaleDB is not installed though {} is here (scripts/test.sh runs it)",
         installer.display()
     );
-    support::skipped("TimescaleDB is not installed and ../shared/tools/install-timescaledb.sh is absent");
+    support::skipped(
+        "TimescaleDB is not installed and ../shared/tools/install-timescaledb.sh is absent",
+    );
     false
 }
 
@@ -77,20 +79,38 @@ fn retention_off_keeps_old_history_and_auto_puts_the_policies_back() {
     write(dir.path(), "ticks.csv", &old_ticks(600));
     write(dir.path(), "off.yaml", &pipeline(&db.url, "off"));
     support::run_ok(dir.path(), &["run", "off.yaml", "--no-server"]);
-    let policies = "SELECT count(*) FROM timescaledb_information.jobs WHERE proc_name = 'policy_retention'";
-    assert_eq!(query_i64(&db.url, "SELECT count(*) FROM timescaledb_information.hypertables"), 6);
-    assert_eq!(query_i64(&db.url, policies), 0, "`retention: off` removes the policies");
+    let policies =
+        "SELECT count(*) FROM timescaledb_information.jobs WHERE proc_name = 'policy_retention'";
+    assert_eq!(
+        query_i64(
+            &db.url,
+            "SELECT count(*) FROM timescaledb_information.hypertables"
+        ),
+        6
+    );
+    assert_eq!(
+        query_i64(&db.url, policies),
+        0,
+        "`retention: off` removes the policies"
+    );
     assert_eq!(db.count("realtime_prices"), 600, "ticks of 2020 kept");
     assert_eq!(db.count("intraday_ohlcv"), 10);
     assert_eq!(
-        query_i64(&db.url, "SELECT count(*) FROM intraday_ohlcv WHERE source = 'ticks'"),
+        query_i64(
+            &db.url,
+            "SELECT count(*) FROM intraday_ohlcv WHERE source = 'ticks'"
+        ),
         10,
         "the source column of the compressed hypertable"
     );
 
     write(dir.path(), "auto.yaml", &pipeline(&db.url, "auto"));
     support::run_ok(dir.path(), &["run", "auto.yaml", "--no-server"]);
-    assert_eq!(query_i64(&db.url, policies), 4, "`retention: auto` puts the seed's policies back");
+    assert_eq!(
+        query_i64(&db.url, policies),
+        4,
+        "`retention: auto` puts the seed's policies back"
+    );
 }
 
 #[test]
@@ -113,10 +133,19 @@ fn installed_but_not_preloaded_falls_back_or_says_what_to_set() {
     assert!(stderr.contains("shared_preload_libraries"), "{stderr}");
     let db = TestDb::on(&cluster.admin_url(), "nopreload_required");
     let out = marketflow()
-        .args(["migrate", "--database-url", &db.url, "--timescaledb", "required"])
+        .args([
+            "migrate",
+            "--database-url",
+            &db.url,
+            "--timescaledb",
+            "required",
+        ])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("shared_preload_libraries = 'timescaledb'"), "{stderr}");
+    assert!(
+        stderr.contains("shared_preload_libraries = 'timescaledb'"),
+        "{stderr}"
+    );
 }
