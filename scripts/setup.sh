@@ -16,6 +16,8 @@ command -v psql >/dev/null || need+=(postgresql-client)
 command -v chromium >/dev/null || need+=(chromium)
 # promtool (Debian's prometheus package) checks the /metrics exposition.
 command -v promtool >/dev/null || need+=(prometheus)
+# docker-compose (Debian's package) checks docker-compose.yml; no Docker daemon is needed.
+command -v docker-compose >/dev/null || need+=(docker-compose)
 # rdkafka builds its bundled librdkafka with CMake, against libcurl.
 command -v cmake >/dev/null || need+=(cmake)
 [ -f /usr/include/x86_64-linux-gnu/curl/curl.h ] || [ -f /usr/include/curl/curl.h ] \

@@ -22,6 +22,21 @@ struct Cli {
     /// Log filter (tracing `EnvFilter` syntax); `RUST_LOG` overrides it.
     #[arg(long, global = true, default_value = "info")]
     log: String,
+    /// Log lines as text, or as JSON objects (for log collectors in containers).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "MARKETFLOW_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -36,8 +51,8 @@ enum Command {
         /// The store: `postgres://user@host:port/db`, or a SQLite file (`sqlite:PATH` or a path).
         #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
         store: String,
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:8000")]
+        /// Address to listen on (`0.0.0.0:8000` in a container).
+        #[arg(long, env = "MARKETFLOW_LISTEN", default_value = "127.0.0.1:8000")]
         listen: std::net::SocketAddr,
     },
     /// Apply the database migrations (PostgreSQL/TimescaleDB URL or SQLite file) and
@@ -91,7 +106,7 @@ struct RunArgs {
     #[arg(long)]
     metrics_file: Option<PathBuf>,
     /// Serve on this address instead of `server.listen` (port 0 picks a free one).
-    #[arg(long)]
+    #[arg(long, env = "MARKETFLOW_LISTEN")]
     listen: Option<std::net::SocketAddr>,
     /// Do not start the pipeline's server.
     #[arg(long)]
@@ -135,10 +150,13 @@ fn main() -> ExitCode {
     if let Ok(cap) = "tungstenite::handshake::client=info".parse() {
         filter = filter.add_directive(cap);
     }
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     match execute(cli.command) {
         Ok(code) => code,
         Err(e) => {

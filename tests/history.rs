@@ -260,27 +260,40 @@ fn an_interrupted_backfill_resumes_with_only_the_missing_pages() {
         .current_dir(dir.path())
         .args(["backfill", "history.yaml"])
         .env("TD_KEY", KEY)
+        .env("RUST_LOG", "info")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("interrupted.log")).unwrap())
         .spawn()
         .expect("marketflow starts");
     let started = Instant::now();
     let db = dir.path().join("store.db");
     // Wait until every symbol waits on an unanswered page and the positions the sinks
-    // acknowledged for what came before are kept.
+    // acknowledged are kept: those the model below predicts, or (when a page had to be asked
+    // again, which the model cannot see) at least a position for every symbol.
     loop {
         let log = fake.log()[served_before..].to_vec();
-        let hung = log.iter().filter(|l| l.status == 0).count();
+        let waiting: std::collections::BTreeSet<&str> = log
+            .iter()
+            .filter(|l| l.status == 0)
+            .map(|l| l.query["symbol"].as_str())
+            .collect();
         let want = acknowledged(&log, &symbols);
         let kept = positions(&db);
-        if hung == symbols.len() && kept == want {
+        let all_kept = kept.len() == symbols.len();
+        let asked_again = log.iter().filter(|l| l.status == 0).count() > symbols.len();
+        if waiting.len() == symbols.len() && (kept == want || (all_kept && asked_again)) {
             break;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "waited 60s for every symbol to wait on the server ({hung} of {}) and the positions {want:?} to be kept (have {kept:?})",
-            symbols.len()
-        );
+        if started.elapsed() > Duration::from_secs(90) {
+            let log =
+                std::fs::read_to_string(dir.path().join("interrupted.log")).unwrap_or_default();
+            panic!(
+                "waited 90s for every symbol to wait on the server ({} of {}) and the positions {want:?} to be kept (have {kept:?}); its log ends:\n{}",
+                waiting.len(),
+                symbols.len(),
+                &log[log.len().saturating_sub(3000)..]
+            );
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
     child.kill().expect("SIGKILL");

@@ -29,9 +29,15 @@ impl Drop for Serving {
 impl Serving {
     /// Starts `marketflow args...` in `dir` and waits for its `serving on http://ADDR/` line.
     pub fn start(dir: &Path, args: &[&str]) -> Serving {
+        Serving::start_with_env(dir, args, &[])
+    }
+
+    /// [`Serving::start`] with environment variables set.
+    pub fn start_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Serving {
         let mut child = super::marketflow()
             .current_dir(dir)
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

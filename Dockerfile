@@ -1,0 +1,30 @@
+# marketflow's image: built with cargo, run on debian-slim as a non-root user with the
+# binary and the pipelines only.
+#   docker build -t marketflow .
+#   docker run --rm -p 8000:8000 marketflow            # the embedded demo on http://localhost:8000/
+FROM rust:1.95-bookworm AS build
+# rdkafka builds its bundled librdkafka with CMake, against libcurl.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends cmake libcurl4-openssl-dev pkg-config \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked --bin marketflow \
+    && strip target/release/marketflow
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates curl libcurl4 zlib1g \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 --create-home --home-dir /var/lib/marketflow marketflow
+COPY --from=build /src/target/release/marketflow /usr/local/bin/marketflow
+COPY pipelines /etc/marketflow/pipelines
+USER marketflow
+WORKDIR /var/lib/marketflow
+# Containers are reached from outside: listen on every interface.
+ENV MARKETFLOW_LISTEN=0.0.0.0:8000
+EXPOSE 8000
+HEALTHCHECK --interval=10s --timeout=3s --retries=6 \
+    CMD curl -fsS "http://127.0.0.1:${MARKETFLOW_LISTEN##*:}/health" >/dev/null || exit 1
+ENTRYPOINT ["marketflow"]
+CMD ["run"]
