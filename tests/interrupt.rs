@@ -129,7 +129,9 @@ fn serve_with_a_stalled_client() -> (
     socket.set_recv_buffer_size(4096).unwrap();
     socket.connect(&addr.into()).unwrap();
     let mut stalled: std::net::TcpStream = socket.into();
-    let requests = "GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n".repeat(40);
+    // More response bytes than the kernel's socket buffers can hold (they grow to a few MB on
+    // loopback), so that a response stays in flight whatever the buffer tuning.
+    let requests = "GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n".repeat(400);
     stalled.write_all(requests.as_bytes()).unwrap();
     (child, stalled, rx, dir)
 }
