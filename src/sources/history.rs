@@ -170,7 +170,7 @@ pub fn whole_days(start: i64, end: i64) -> (i64, i64) {
 }
 
 /// The symbols of a source after `marketflow backfill --symbols`; `None` when none is left.
-pub fn narrow_symbols(listed: Vec<String>, range: &BackfillRange) -> Vec<String> {
+fn narrow_symbols(listed: Vec<String>, range: &BackfillRange) -> Vec<String> {
     match &range.symbols {
         None => listed,
         Some(wanted) => listed
@@ -180,8 +180,32 @@ pub fn narrow_symbols(listed: Vec<String>, range: &BackfillRange) -> Vec<String>
     }
 }
 
+/// Where a history source partition's position is kept: `TYPE SYMBOL INTERVAL`.
+pub fn resume_key(
+    type_name: &str,
+    symbols: &SymbolList,
+    interval: Interval,
+    partition: usize,
+) -> Option<String> {
+    let symbol = symbols.symbols().into_iter().nth(partition)?;
+    Some(format!("{type_name} {symbol} {interval}"))
+}
+
+/// Narrows a history source's keys to what `marketflow backfill` was asked for.
+pub fn narrow(
+    range: &BackfillRange,
+    symbols: &mut Spanned<SymbolList>,
+    (start, end): (&mut Parsed<TimePoint>, &mut Parsed<TimePoint>),
+    restart: &mut bool,
+) {
+    symbols.value = SymbolList::from(narrow_symbols(symbols.symbols(), range));
+    *start = narrow_time(start, range.from);
+    *end = narrow_time(end, range.to);
+    *restart = range.restart;
+}
+
 /// A time point from a backfill's `--from`/`--to`, or the configured one.
-pub fn narrow_time(configured: &Parsed<TimePoint>, given: Option<i64>) -> Parsed<TimePoint> {
+fn narrow_time(configured: &Parsed<TimePoint>, given: Option<i64>) -> Parsed<TimePoint> {
     match given {
         Some(ms) => Parsed {
             value: TimePoint::At(ms),

@@ -104,17 +104,13 @@ impl Source for AlphaVantageConfig {
     }
 
     fn resume_key(&self, partition: usize) -> Option<String> {
-        let symbol = self.symbols.symbols().into_iter().nth(partition)?;
-        Some(format!("{} {symbol} 1d", Self::TYPE))
+        history::resume_key(Self::TYPE, &self.symbols, Interval::D1, partition)
     }
 
     fn for_backfill(&self, range: &BackfillRange) -> Option<Self> {
         let mut narrowed = self.clone();
-        narrowed.symbols.value =
-            SymbolList::from(history::narrow_symbols(self.symbols.symbols(), range));
-        narrowed.start = history::narrow_time(&self.start, range.from);
-        narrowed.end = history::narrow_time(&self.end, range.to);
-        narrowed.restart = range.restart;
+        let keys = (&mut narrowed.start, &mut narrowed.end);
+        history::narrow(range, &mut narrowed.symbols, keys, &mut narrowed.restart);
         Some(narrowed)
     }
 

@@ -144,17 +144,13 @@ impl Source for TwelveDataHistoryConfig {
     }
 
     fn resume_key(&self, partition: usize) -> Option<String> {
-        let symbol = self.symbols.symbols().into_iter().nth(partition)?;
-        Some(format!("{} {symbol} {}", Self::TYPE, self.interval.value))
+        history::resume_key(Self::TYPE, &self.symbols, self.interval.value, partition)
     }
 
     fn for_backfill(&self, range: &BackfillRange) -> Option<Self> {
         let mut narrowed = self.clone();
-        narrowed.symbols.value =
-            SymbolList::from(history::narrow_symbols(self.symbols.symbols(), range));
-        narrowed.start = history::narrow_time(&self.start, range.from);
-        narrowed.end = history::narrow_time(&self.end, range.to);
-        narrowed.restart = range.restart;
+        let keys = (&mut narrowed.start, &mut narrowed.end);
+        history::narrow(range, &mut narrowed.symbols, keys, &mut narrowed.restart);
         Some(narrowed)
     }
 
