@@ -48,6 +48,31 @@ mkdir -p target
 : > "$MARKETFLOW_SKIPS"
 cargo test --workspace --release
 
+# The storage and server suites once more, on a throwaway cluster with TimescaleDB preloaded
+# (hypertables, compression, retention and continuous aggregates under the same queries).
+pgbin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
+if [ -n "$pgbin" ] && [ -f "$("$pgbin/pg_config" --sharedir)/extension/timescaledb.control" ]; then
+    step "storage and server suites on TimescaleDB"
+    tsdb="$(mktemp -d /tmp/marketflow-tsdb.XXXXXX)"
+    as_pg=()
+    if [ "$(id -u)" -eq 0 ]; then
+        chown postgres "$tsdb"
+        as_pg=(runuser -u postgres --)
+    fi
+    port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+    "${as_pg[@]}" "$pgbin/initdb" -A trust -U postgres -E UTF8 -D "$tsdb/data" >/dev/null
+    "${as_pg[@]}" "$pgbin/pg_ctl" -D "$tsdb/data" -l "$tsdb/log" -w -o \
+        "-p $port -c listen_addresses=127.0.0.1 -k $tsdb -c fsync=off -c shared_preload_libraries=timescaledb" \
+        start >/dev/null
+    trap '"${as_pg[@]}" "$pgbin/pg_ctl" -D "$tsdb/data" -m immediate stop >/dev/null 2>&1; rm -rf "$tsdb"' EXIT
+    echo "postgres://postgres@127.0.0.1:$port/postgres (timescaledb preloaded)"
+    MARKETFLOW_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres" \
+        cargo test --release --test store --test server --test history --test openapi
+elif [ -f "$installer" ] && [ -n "${CI:-}" ]; then
+    echo "TimescaleDB is not installed though $installer is here" >&2
+    exit 1
+fi
+
 if [ -s "$MARKETFLOW_SKIPS" ]; then
     step "skipped tests"
     cat "$MARKETFLOW_SKIPS"

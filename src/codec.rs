@@ -395,6 +395,10 @@ struct BarJson<'a> {
     trades: Option<u64>,
     #[serde(borrow)]
     vwap: Option<Number<'a>>,
+    /// Written by marketflow: the end of a session bar is not `start + interval`.
+    #[serde(borrow)]
+    end: Option<Stamp<'a>>,
+    revision: Option<u32>,
 }
 
 /// Prices and sizes of a bar as read, before checks.
@@ -426,7 +430,8 @@ pub fn parse_bar_json(
     let price =
         |n: Option<Number<'_>>, name: &'static str| n.ok_or(CodecError::Missing(name))?.get(name);
     let symbol = raw.symbol.ok_or(CodecError::Missing("symbol"))?;
-    make_bar(BarFields {
+    let end = raw.end.map(|e| e.get(naive)).transpose()?;
+    let mut bar = make_bar(BarFields {
         symbol: &symbol,
         interval,
         start: raw.start.ok_or(CodecError::Missing("start"))?.get(naive)?,
@@ -442,7 +447,106 @@ pub fn parse_bar_json(
         },
         trades: raw.trades,
         vwap: raw.vwap.map(|v| v.get("vwap")).transpose()?,
+    })?;
+    if let Some(end) = end {
+        if end <= bar.start {
+            return Err(field("end", "the end of a bar must come after its start"));
+        }
+        bar.end = end;
+    }
+    bar.revision = raw.revision.unwrap_or(0);
+    Ok(bar)
+}
+
+#[derive(Deserialize)]
+struct IndicatorJson<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    symbol: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    interval: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    ts: Option<Stamp<'a>>,
+    #[serde(borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    indicator: Option<Cow<'a, str>>,
+    values: Option<rustc_hash::FxHashMap<String, Option<f64>>>,
+    revision: Option<u32>,
+}
+
+/// Reads an indicator record as [`write_indicator_json`] writes it.
+pub fn parse_indicator_json(line: &[u8], naive: NaiveTime) -> Result<IndicatorRow, CodecError> {
+    let raw: IndicatorJson<'_> =
+        serde_json::from_slice(line).map_err(|e| CodecError::Json(e.to_string()))?;
+    if let Some(kind) = raw.kind.as_deref().filter(|k| *k != "indicator") {
+        return Err(CodecError::WrongType(kind.to_owned(), "indicator"));
+    }
+    let interval = raw.interval.ok_or(CodecError::Missing("interval"))?;
+    let interval = Interval::parse(&interval).map_err(|e| field("interval", e.to_string()))?;
+    let kind = raw.indicator.ok_or(CodecError::Missing("indicator"))?;
+    let values = raw.values.ok_or(CodecError::Missing("values"))?;
+    indicator_row(
+        &raw.symbol.ok_or(CodecError::Missing("symbol"))?,
+        interval,
+        raw.ts.ok_or(CodecError::Missing("ts"))?.get(naive)?,
+        &raw.id.ok_or(CodecError::Missing("id"))?,
+        &kind,
+        &values,
+        raw.revision.unwrap_or(0),
+    )
+}
+
+/// Builds an indicator row from its parts; outputs missing from `values` (or null) are NaN.
+pub fn indicator_row(
+    symbol: &str,
+    interval: Interval,
+    ts: i64,
+    id: &str,
+    kind: &str,
+    values: &rustc_hash::FxHashMap<String, Option<f64>>,
+    revision: u32,
+) -> Result<IndicatorRow, CodecError> {
+    use marketflow_operators::indicators::IndicatorKind;
+    let kind = IndicatorKind::ALL
+        .into_iter()
+        .find(|k| k.name() == kind)
+        .ok_or_else(|| field("indicator", format!("unknown indicator `{kind}`")))?;
+    let mut outputs = [f64::NAN; marketflow_operators::record::MAX_OUTPUTS];
+    for (slot, name) in outputs.iter_mut().zip(kind.outputs()) {
+        *slot = values.get(*name).copied().flatten().unwrap_or(f64::NAN);
+    }
+    Ok(IndicatorRow {
+        symbol: Symbol::new(symbol).map_err(|e| CodecError::Symbol(e.to_string()))?,
+        interval,
+        ts,
+        id: id.into(),
+        kind,
+        outputs,
+        revision,
     })
+}
+
+/// Reads any record by its `type` field (`tick`, `bar` or `indicator`).
+pub fn parse_record_json(line: &[u8], naive: NaiveTime) -> Result<Record, CodecError> {
+    #[derive(Deserialize)]
+    struct Kind<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: Option<Cow<'a, str>>,
+    }
+    let kind: Kind<'_> =
+        serde_json::from_slice(line).map_err(|e| CodecError::Json(e.to_string()))?;
+    match kind.kind.as_deref() {
+        Some("tick") => parse_tick_json(line, naive).map(Record::Tick),
+        Some("bar") => parse_bar_json(line, None, naive).map(Record::Bar),
+        Some("indicator") => parse_indicator_json(line, naive).map(Record::Indicator),
+        Some(other) => Err(CodecError::WrongType(
+            other.to_owned(),
+            "tick, bar or indicator",
+        )),
+        None => Err(CodecError::Missing("type")),
+    }
 }
 
 /// Checks the values of a bar and builds it.
@@ -564,6 +668,34 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "100 185.64 0.1 0 1e20 null "
         );
+    }
+
+    #[test]
+    fn any_record_round_trips_through_its_json() {
+        for line in [
+            &br#"{"type":"tick","symbol":"AAPL","ts":"2024-01-02T14:30:00.123Z","price":185.64,"volume":100}"#[..],
+            br#"{"type":"bar","symbol":"AAPL","interval":"1d","start":"2024-01-02T14:30:00Z","end":"2024-01-02T21:00:00Z","open":185.6,"high":185.9,"low":185.5,"close":185.7,"volume":12500,"trades":42,"vwap":185.71,"revision":2}"#,
+            br#"{"type":"indicator","symbol":"AAPL","interval":"5m","ts":"2024-01-02T14:30:00Z","id":"macd_12_26_9","indicator":"macd","values":{"macd":0.12,"signal":0.09,"hist":0.03}}"#,
+        ] {
+            let record = parse_record_json(line, NaiveTime::Reject).unwrap();
+            let mut out = Vec::new();
+            write_record_json(&mut out, &record);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                String::from_utf8(line.to_vec()).unwrap()
+            );
+        }
+        for (line, expected) in [
+            (&br#"{"symbol":"A"}"#[..], "missing field `type`"),
+            (br#"{"type":"quote"}"#, "record type `quote`"),
+            (
+                br#"{"type":"indicator","symbol":"A","interval":"1m","ts":1,"id":"x","indicator":"nope","values":{}}"#,
+                "unknown indicator `nope`",
+            ),
+        ] {
+            let err = parse_record_json(line, NaiveTime::Reject).unwrap_err().to_string();
+            assert!(err.contains(expected), "{err}");
+        }
     }
 
     #[test]

@@ -54,6 +54,15 @@ enum Command {
         /// Address to listen on (`0.0.0.0:8000` in a container).
         #[arg(long, env = "MARKETFLOW_LISTEN", default_value = "127.0.0.1:8000")]
         listen: std::net::SocketAddr,
+        /// Stream live records to WebSocket clients from the engine's Kafka topics:
+        /// `kafka://BROKERS[/TOPIC,...]` (default topics: the Kafka sink's defaults).
+        /// Snapshots come from the store, live records from Kafka, each record once.
+        #[arg(long, env = "MARKETFLOW_LIVE")]
+        live: Option<String>,
+        /// How far before its start the live feed begins reading (it covers records the
+        /// engine sent to Kafka and had not yet committed to the store).
+        #[arg(long, default_value = "5m")]
+        live_lookback: marketflow::config::values::Duration,
     },
     /// Apply the database migrations (PostgreSQL/TimescaleDB URL or SQLite file) and
     /// print which mode was used.
@@ -183,22 +192,12 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Run(args) => run(args),
         Command::Backfill(args) => backfill(args),
-        Command::Serve { store, listen } => {
-            let runtime = server_runtime()?;
-            let listener =
-                server::bind(listen).with_context(|| format!("listening on {listen}"))?;
-            let state = ServerState::new(
-                &ServerConfig::default(),
-                Some(Location::parse(&store)),
-                Hub::default(),
-            );
-            let handle = runtime.block_on(async { server::start(listener, state) })?;
-            let stop = stop_on_signal(&runtime);
-            announce(handle.addr);
-            runtime.block_on(stop.triggered());
-            stop_server(runtime, handle);
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Serve {
+            store,
+            listen,
+            live,
+            live_lookback,
+        } => serve(&store, listen, live.as_deref(), live_lookback),
         Command::Migrate {
             database_url,
             timescaledb,
@@ -251,6 +250,57 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `marketflow serve`: the API over a store, with live WebSocket streams from Kafka when
+/// `live` names the topics.
+fn serve(
+    store: &str,
+    listen: std::net::SocketAddr,
+    live: Option<&str>,
+    lookback: marketflow::config::values::Duration,
+) -> anyhow::Result<ExitCode> {
+    use marketflow::server::live::{self, LiveFeed};
+    let feed = live
+        .map(|url| LiveFeed::parse(url, lookback.as_std()))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--live {e}"))?;
+    let runtime = server_runtime()?;
+    let listener = server::bind(listen).with_context(|| format!("listening on {listen}"))?;
+    let hub = Hub::default();
+    let mut state = ServerState::new(
+        &ServerConfig::default(),
+        Some(Location::parse(store)),
+        hub.clone(),
+    );
+    let feed_stop = marketflow::shutdown::Shutdown::new();
+    let reader = match feed {
+        Some(feed) => {
+            state.prime_from_store = true;
+            state.sources.push(SourceInfo {
+                name: live::SOURCE.into(),
+                kind: "kafka",
+                finite: false,
+            });
+            Some(live::spawn(
+                feed,
+                hub,
+                state.run_status.clone(),
+                feed_stop.clone(),
+            )?)
+        }
+        None => None,
+    };
+    let handle = runtime.block_on(async { server::start(listener, state) })?;
+    let stop = stop_on_signal(&runtime);
+    announce(handle.addr);
+    runtime.block_on(stop.triggered());
+    feed_stop.trigger();
+    stop_server(runtime, handle);
+    if let Some(reader) = reader {
+        let _ = reader.join();
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `marketflow run`: the pipeline, with its server beside it until Ctrl-C.
@@ -411,6 +461,9 @@ fn stop_server(runtime: tokio::runtime::Runtime, handle: server::ServerHandle) {
 fn server_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        // Store reads are capped below this (SQLite: 8 queries and a health ping), so a
+        // flood of requests queues instead of growing threads.
+        .max_blocking_threads(16)
         .thread_name("marketflow-http")
         .enable_all()
         .build()

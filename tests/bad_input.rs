@@ -457,3 +457,130 @@ fn source_durations_are_bounded() {
         );
     }
 }
+
+/// What one `validate` run cost: its exit code, stderr, wall time, CPU time and peak RSS.
+struct Measured {
+    code: Option<i32>,
+    stderr: String,
+    wall: std::time::Duration,
+    cpu: std::time::Duration,
+    peak_rss: u64,
+}
+
+/// Runs `marketflow validate NAME` in `dir`, reaping it with `wait4` for its resource use.
+fn validate_measured(dir: &Path, name: &str) -> Measured {
+    use std::io::Read as _;
+    let started = std::time::Instant::now();
+    // Reaped below by wait4 (for its resource use), not by `Child::wait`.
+    #[allow(clippy::zombie_processes)]
+    let mut child = marketflow()
+        .current_dir(dir)
+        .args(["validate", name])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let _deadline = watchdog(
+        pid,
+        std::time::Duration::from_secs(60),
+        "validate to finish",
+    );
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is a valid value, and wait4 reaps our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let reaped = unsafe { libc::wait4(pid as libc::pid_t, &mut status, 0, &mut usage) };
+    assert_eq!(reaped, pid as libc::pid_t, "wait4 on validate");
+    let time = |t: libc::timeval| {
+        std::time::Duration::from_secs(t.tv_sec as u64)
+            + std::time::Duration::from_micros(t.tv_usec as u64)
+    };
+    Measured {
+        code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
+        stderr,
+        wall: started.elapsed(),
+        cpu: time(usage.ru_utime) + time(usage.ru_stime),
+        peak_rss: usage.ru_maxrss as u64 * 1024,
+    }
+}
+
+/// Every hostile class of pipeline file (hardening issue: alias bombs, deep nesting in
+/// flow and block style, huge maps and operator chains, many bad values, numbers out of
+/// range, bytes that are not UTF-8) is refused with exit 2 and a positioned error, in a
+/// bounded amount of memory (asserted: under 200 MB) and time (printed; each run also has a
+/// 60 s deadline).
+#[test]
+fn hostile_specs_are_refused_with_a_position_in_bounded_memory() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bad-specs");
+    let dir = scratch();
+    for name in [
+        "20-alias-bomb.yaml",
+        "21-deep-flow-nesting.yaml",
+        "22-several-bad-values.yaml",
+        "23-numbers-out-of-range.yaml",
+        "24-kafka-sink-out-of-range.yaml",
+    ] {
+        std::fs::copy(fixtures.join(name), dir.path().join(name)).unwrap();
+    }
+    write(
+        dir.path(),
+        "deep-block.yaml",
+        &format!("{}x\n", "- ".repeat(20_000)),
+    );
+    write(
+        dir.path(),
+        "deep-flow.yaml",
+        &format!("a: {}\n", "[".repeat(20_000)),
+    );
+    let mut map = String::from(
+        "pipeline: big\nsources:\n  t: {type: synthetic, symbols: [A], count: 1}\nextra:\n",
+    );
+    for i in 0..400_000 {
+        map.push_str(&format!("  k{i}: {i}\n"));
+    }
+    write(dir.path(), "huge-map.yaml", &map);
+    let mut chain = String::from("pipeline: chain\nsources:\n  t: {type: synthetic, symbols: [A], count: 1}\noperators:\n  b0: {type: bars, from: t, interval: 1m}\n");
+    for i in 1..50_000 {
+        chain.push_str(&format!(
+            "  b{i}: {{type: bars, from: b{}, interval: 1m}}\n",
+            i - 1
+        ));
+    }
+    write(dir.path(), "long-chain.yaml", &chain);
+    let mut bytes = b"pipeline: t\n# ".to_vec();
+    bytes.extend_from_slice(&[0xff, 0xfe]);
+    std::fs::write(dir.path().join("not-utf8.yaml"), bytes).unwrap();
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    for name in names {
+        let m = validate_measured(dir.path(), &name);
+        println!(
+            "validate {name}: exit {:?}, {:.0?} wall, {:.0?} CPU, peak RSS {:.1} MB",
+            m.code,
+            m.wall,
+            m.cpu,
+            m.peak_rss as f64 / 1048576.0
+        );
+        let head = &m.stderr[..m.stderr.len().min(500)];
+        assert_eq!(m.code, Some(2), "{name}: {head}");
+        assert!(
+            m.stderr.starts_with(&format!("error: {name}:")),
+            "{name}: the first error has no position: {head}"
+        );
+        assert!(
+            m.peak_rss < 200 << 20,
+            "{name}: validate used {} MB",
+            m.peak_rss >> 20
+        );
+    }
+}

@@ -55,6 +55,11 @@ fn the_compose_stack_is_valid_and_its_pipelines_validate() {
     for order in ["service_healthy", "service_completed_successfully"] {
         assert!(config.contains(order), "start order ({order})");
     }
+    // The API's WebSocket streams come from the engine's topics.
+    assert!(
+        config.contains("MARKETFLOW_LIVE: kafka://kafka:9092"),
+        "the api service reads the live feed from Kafka:\n{config}"
+    );
     // Without the password the stack refuses to start, rather than using a default.
     let dir = support::scratch();
     let empty = support::write(dir.path(), "empty.env", "");

@@ -265,3 +265,181 @@ fn malformed_messages_are_dead_lettered_with_their_offsets() {
         .sum();
     assert_eq!(trades, 600, "every good tick is in a bar");
 }
+
+/// The 1m bars of AAPL in the SQLite store `db`, oldest first (none while it is missing).
+fn stored_bar_starts(db: &std::path::Path) -> Vec<String> {
+    let Ok(conn) =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    else {
+        return Vec::new();
+    };
+    let Ok(mut query) = conn.prepare(
+        "SELECT ts FROM intraday_ohlcv WHERE symbol = 'AAPL' AND interval = '1m' ORDER BY ts",
+    ) else {
+        return Vec::new();
+    };
+    query
+        .query_map([], |row| row.get::<_, i64>(0))
+        .map(|rows| rows.filter_map(Result::ok).map(iso).collect())
+        .unwrap_or_default()
+}
+
+/// One minute of ticks of AAPL and MSFT, as CSV rows.
+fn minute_of_ticks(minute: i64) -> String {
+    let mut rows = String::new();
+    for second in (0..60).step_by(5) {
+        let ts = START + minute * 60_000 + second * 1000;
+        let price = 100 + minute;
+        rows.push_str(&format!(
+            "{},AAPL,{price},10\n{},MSFT,{price},5\n",
+            iso(ts),
+            iso(ts)
+        ));
+    }
+    rows
+}
+
+async fn subscribe_bars(ws: &mut http::Ws) {
+    let subscribe = serde_json::json!({"action": "subscribe", "streams": ["bars:1m:AAPL"]});
+    http::ws_send(ws, subscribe).await;
+}
+
+fn write_to(feed: &mut Option<std::fs::File>, rows: String) {
+    use std::io::Write as _;
+    let file = feed.as_mut().expect("the feed is open");
+    file.write_all(rows.as_bytes()).unwrap();
+    file.flush().unwrap();
+}
+
+/// Reads a client's snapshot and live bars until the bar starting at `last`: their starts,
+/// in the order they came.
+async fn bar_starts_until(ws: &mut http::Ws, last: &str) -> Vec<String> {
+    let mut starts = Vec::new();
+    loop {
+        let message = http::ws_next(ws).await.unwrap_or_else(|| {
+            panic!("the connection ended before the bar at {last}: got {starts:?}")
+        });
+        match message["type"].as_str() {
+            Some("bar") => {
+                let start = message["start"].as_str().unwrap().to_owned();
+                let done = start == last;
+                starts.push(start);
+                if done {
+                    return starts;
+                }
+            }
+            Some("snapshot" | "subscribed") => {}
+            other => panic!("unexpected {other:?}: {message}"),
+        }
+    }
+}
+
+/// `serve --live`: engine -> Kafka -> a `serve` process of its own -> WebSocket clients.
+/// The engine commits bars to its store and sends them to Kafka; clients that subscribe
+/// before, during and after the flow each get the snapshot from the store, then every
+/// later bar exactly once: together, every bar of the run once and in order.
+#[test]
+fn serve_live_streams_each_bar_once_from_kafka() {
+    let Some(broker) = kafka::start() else { return };
+    let dir = scratch();
+    let fifo = dir.path().join("ticks.fifo");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    write(
+        dir.path(),
+        "engine.yaml",
+        &format!(
+            "pipeline: engine\n\
+             sources:\n  ticks: {{type: file, path: ticks.fifo, format: csv, max_delay: 1s}}\n\
+             operators:\n  bars_1m: {{type: bars, from: ticks, interval: 1m}}\n\
+             sinks:\n  store: {{type: sqlite, from: [ticks, bars_1m], path: store.db, batch_size: 50}}\n  \
+             topics: {{type: kafka, brokers: \"{}\", from: [ticks, bars_1m]}}\n",
+            broker.address
+        ),
+    );
+    let engine = marketflow()
+        .current_dir(dir.path())
+        .args(["run", "engine.yaml", "--no-server"])
+        .spawn()
+        .unwrap();
+    let _engine_deadline = watchdog(engine.id(), Duration::from_secs(240), "the engine");
+    let mut feed = Some(std::fs::OpenOptions::new().write(true).open(&fifo).unwrap());
+    write_to(&mut feed, "ts,symbol,price,volume\n".to_owned());
+    write_to(&mut feed, (0..20).map(minute_of_ticks).collect());
+    let db = dir.path().join("store.db");
+    let until = Instant::now() + Duration::from_secs(60);
+    while stored_bar_starts(&db).len() < 15 {
+        assert!(
+            Instant::now() < until,
+            "waited 60s for the engine to store 15 bars (it has {})",
+            stored_bar_starts(&db).len()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let live = format!("kafka://{}", broker.address);
+    let server = http::Serving::start(
+        dir.path(),
+        &[
+            "serve",
+            "--store",
+            "store.db",
+            "--live",
+            &live,
+            "--listen",
+            "127.0.0.1:0",
+        ],
+    );
+    http::block_on(async {
+        let addr = server.addr;
+        // The feed is connected once it has found the engine's topics.
+        let until = Instant::now() + Duration::from_secs(60);
+        loop {
+            let health = http::get(addr, "/health").await.json();
+            if health["sources"][0]["status"] == "ok" {
+                break;
+            }
+            assert!(
+                Instant::now() < until,
+                "the live feed did not connect: {health}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut before = http::ws_connect(addr, "/ws").await;
+        subscribe_bars(&mut before).await;
+        // The rest of the hour, with a client subscribing while it flows.
+        write_to(&mut feed, (20..40).map(minute_of_ticks).collect());
+        let mut during = http::ws_connect(addr, "/ws").await;
+        subscribe_bars(&mut during).await;
+        write_to(&mut feed, (40..60).map(minute_of_ticks).collect());
+        // The end of input closes the last windows; the engine then ends.
+        drop(feed.take());
+        let last = iso(START + 59 * 60_000);
+        let expected: Vec<String> = (0..60).map(|m| iso(START + m * 60_000)).collect();
+        for (name, ws) in [("before", &mut before), ("during", &mut during)] {
+            let got = bar_starts_until(ws, &last).await;
+            assert_eq!(got, expected, "the client subscribed {name} the flow");
+        }
+        // Once the engine is done, a new client's snapshot alone is the whole hour.
+        let mut after = http::ws_connect(addr, "/ws").await;
+        subscribe_bars(&mut after).await;
+        assert_eq!(
+            bar_starts_until(&mut after, &last).await,
+            expected,
+            "the client subscribed after the flow"
+        );
+        let live: Vec<String> = http::get(addr, "/metrics")
+            .await
+            .text()
+            .lines()
+            .filter(|l| l.contains("source=\"live\"") && !l.starts_with('#'))
+            .map(str::to_owned)
+            .collect();
+        println!("serve --live: 3 clients got the 60 bars once each; {live:?}");
+    });
+    let status = wait_with_deadline(engine, Duration::from_secs(60));
+    assert!(status.success(), "the engine: {status}");
+    drop(server);
+}

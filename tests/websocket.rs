@@ -15,7 +15,9 @@ use marketflow_operators::fixed::Fixed;
 use marketflow_operators::indicators::IndicatorKind;
 use marketflow_operators::{Bar, IndicatorRow, Interval, Record, Symbol, Tick};
 use serde_json::json;
-use support::http::{block_on, get, within, ws_connect, ws_next, ws_send, Serving, Ws};
+use support::http::{
+    block_on, client_frame, frame, get, within, ws_connect, ws_next, ws_send, Serving, Ws,
+};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
@@ -465,27 +467,6 @@ fn a_busy_client_that_answers_pings_is_not_timed_out() {
     });
 }
 
-/// Parses one unmasked server frame: (opcode, payload, bytes used).
-fn frame(buf: &[u8]) -> Option<(u8, Vec<u8>, usize)> {
-    if buf.len() < 2 {
-        return None;
-    }
-    let opcode = buf[0] & 0x0f;
-    let (len, header) = match buf[1] & 0x7f {
-        126 if buf.len() >= 4 => (u16::from_be_bytes([buf[2], buf[3]]) as usize, 4),
-        127 if buf.len() >= 10 => (
-            u64::from_be_bytes(buf[2..10].try_into().unwrap()) as usize,
-            10,
-        ),
-        126 | 127 => return None,
-        n => (n as usize, 2),
-    };
-    if buf.len() < header + len {
-        return None;
-    }
-    Some((opcode, buf[header..header + len].to_vec(), header + len))
-}
-
 /// A WebSocket handshake by hand: the socket then neither reads automatically nor pongs.
 async fn raw_websocket(addr: SocketAddr, path: &str) -> tokio::net::TcpStream {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -528,26 +509,6 @@ fn shutdown_closes_clients_with_going_away() {
             "still accepting"
         );
     });
-}
-
-/// A masked client frame: `first` is FIN and opcode.
-fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [0x37u8, 0xfa, 0x21, 0x3d];
-    let mut out = vec![first];
-    match payload.len() {
-        n if n < 126 => out.push(0x80 | n as u8),
-        n if n < 65_536 => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    out
 }
 
 /// Reads server frames until a Close; returns its status code (None: the TCP connection

@@ -6,6 +6,7 @@
 
 pub mod api;
 mod connections;
+pub mod live;
 mod origins;
 mod ws;
 
@@ -286,6 +287,9 @@ pub struct ServerState {
     pub write_timeout: Duration,
     /// Open connections, against `max_connections` and `max_connections_per_client`.
     pub connections: Arc<connections::Connections>,
+    /// The hub is fed apart from the store (`serve --live`): streams are primed from the
+    /// store on their first subscription.
+    pub prime_from_store: bool,
 }
 
 impl ServerState {
@@ -312,6 +316,7 @@ impl ServerState {
                 config.max_connections,
                 config.max_connections_per_client,
             )),
+            prime_from_store: false,
         }
     }
 }

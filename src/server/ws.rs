@@ -16,7 +16,7 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, UPGRADE};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use marketflow_operators::{Interval, Symbol};
+use marketflow_operators::{Interval, Record, Symbol};
 use serde::Deserialize;
 use std::io::IoSlice;
 
@@ -275,6 +275,7 @@ impl Connection {
         })))
         .await?;
         let snapshot = self.state.hub.config().snapshot;
+        prime(&self.state, &key).await;
         self.state.hub.subscribe(&self.client, &key, snapshot);
         self.subscriptions.push(key);
         Ok(())
@@ -298,7 +299,7 @@ impl Connection {
                     unanswered = 0;
                     match message {
                         Some(Ok(Message::Text(body))) => {
-                            let reply = self.command(body.as_str());
+                            let reply = self.command(body.as_str()).await;
                             if ws.send(reply).await.is_err() {
                                 return "write_failed";
                             }
@@ -366,7 +367,7 @@ impl Connection {
     }
 
     /// Handles one client message and returns the reply.
-    fn command(&mut self, body: &str) -> Message {
+    async fn command(&mut self, body: &str) -> Message {
         let command: Command = match serde_json::from_str(body) {
             Ok(c) => c,
             Err(e) => {
@@ -400,6 +401,7 @@ impl Connection {
                 }
                 if command.action == "subscribe" {
                     self.subscribe(keys, command.snapshot, default.is_some())
+                        .await
                 } else {
                     self.unsubscribe(keys, default.is_some())
                 }
@@ -411,7 +413,12 @@ impl Connection {
         }
     }
 
-    fn subscribe(&mut self, keys: Vec<StreamKey>, snapshot: Option<usize>, seed: bool) -> Message {
+    async fn subscribe(
+        &mut self,
+        keys: Vec<StreamKey>,
+        snapshot: Option<usize>,
+        seed: bool,
+    ) -> Message {
         let fresh = keys
             .iter()
             .filter(|k| !self.subscriptions.contains(k))
@@ -435,6 +442,7 @@ impl Connection {
         let names: Vec<String> = keys.iter().map(ToString::to_string).collect();
         for key in keys {
             if !self.subscriptions.contains(&key) {
+                prime(&self.state, &key).await;
                 hub.subscribe(&self.client, &key, snapshot);
                 self.subscriptions.push(key);
             }
@@ -460,4 +468,92 @@ impl Connection {
             text(serde_json::json!({"type": "unsubscribed", "streams": names}))
         }
     }
+}
+
+/// Intervals whose stored bars and indicators a subscription to every interval of a symbol
+/// (`bars:*:AAPL`) is primed with, besides those the hub has seen.
+const PRIMED_INTERVALS: [&str; 7] = ["1m", "5m", "15m", "30m", "1h", "4h", "1d"];
+
+/// When the hub is fed apart from the store (`serve --live`), merges each exact stream's
+/// newest stored records into it on its first subscription, so the snapshot covers what
+/// the store has and the feed does not. A store that cannot be read leaves the stream
+/// unprimed (the next subscription tries again).
+async fn prime(state: &ServerState, key: &StreamKey) {
+    if !state.prime_from_store {
+        return;
+    }
+    let hub = &state.hub;
+    let mut exact = hub.streams_covered(key);
+    match key.interval {
+        Some(_) => exact.push(key.clone()),
+        None if key.kind != StreamKind::Ticks => {
+            exact.extend(PRIMED_INTERVALS.iter().filter_map(|i| {
+                Some(StreamKey {
+                    interval: Some(Interval::parse(i).ok()?),
+                    ..key.clone()
+                })
+            }));
+        }
+        None => exact.push(key.clone()),
+    }
+    exact.sort();
+    exact.dedup();
+    let Ok(store) = state.store.get().await else {
+        return;
+    };
+    let limit = hub.config().snapshot;
+    for stream in exact.into_iter().filter(|k| hub.needs_priming(k)) {
+        let read = tokio::time::timeout(Duration::from_secs(5), stored(store, &stream, limit));
+        match read.await {
+            Ok(Ok(records)) => hub.prime(&stream, records),
+            Ok(Err(e)) => {
+                tracing::warn!(stream = %stream, error = %e, "reading the snapshot from the store")
+            }
+            Err(_) => tracing::warn!(stream = %stream, "the store took over 5s for a snapshot"),
+        }
+    }
+}
+
+/// The newest `limit` stored records of one exact stream, oldest first.
+async fn stored(
+    store: &crate::store::Store,
+    key: &StreamKey,
+    limit: usize,
+) -> Result<Vec<Record>, crate::store::StoreError> {
+    use crate::store::{BarQuery, IndicatorQuery};
+    let symbol = key.symbol.clone();
+    Ok(match (key.kind, key.interval) {
+        (StreamKind::Ticks, _) => store
+            .latest_ticks(&symbol, limit)
+            .await?
+            .into_iter()
+            .map(Record::Tick)
+            .collect(),
+        (StreamKind::Bars, Some(interval)) => store
+            .bars(&BarQuery {
+                symbol,
+                interval,
+                start: None,
+                end: None,
+                limit,
+            })
+            .await?
+            .into_iter()
+            .map(Record::Bar)
+            .collect(),
+        (StreamKind::Indicators, Some(interval)) => store
+            .indicators(&IndicatorQuery {
+                symbol,
+                interval,
+                indicator: None,
+                start: None,
+                end: None,
+                limit,
+            })
+            .await?
+            .into_iter()
+            .map(Record::Indicator)
+            .collect(),
+        (_, None) => Vec::new(),
+    })
 }

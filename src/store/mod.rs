@@ -8,7 +8,6 @@ pub mod sqlite;
 
 use std::path::PathBuf;
 
-use marketflow_operators::indicators::IndicatorKind;
 use marketflow_operators::time::{DAY, MINUTE};
 use marketflow_operators::{Bar, IndicatorRow, Interval, Record, Symbol, Tick};
 use rustc_hash::FxHashMap;
@@ -196,25 +195,11 @@ pub fn indicator_from_columns(
     revision: i64,
 ) -> Result<IndicatorRow, StoreError> {
     let bad = |what: String| StoreError::Corrupt(format!("{symbol} {id} at {ts}: {what}"));
-    let kind = IndicatorKind::ALL
-        .into_iter()
-        .find(|k| k.name() == kind)
-        .ok_or_else(|| bad(format!("unknown indicator `{kind}`")))?;
     let values: FxHashMap<String, Option<f64>> =
         serde_json::from_str(outputs).map_err(|e| bad(e.to_string()))?;
-    let mut row_outputs = [f64::NAN; marketflow_operators::record::MAX_OUTPUTS];
-    for (slot, name) in row_outputs.iter_mut().zip(kind.outputs()) {
-        *slot = values.get(*name).copied().flatten().unwrap_or(f64::NAN);
-    }
-    Ok(IndicatorRow {
-        symbol: Symbol::new(symbol).map_err(|e| bad(e.to_string()))?,
-        interval: Interval::parse(interval).map_err(|e| bad(e.to_string()))?,
-        ts,
-        id: id.into(),
-        kind,
-        outputs: row_outputs,
-        revision: revision as u32,
-    })
+    let interval = Interval::parse(interval).map_err(|e| bad(e.to_string()))?;
+    crate::codec::indicator_row(symbol, interval, ts, id, kind, &values, revision as u32)
+        .map_err(|e| bad(e.to_string()))
 }
 
 /// The stored columns of a bar, read back into a bar.

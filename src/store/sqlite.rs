@@ -203,7 +203,8 @@ pub struct SqliteStore {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
     readers: tokio::sync::Semaphore,
-    health: std::sync::Arc<Mutex<Option<Connection>>>,
+    /// `/health`'s connection; concurrent pings wait for it rather than open more.
+    health: std::sync::Arc<tokio::sync::Mutex<Option<Connection>>>,
 }
 
 /// Queries run at once at most (each holds a connection and a blocking thread).
@@ -275,20 +276,19 @@ impl SqliteStore {
 
     /// Answers on its own connection, not behind the queries in the queue.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        let health = self.health.clone();
-        let conn = match health.lock().ok().and_then(|mut c| c.take()) {
+        let mut slot = self.health.clone().lock_owned().await;
+        let conn = match slot.take() {
             Some(conn) => conn,
             None => self.connect()?,
         };
-        tokio::task::spawn_blocking(move || {
+        let (conn, result) = tokio::task::spawn_blocking(move || {
             let result = conn.query_row("SELECT 1", [], |_| Ok(()));
-            if let Ok(mut slot) = health.lock() {
-                *slot = Some(conn);
-            }
-            result.map_err(StoreError::from)
+            (conn, result)
         })
         .await
-        .map_err(|_| StoreError::Stopped)?
+        .map_err(|_| StoreError::Stopped)?;
+        *slot = Some(conn);
+        result.map_err(StoreError::from)
     }
 
     pub async fn latest_ticks(

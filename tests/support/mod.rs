@@ -6,6 +6,7 @@ pub mod feeds;
 pub mod http;
 pub mod kafka;
 pub mod pg;
+pub mod queries;
 pub mod rest;
 pub mod rows;
 

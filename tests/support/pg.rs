@@ -174,6 +174,11 @@ impl Cluster {
         self.dir.join("data")
     }
 
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+    }
+
     pub fn admin_url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
@@ -309,4 +314,31 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// Whether the local PostgreSQL has TimescaleDB; when it cannot, says why (a failure on CI
+/// when the installer is at hand, a visible skip when it is not).
+pub fn timescaledb_present() -> bool {
+    let sharedir = Command::new(postgres_bin().join("pg_config"))
+        .arg("--sharedir")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    let installed = sharedir
+        .map(|d| PathBuf::from(d).join("extension/timescaledb.control"))
+        .is_some_and(|p| p.exists());
+    if installed {
+        return true;
+    }
+    let installer =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/tools/install-timescaledb.sh");
+    assert!(
+        !(installer.exists() && std::env::var_os("CI").is_some()),
+        "TimescaleDB is not installed though {} is here (scripts/test.sh runs it)",
+        installer.display()
+    );
+    super::skipped(
+        "TimescaleDB is not installed and ../shared/tools/install-timescaledb.sh is absent",
+    );
+    false
 }

@@ -38,32 +38,64 @@ pub struct KafkaSinkConfig {
     #[serde(default)]
     pub topic: Option<String>,
     /// Compression of the batches: `lz4` (default), `zstd`, `gzip`, `snappy` or `none`.
-    #[serde(default = "default_compression")]
-    pub compression: String,
-    /// Longest a record may wait for the broker before the pipeline stops (default 2m).
-    #[serde(default = "default_delivery_timeout")]
+    #[serde(default)]
+    pub compression: Compression,
+    /// Longest a record may wait for the broker before the pipeline stops (default 2m;
+    /// 1s to 1d).
+    #[serde(
+        default = "default_delivery_timeout",
+        deserialize_with = "crate::config::values::duration_within::<_, 1_000, 86_400_000>"
+    )]
+    #[schemars(with = "Duration")]
     pub delivery_timeout: Duration,
-    /// Partitions of the topics this sink creates (default 3).
-    #[serde(default = "default_partitions")]
-    pub partitions: i32,
-    /// Replication factor of the topics this sink creates (default 1).
-    #[serde(default = "default_replication")]
-    pub replication: i32,
+    /// Partitions of the topics this sink creates (default 3; 1 to 100000).
+    #[serde(
+        default = "default_partitions",
+        deserialize_with = "crate::config::values::count_within::<_, 1, 100_000>"
+    )]
+    pub partitions: usize,
+    /// Replication factor of the topics this sink creates (default 1; 1 to 32767).
+    #[serde(
+        default = "default_replication",
+        deserialize_with = "crate::config::values::count_within::<_, 1, 32_767>"
+    )]
+    pub replication: usize,
     /// librdkafka properties passed through (`linger.ms`, `security.protocol`, ...).
     #[serde(default)]
     pub options: BTreeMap<String, String>,
 }
 
-fn default_compression() -> String {
-    "lz4".into()
+/// Batch compression codecs librdkafka supports.
+#[derive(Deserialize, JsonSchema, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    #[default]
+    Lz4,
+    Zstd,
+    Gzip,
+    Snappy,
+    None,
+}
+
+impl Compression {
+    /// librdkafka's name for it (`compression.type`).
+    fn name(self) -> &'static str {
+        match self {
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
+            Compression::Gzip => "gzip",
+            Compression::Snappy => "snappy",
+            Compression::None => "none",
+        }
+    }
 }
 fn default_delivery_timeout() -> Duration {
     Duration(120_000)
 }
-fn default_partitions() -> i32 {
+fn default_partitions() -> usize {
     3
 }
-fn default_replication() -> i32 {
+fn default_replication() -> usize {
     1
 }
 
@@ -171,7 +203,7 @@ impl Writer {
             .set("bootstrap.servers", &config.brokers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
-            .set("compression.type", &config.compression)
+            .set("compression.type", config.compression.name())
             .set("linger.ms", "20")
             .set(
                 "message.timeout.ms",
@@ -212,8 +244,9 @@ impl Writer {
         }
         let new = NewTopic::new(
             topic,
-            self.config.partitions,
-            TopicReplication::Fixed(self.config.replication),
+            // Both are range-checked when the pipeline is read, so they fit an i32.
+            self.config.partitions as i32,
+            TopicReplication::Fixed(self.config.replication as i32),
         )
         .set("cleanup.policy", "delete");
         let options = AdminOptions::new().operation_timeout(Some(StdDuration::from_secs(30)));
