@@ -84,6 +84,24 @@ fn main() {
         ("willr", r#"{"willr":{"period":14}}"#),
         ("obv", r#"{"obv":{}}"#),
         ("keltner", r#"{"keltner":{}}"#),
+        (
+            "keltner_sma",
+            r#"{"keltner":{"atr_period":14,"middle":"sma"}}"#,
+        ),
+        ("mom", r#"{"mom":{"period":10}}"#),
+        ("natr", r#"{"natr":{"period":14}}"#),
+        ("hist_vol", r#"{"hist_vol":{"period":20}}"#),
+        ("mfi", r#"{"mfi":{"period":14}}"#),
+        ("sar", r#"{"sar":{}}"#),
+        ("aroon", r#"{"aroon":{"period":14}}"#),
+        ("dema", r#"{"dema":{"period":30}}"#),
+        ("tema", r#"{"tema":{"period":30}}"#),
+        ("trix", r#"{"trix":{"period":30}}"#),
+        ("kama", r#"{"kama":{"period":30}}"#),
+        ("ppo", r#"{"ppo":{}}"#),
+        ("cmo", r#"{"cmo":{"period":14}}"#),
+        ("ultosc", r#"{"ultosc":{}}"#),
+        ("adxr", r#"{"adxr":{"period":14}}"#),
     ]
     .into_iter()
     .map(|(name, json)| (name, serde_json::from_str(json).expect("valid spec")))

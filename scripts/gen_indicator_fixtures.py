@@ -105,7 +105,13 @@ def main():
     for p, k in ((20, 2.0), (10, 1.5), (5, 1.0)):
         up, mid, lo = talib.BBANDS(c, p, k, k, 0)
         ident = f"bollinger_{p}_{k:g}"
-        case(ident, {"bollinger": {"period": p, "stddev": k}}, ["upper", "middle", "lower"], [up, mid, lo])
+        # Bandwidth and %b from the bands (the predecessor's definitions): 0.5 where they meet.
+        width = up - lo
+        bandwidth = np.where(mid != 0, width / np.where(mid != 0, mid, 1.0), 0.0)
+        percent_b = np.where(width > 0, (c - lo) / np.where(width > 0, width, 1.0), 0.5)
+        bandwidth[np.isnan(up)] = np.nan
+        percent_b[np.isnan(up)] = np.nan
+        case(ident, {"bollinger": {"period": p, "stddev": k}}, ["upper", "middle", "lower", "bandwidth", "percent_b"], [up, mid, lo, bandwidth, percent_b])
     for p in (1, 14, 30):
         case(f"atr_{p}", {"atr": {"period": p}}, ["value"], [talib.ATR(h, l, c, p)])
     for fk, sk, sd in ((14, 3, 3), (5, 3, 3), (1, 1, 1)):
@@ -137,6 +143,53 @@ def main():
         lo = np.where(both, mid - m * atr, np.nan)
         mid = np.where(both, mid, np.nan)
         case(f"keltner_{p}_{a}_{m:g}", {"keltner": {"period": p, "atr_period": a, "multiplier": m}}, ["upper", "middle", "lower"], [up, mid, lo])
+
+    for p, a, m in ((20, 14, 2.0),):
+        mid = talib.SMA(c, p)
+        atr = talib.ATR(h, l, c, a)
+        both = ~(np.isnan(mid) | np.isnan(atr))
+        up = np.where(both, mid + m * atr, np.nan)
+        lo = np.where(both, mid - m * atr, np.nan)
+        mid = np.where(both, mid, np.nan)
+        case(f"keltner_{p}_{a}_{m:g}_sma", {"keltner": {"period": p, "atr_period": a, "multiplier": m, "middle": "sma"}}, ["upper", "middle", "lower"], [up, mid, lo])
+
+    # Beyond the first sixteen: the predecessor's set and more of TA-Lib.
+    for p in (10, 1):
+        case(f"mom_{p}", {"mom": {"period": p}}, ["value"], [talib.MOM(c, p)])
+    # (TA-Lib's NATR with period 1 returns the true range itself, not normalised: not used.)
+    for p in (14, 2):
+        case(f"natr_{p}", {"natr": {"period": p}}, ["value"], [talib.NATR(h, l, c, p)])
+    for p in (14, 2):
+        case(f"mfi_{p}", {"mfi": {"period": p}}, ["value"], [talib.MFI(h, l, c, v, p)])
+    for acc, mx in ((0.02, 0.2), (0.05, 0.5)):
+        case(f"sar_{acc:g}_{mx:g}", {"sar": {"acceleration": acc, "maximum": mx}}, ["value"], [talib.SAR(h, l, acc, mx)])
+    for p in (14, 25, 2):
+        down, up = talib.AROON(h, l, p)
+        case(f"aroon_{p}", {"aroon": {"period": p}}, ["up", "down", "oscillator"], [up, down, talib.AROONOSC(h, l, p)])
+    for p in (30, 10, 2):
+        case(f"dema_{p}", {"dema": {"period": p}}, ["value"], [talib.DEMA(c, p)])
+        case(f"tema_{p}", {"tema": {"period": p}}, ["value"], [talib.TEMA(c, p)])
+        case(f"trix_{p}", {"trix": {"period": p}}, ["value"], [talib.TRIX(c, p)])
+        case(f"kama_{p}", {"kama": {"period": p}}, ["value"], [talib.KAMA(c, p)])
+    for fast, slow in ((12, 26), (3, 10)):
+        case(f"ppo_{fast}_{slow}", {"ppo": {"fast": fast, "slow": slow}}, ["value"], [talib.PPO(c, fast, slow, 1)])
+        case(f"ppo_{fast}_{slow}_sma", {"ppo": {"fast": fast, "slow": slow, "ma": "sma"}}, ["value"], [talib.PPO(c, fast, slow, 0)])
+    for p in (14, 2):
+        case(f"cmo_{p}", {"cmo": {"period": p}}, ["value"], [talib.CMO(c, p)])
+    for a, b, d in ((7, 14, 28), (28, 7, 14), (1, 2, 3)):
+        case(f"ultosc_{a}_{b}_{d}", {"ultosc": {"short": a, "medium": b, "long": d}}, ["value"], [talib.ULTOSC(h, l, c, a, b, d)])
+    for p in (14, 5):
+        case(f"adxr_{p}", {"adxr": {"period": p}}, ["value"], [talib.ADXR(h, l, c, p)])
+    # Historical volatility has no TA-Lib function: from its definition, the population
+    # deviation of the last `p` log returns, annualised for hourly bars on the UTC calendar
+    # (24 a day, 365.25 days a year).
+    for p in (20, 5):
+        returns = np.full(N, np.nan)
+        returns[1:] = np.log(c[1:] / c[:-1])
+        hv = np.full(N, np.nan)
+        for i in range(p, N):
+            hv[i] = np.std(returns[i - p + 1 : i + 1]) * math.sqrt(24 * 365.25) * 100.0
+        case(f"hist_vol_{p}", {"hist_vol": {"period": p}}, ["value"], [hv])
 
     with open(os.path.join(OUT, "cases.json"), "w") as f:
         json.dump({"generator": "scripts/gen_indicator_fixtures.py", "talib": talib.__version__, "bars": N, "cases": cases}, f, indent=1)

@@ -469,13 +469,18 @@ struct Measured {
 
 /// Runs `marketflow validate NAME` in `dir`, reaping it with `wait4` for its resource use.
 fn validate_measured(dir: &Path, name: &str) -> Measured {
+    measured(dir, &["validate", name])
+}
+
+/// Runs `marketflow ARGS` in `dir`, reaping it with `wait4` for its resource use.
+fn measured(dir: &Path, args: &[&str]) -> Measured {
     use std::io::Read as _;
     let started = std::time::Instant::now();
     // Reaped below by wait4 (for its resource use), not by `Child::wait`.
     #[allow(clippy::zombie_processes)]
     let mut child = marketflow()
         .current_dir(dir)
-        .args(["validate", name])
+        .args(args)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -497,7 +502,7 @@ fn validate_measured(dir: &Path, name: &str) -> Measured {
     // SAFETY: a zeroed rusage is a valid value, and wait4 reaps our own child.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     let reaped = unsafe { libc::wait4(pid as libc::pid_t, &mut status, 0, &mut usage) };
-    assert_eq!(reaped, pid as libc::pid_t, "wait4 on validate");
+    assert_eq!(reaped, pid as libc::pid_t, "wait4 on marketflow {args:?}");
     let time = |t: libc::timeval| {
         std::time::Duration::from_secs(t.tv_sec as u64)
             + std::time::Duration::from_micros(t.tv_usec as u64)
@@ -583,4 +588,55 @@ fn hostile_specs_are_refused_with_a_position_in_bounded_memory() {
             m.peak_rss >> 20
         );
     }
+}
+
+/// Class 9 of the hardening issue: a stream of 256 MB without a newline (a FIFO, as
+/// `/dev/zero` would be) is read in bounded memory; the over-long line is dead-lettered and
+/// the tick after it kept.
+#[test]
+fn a_stream_without_newlines_is_read_in_bounded_memory() {
+    use std::io::Write as _;
+    let dir = scratch();
+    let fifo = dir.path().join("ticks.fifo");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    write(
+        dir.path(),
+        "p.yaml",
+        "pipeline: t\nsources:\n  ticks: {type: file, path: ticks.fifo, format: jsonl}\noperators:\n  bars_1m: {type: bars, from: ticks, interval: 1m}\nsinks:\n  out: {type: file, from: bars_1m, path: out.jsonl}\ndead_letter: {path: dead.jsonl}\n",
+    );
+    let writer = std::thread::spawn(move || {
+        let mut fifo = std::fs::OpenOptions::new().write(true).open(fifo).unwrap();
+        let block = vec![b'x'; 1 << 20];
+        for _ in 0..256 {
+            fifo.write_all(&block).unwrap();
+        }
+        fifo.write_all(b"\n{\"type\":\"tick\",\"symbol\":\"AAPL\",\"ts\":\"2024-01-02T14:30:01Z\",\"price\":100,\"volume\":1}\n")
+            .unwrap();
+    });
+    let m = measured(dir.path(), &["run", "p.yaml"]);
+    writer.join().unwrap();
+    println!(
+        "256 MB without a newline: exit {:?}, {:.1?}, peak RSS {:.1} MB",
+        m.code,
+        m.wall,
+        m.peak_rss as f64 / 1048576.0
+    );
+    assert_eq!(m.code, Some(0), "{}", m.stderr);
+    assert!(
+        m.peak_rss < 100 << 20,
+        "the run used {} MB",
+        m.peak_rss >> 20
+    );
+    let dead = sorted_lines(&dir.path().join("dead.jsonl"));
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(dead[0].contains("line_too_long"), "{}", dead[0]);
+    let bars = sorted_lines(&dir.path().join("out.jsonl"));
+    assert!(
+        bars.len() == 1 && bars[0].contains("\"trades\":1"),
+        "{bars:?}"
+    );
 }

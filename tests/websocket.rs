@@ -63,7 +63,7 @@ fn rsi(symbol: &str, interval: Interval, i: i64) -> Record {
         ts: T0 + i * interval.millis(),
         id: "rsi_14".into(),
         kind: IndicatorKind::Rsi,
-        outputs: [i as f64, f64::NAN, f64::NAN],
+        outputs: [i as f64, f64::NAN, f64::NAN, f64::NAN, f64::NAN],
         revision: 0,
     })
 }

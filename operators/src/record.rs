@@ -62,8 +62,8 @@ impl Bar {
     }
 }
 
-/// The most outputs any indicator has (Bollinger, MACD, Keltner, ADX: three).
-pub const MAX_OUTPUTS: usize = 3;
+/// The most outputs any indicator has (Bollinger: upper, middle, lower, bandwidth, %b).
+pub const MAX_OUTPUTS: usize = 5;
 
 /// One indicator value set, computed on the bar starting at `ts`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

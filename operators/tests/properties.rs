@@ -10,14 +10,17 @@ use proptest::prelude::*;
 fn one_at_a_time(
     kernel: &mut dyn Indicator,
     bars: &[marketflow_operators::Bar],
-) -> Vec<(usize, [f64; 3])> {
+) -> Vec<(usize, [f64; marketflow_operators::record::MAX_OUTPUTS])> {
     bars.iter()
         .enumerate()
         .filter_map(|(i, b)| kernel.update(b).map(|v| (i, v)))
         .collect()
 }
 
-fn same(a: &[(usize, [f64; 3])], b: &[(usize, [f64; 3])]) -> bool {
+fn same(
+    a: &[(usize, [f64; marketflow_operators::record::MAX_OUTPUTS])],
+    b: &[(usize, [f64; marketflow_operators::record::MAX_OUTPUTS])],
+) -> bool {
     a.len() == b.len()
         && a.iter().zip(b).all(|(x, y)| {
             x.0 == y.0

@@ -31,7 +31,7 @@ fn indicators_match_talib() {
             .validate()
             .unwrap_or_else(|e| panic!("{}: {e}", case.id));
         let mut kernel = case.spec.build(&Calendar::Utc);
-        let got: Vec<(usize, [f64; 3])> = bars
+        let got: Vec<(usize, [f64; marketflow_operators::record::MAX_OUTPUTS])> = bars
             .iter()
             .enumerate()
             .filter_map(|(i, bar)| kernel.update(bar).map(|v| (i, v)))

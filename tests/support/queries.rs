@@ -56,7 +56,7 @@ fn rsi(symbol: &str, interval: Interval, ts: i64, value: f64) -> Record {
         ts,
         id: "rsi_14".into(),
         kind: IndicatorKind::Rsi,
-        outputs: [value, f64::NAN, f64::NAN],
+        outputs: [value, f64::NAN, f64::NAN, f64::NAN, f64::NAN],
         revision: 0,
     })
 }
@@ -68,7 +68,7 @@ fn macd(symbol: &str, ts: i64, v: f64) -> Record {
         ts,
         id: "macd_12_26_9".into(),
         kind: IndicatorKind::Macd,
-        outputs: [v, v / 2.0, v / 2.0],
+        outputs: [v, v / 2.0, v / 2.0, f64::NAN, f64::NAN],
         revision: 0,
     })
 }

@@ -51,7 +51,7 @@ fn indicator(
         ts,
         id: id.into(),
         kind,
-        outputs: [v, v / 2.0, v / 4.0],
+        outputs: [v, v / 2.0, v / 4.0, f64::NAN, f64::NAN],
         revision: 0,
     })
 }

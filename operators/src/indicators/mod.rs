@@ -31,7 +31,13 @@ pub trait Indicator: Send {
 /// One value in the first slot.
 #[inline]
 pub fn single(value: f64) -> Outputs {
-    [value, f64::NAN, f64::NAN]
+    [value, f64::NAN, f64::NAN, f64::NAN, f64::NAN]
+}
+
+/// Three values in the first slots.
+#[inline]
+pub fn triple(a: f64, b: f64, c: f64) -> Outputs {
+    [a, b, c, f64::NAN, f64::NAN]
 }
 
 /// Which price of a bar a single-series indicator reads.
@@ -97,11 +103,25 @@ pub enum IndicatorKind {
     WilliamsR,
     Obv,
     Keltner,
+    Mom,
+    Natr,
+    HistVol,
+    Mfi,
+    Sar,
+    Aroon,
+    Dema,
+    Tema,
+    Trix,
+    Kama,
+    Ppo,
+    Cmo,
+    Ultosc,
+    Adxr,
 }
 
 impl IndicatorKind {
     /// Every kind, in documentation order.
-    pub const ALL: [IndicatorKind; 16] = [
+    pub const ALL: [IndicatorKind; 30] = [
         IndicatorKind::Sma,
         IndicatorKind::Ema,
         IndicatorKind::Wma,
@@ -118,6 +138,20 @@ impl IndicatorKind {
         IndicatorKind::WilliamsR,
         IndicatorKind::Obv,
         IndicatorKind::Keltner,
+        IndicatorKind::Mom,
+        IndicatorKind::Natr,
+        IndicatorKind::HistVol,
+        IndicatorKind::Mfi,
+        IndicatorKind::Sar,
+        IndicatorKind::Aroon,
+        IndicatorKind::Dema,
+        IndicatorKind::Tema,
+        IndicatorKind::Trix,
+        IndicatorKind::Kama,
+        IndicatorKind::Ppo,
+        IndicatorKind::Cmo,
+        IndicatorKind::Ultosc,
+        IndicatorKind::Adxr,
     ];
 
     /// The name used in pipeline files and in the `indicator` field of rows.
@@ -139,6 +173,20 @@ impl IndicatorKind {
             IndicatorKind::WilliamsR => "willr",
             IndicatorKind::Obv => "obv",
             IndicatorKind::Keltner => "keltner",
+            IndicatorKind::Mom => "mom",
+            IndicatorKind::Natr => "natr",
+            IndicatorKind::HistVol => "hist_vol",
+            IndicatorKind::Mfi => "mfi",
+            IndicatorKind::Sar => "sar",
+            IndicatorKind::Aroon => "aroon",
+            IndicatorKind::Dema => "dema",
+            IndicatorKind::Tema => "tema",
+            IndicatorKind::Trix => "trix",
+            IndicatorKind::Kama => "kama",
+            IndicatorKind::Ppo => "ppo",
+            IndicatorKind::Cmo => "cmo",
+            IndicatorKind::Ultosc => "ultosc",
+            IndicatorKind::Adxr => "adxr",
         }
     }
 
@@ -146,7 +194,9 @@ impl IndicatorKind {
     pub fn outputs(self) -> &'static [&'static str] {
         match self {
             IndicatorKind::Macd => &["macd", "signal", "hist"],
-            IndicatorKind::Bollinger | IndicatorKind::Keltner => &["upper", "middle", "lower"],
+            IndicatorKind::Bollinger => &["upper", "middle", "lower", "bandwidth", "percent_b"],
+            IndicatorKind::Keltner => &["upper", "middle", "lower"],
+            IndicatorKind::Aroon => &["up", "down", "oscillator"],
             IndicatorKind::Stochastic => &["k", "d"],
             IndicatorKind::Adx => &["adx", "plus_di", "minus_di"],
             _ => &["value"],
@@ -249,6 +299,76 @@ pub struct KeltnerParams {
     pub atr_period: usize,
     #[serde(default = "two")]
     pub multiplier: f64,
+    /// The middle line: `ema` (default, the StockCharts definition) or `sma`.
+    #[serde(default)]
+    pub middle: KeltnerMiddle,
+    #[serde(default)]
+    pub id: Option<String>,
+}
+
+/// The middle line of Keltner Channels.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeltnerMiddle {
+    #[default]
+    Ema,
+    Sma,
+}
+
+/// `period` and `source` of historical volatility, and its annualisation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistVolParams {
+    /// Log returns in the window.
+    #[serde(default = "twenty")]
+    pub period: usize,
+    #[serde(default)]
+    pub source: PriceSource,
+    /// Bars per year for the annualisation (default: from the bars' interval and session).
+    #[serde(default)]
+    pub periods_per_year: Option<f64>,
+    #[serde(default)]
+    pub id: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SarParams {
+    /// Acceleration factor: the start and the step.
+    #[serde(default = "two_hundredths")]
+    pub acceleration: f64,
+    /// The largest acceleration factor.
+    #[serde(default = "two_tenths")]
+    pub maximum: f64,
+    #[serde(default)]
+    pub id: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PpoParams {
+    #[serde(default = "twelve")]
+    pub fast: usize,
+    #[serde(default = "twenty_six")]
+    pub slow: usize,
+    /// `ema` (default) or `sma` (TA-Lib's default `matype`).
+    #[serde(default)]
+    pub ma: momentum::ppo::Average,
+    #[serde(default)]
+    pub source: PriceSource,
+    #[serde(default)]
+    pub id: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UltoscParams {
+    #[serde(default = "seven")]
+    pub short: usize,
+    #[serde(default = "fourteen")]
+    pub medium: usize,
+    #[serde(default = "twenty_eight")]
+    pub long: usize,
     #[serde(default)]
     pub id: Option<String>,
 }
@@ -269,6 +389,18 @@ fn two() -> f64 {
 }
 fn three() -> usize {
     3
+}
+fn seven() -> usize {
+    7
+}
+fn twenty_eight() -> usize {
+    28
+}
+fn two_hundredths() -> f64 {
+    0.02
+}
+fn two_tenths() -> f64 {
+    0.2
 }
 fn nine() -> usize {
     9
@@ -317,6 +449,20 @@ pub enum IndicatorSpec {
     Willr(BarParams),
     Obv(NoParams),
     Keltner(KeltnerParams),
+    Mom(SeriesParams),
+    Natr(BarParams),
+    HistVol(HistVolParams),
+    Mfi(BarParams),
+    Sar(SarParams),
+    Aroon(BarParams),
+    Dema(SeriesParams),
+    Tema(SeriesParams),
+    Trix(SeriesParams),
+    Kama(SeriesParams),
+    Ppo(PpoParams),
+    Cmo(SeriesParams),
+    Ultosc(UltoscParams),
+    Adxr(BarParams),
 }
 
 /// Formats a float parameter for an id: `2`, `2.5`.
@@ -347,6 +493,20 @@ impl IndicatorSpec {
             IndicatorSpec::Willr(_) => IndicatorKind::WilliamsR,
             IndicatorSpec::Obv(_) => IndicatorKind::Obv,
             IndicatorSpec::Keltner(_) => IndicatorKind::Keltner,
+            IndicatorSpec::Mom(_) => IndicatorKind::Mom,
+            IndicatorSpec::Natr(_) => IndicatorKind::Natr,
+            IndicatorSpec::HistVol(_) => IndicatorKind::HistVol,
+            IndicatorSpec::Mfi(_) => IndicatorKind::Mfi,
+            IndicatorSpec::Sar(_) => IndicatorKind::Sar,
+            IndicatorSpec::Aroon(_) => IndicatorKind::Aroon,
+            IndicatorSpec::Dema(_) => IndicatorKind::Dema,
+            IndicatorSpec::Tema(_) => IndicatorKind::Tema,
+            IndicatorSpec::Trix(_) => IndicatorKind::Trix,
+            IndicatorSpec::Kama(_) => IndicatorKind::Kama,
+            IndicatorSpec::Ppo(_) => IndicatorKind::Ppo,
+            IndicatorSpec::Cmo(_) => IndicatorKind::Cmo,
+            IndicatorSpec::Ultosc(_) => IndicatorKind::Ultosc,
+            IndicatorSpec::Adxr(_) => IndicatorKind::Adxr,
         }
     }
 
@@ -356,8 +516,17 @@ impl IndicatorSpec {
             IndicatorSpec::Rsi(_)
             | IndicatorSpec::Atr(_)
             | IndicatorSpec::Adx(_)
-            | IndicatorSpec::Willr(_) => 14,
-            IndicatorSpec::Roc(_) => 10,
+            | IndicatorSpec::Willr(_)
+            | IndicatorSpec::Natr(_)
+            | IndicatorSpec::Mfi(_)
+            | IndicatorSpec::Aroon(_)
+            | IndicatorSpec::Cmo(_)
+            | IndicatorSpec::Adxr(_) => 14,
+            IndicatorSpec::Roc(_) | IndicatorSpec::Mom(_) => 10,
+            IndicatorSpec::Dema(_)
+            | IndicatorSpec::Tema(_)
+            | IndicatorSpec::Trix(_)
+            | IndicatorSpec::Kama(_) => 30,
             _ => 20,
         }
     }
@@ -381,14 +550,43 @@ impl IndicatorSpec {
             | IndicatorSpec::Ema(p)
             | IndicatorSpec::Wma(p)
             | IndicatorSpec::Rsi(p)
-            | IndicatorSpec::Roc(p) => (
+            | IndicatorSpec::Roc(p)
+            | IndicatorSpec::Mom(p)
+            | IndicatorSpec::Dema(p)
+            | IndicatorSpec::Tema(p)
+            | IndicatorSpec::Trix(p)
+            | IndicatorSpec::Kama(p)
+            | IndicatorSpec::Cmo(p) => (
                 &p.id,
                 with_source(format!("{name}_{}", self.period(p.period)), p.source),
             ),
             IndicatorSpec::Atr(p)
             | IndicatorSpec::Adx(p)
             | IndicatorSpec::Cci(p)
-            | IndicatorSpec::Willr(p) => (&p.id, format!("{name}_{}", self.period(p.period))),
+            | IndicatorSpec::Willr(p)
+            | IndicatorSpec::Natr(p)
+            | IndicatorSpec::Mfi(p)
+            | IndicatorSpec::Aroon(p)
+            | IndicatorSpec::Adxr(p) => (&p.id, format!("{name}_{}", self.period(p.period))),
+            IndicatorSpec::HistVol(p) => (
+                &p.id,
+                with_source(format!("hist_vol_{}", p.period), p.source),
+            ),
+            IndicatorSpec::Sar(p) => (
+                &p.id,
+                format!("sar_{}_{}", number(p.acceleration), number(p.maximum)),
+            ),
+            IndicatorSpec::Ppo(p) => {
+                let base = format!("ppo_{}_{}", p.fast, p.slow);
+                let base = match p.ma {
+                    momentum::ppo::Average::Ema => base,
+                    momentum::ppo::Average::Sma => format!("{base}_sma"),
+                };
+                (&p.id, with_source(base, p.source))
+            }
+            IndicatorSpec::Ultosc(p) => {
+                (&p.id, format!("ultosc_{}_{}_{}", p.short, p.medium, p.long))
+            }
             IndicatorSpec::Macd(p) => (
                 &p.id,
                 with_source(format!("macd_{}_{}_{}", p.fast, p.slow, p.signal), p.source),
@@ -412,15 +610,19 @@ impl IndicatorSpec {
                 (&p.id, with_source(base, p.source))
             }
             IndicatorSpec::Vwap(p) | IndicatorSpec::Obv(p) => (&p.id, name.to_owned()),
-            IndicatorSpec::Keltner(p) => (
-                &p.id,
-                format!(
+            IndicatorSpec::Keltner(p) => {
+                let base = format!(
                     "keltner_{}_{}_{}",
                     p.period,
                     p.atr_period,
                     number(p.multiplier)
-                ),
-            ),
+                );
+                let base = match p.middle {
+                    KeltnerMiddle::Ema => base,
+                    KeltnerMiddle::Sma => format!("{base}_sma"),
+                };
+                (&p.id, base)
+            }
         };
         custom.clone().unwrap_or(generated)
     }
@@ -457,10 +659,49 @@ impl IndicatorSpec {
             | IndicatorSpec::Ema(p)
             | IndicatorSpec::Wma(p)
             | IndicatorSpec::Rsi(p) => at_least("period", self.period(p.period), 2),
-            IndicatorSpec::Roc(p) => at_least("period", self.period(p.period), 1),
-            IndicatorSpec::Atr(p) => at_least("period", self.period(p.period), 1),
-            IndicatorSpec::Adx(p) | IndicatorSpec::Cci(p) | IndicatorSpec::Willr(p) => {
-                at_least("period", self.period(p.period), 2)
+            IndicatorSpec::Roc(p) | IndicatorSpec::Mom(p) => {
+                at_least("period", self.period(p.period), 1)
+            }
+            IndicatorSpec::Atr(p) | IndicatorSpec::Natr(p) => {
+                at_least("period", self.period(p.period), 1)
+            }
+            IndicatorSpec::Adx(p)
+            | IndicatorSpec::Cci(p)
+            | IndicatorSpec::Willr(p)
+            | IndicatorSpec::Mfi(p)
+            | IndicatorSpec::Aroon(p)
+            | IndicatorSpec::Adxr(p) => at_least("period", self.period(p.period), 2),
+            IndicatorSpec::Dema(p)
+            | IndicatorSpec::Tema(p)
+            | IndicatorSpec::Trix(p)
+            | IndicatorSpec::Kama(p)
+            | IndicatorSpec::Cmo(p) => at_least("period", self.period(p.period), 2),
+            IndicatorSpec::HistVol(p) => {
+                at_least("period", p.period, 2)?;
+                match p.periods_per_year {
+                    Some(n) => positive("periods_per_year", n),
+                    None => Ok(()),
+                }
+            }
+            IndicatorSpec::Sar(p) => {
+                positive("acceleration", p.acceleration)?;
+                positive("maximum", p.maximum)
+            }
+            IndicatorSpec::Ppo(p) => {
+                at_least("fast", p.fast, 2)?;
+                at_least("slow", p.slow, 2)?;
+                if p.fast >= p.slow {
+                    return Err(ParamError {
+                        key: "fast",
+                        message: format!("`fast` ({}) must be below `slow` ({})", p.fast, p.slow),
+                    });
+                }
+                Ok(())
+            }
+            IndicatorSpec::Ultosc(p) => {
+                at_least("short", p.short, 1)?;
+                at_least("medium", p.medium, 1)?;
+                at_least("long", p.long, 1)
             }
             IndicatorSpec::Macd(p) => {
                 at_least("fast", p.fast, 2)?;
@@ -521,8 +762,43 @@ impl IndicatorSpec {
             IndicatorSpec::Willr(p) => Box::new(WilliamsR::new(self.period(p.period))),
             IndicatorSpec::Obv(_) => Box::new(volume::obv::Obv::default()),
             IndicatorSpec::Keltner(p) => {
-                Box::new(Keltner::new(p.period, p.atr_period, p.multiplier))
+                Box::new(Keltner::new(p.period, p.atr_period, p.multiplier, p.middle))
             }
+            IndicatorSpec::Mom(p) => {
+                Box::new(momentum::mom::Mom::new(self.period(p.period), p.source))
+            }
+            IndicatorSpec::Natr(p) => Box::new(volatility::natr::Natr::new(self.period(p.period))),
+            IndicatorSpec::HistVol(p) => Box::new(volatility::hist_vol::HistVol::new(
+                p.period,
+                p.source,
+                calendar.clone(),
+                p.periods_per_year,
+            )),
+            IndicatorSpec::Mfi(p) => Box::new(volume::mfi::Mfi::new(self.period(p.period))),
+            IndicatorSpec::Sar(p) => Box::new(momentum::sar::Sar::new(p.acceleration, p.maximum)),
+            IndicatorSpec::Aroon(p) => Box::new(momentum::aroon::Aroon::new(self.period(p.period))),
+            IndicatorSpec::Dema(p) => {
+                Box::new(average::dema::Dema::new(self.period(p.period), p.source))
+            }
+            IndicatorSpec::Tema(p) => {
+                Box::new(average::tema::Tema::new(self.period(p.period), p.source))
+            }
+            IndicatorSpec::Trix(p) => {
+                Box::new(momentum::trix::Trix::new(self.period(p.period), p.source))
+            }
+            IndicatorSpec::Kama(p) => {
+                Box::new(average::kama::Kama::new(self.period(p.period), p.source))
+            }
+            IndicatorSpec::Ppo(p) => {
+                Box::new(momentum::ppo::Ppo::new(p.fast, p.slow, p.ma, p.source))
+            }
+            IndicatorSpec::Cmo(p) => {
+                Box::new(momentum::cmo::Cmo::new(self.period(p.period), p.source))
+            }
+            IndicatorSpec::Ultosc(p) => {
+                Box::new(momentum::ultosc::Ultosc::new(p.short, p.medium, p.long))
+            }
+            IndicatorSpec::Adxr(p) => Box::new(momentum::adxr::Adxr::new(self.period(p.period))),
         }
     }
 }

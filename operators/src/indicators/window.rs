@@ -56,6 +56,42 @@ impl Ring {
         }
     }
 
+    /// The value pushed last (0 when empty).
+    #[inline]
+    pub fn newest(&self) -> f64 {
+        if self.len == 0 {
+            return 0.0;
+        }
+        let at = if self.next == 0 {
+            self.values.len() - 1
+        } else {
+            self.next - 1
+        };
+        self.values[at]
+    }
+
+    /// The value pushed `k` pushes ago (0: the newest); `k` must be below `len()`.
+    #[inline]
+    pub fn back(&self, k: usize) -> f64 {
+        let cap = self.values.len();
+        let at = if self.next > k {
+            self.next - 1 - k
+        } else {
+            self.next + cap - 1 - k
+        };
+        self.values[at]
+    }
+
+    /// The values held, oldest first.
+    pub fn in_order(&self) -> impl Iterator<Item = f64> + '_ {
+        let (newer, older) = if self.is_full() {
+            self.values.split_at(self.next)
+        } else {
+            (&self.values[..self.len], &self.values[..0])
+        };
+        older.iter().chain(newer).copied()
+    }
+
     /// The values in storage order (not time order), as TA-Lib's circular buffers sum them.
     pub fn storage(&self) -> &[f64] {
         &self.values[..self.len]

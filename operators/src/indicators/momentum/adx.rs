@@ -1,7 +1,7 @@
 //! Average directional index with +DI and -DI (TA-Lib `ADX`, `PLUS_DI`, `MINUS_DI`).
 
 use crate::indicators::window::{is_zero, true_range};
-use crate::indicators::{Indicator, Outputs};
+use crate::indicators::{triple, Indicator, Outputs};
 use crate::record::Bar;
 
 /// Wilder-smoothed directional movement and true range; `DI = 100 * DM / TR`,
@@ -91,7 +91,7 @@ impl Indicator for Adx {
         } else if let Some(dx) = dx {
             self.adx = ((self.adx * (n - 1.0)) + dx) * inv_n;
         }
-        Some([self.adx, plus_di, minus_di])
+        Some(triple(self.adx, plus_di, minus_di))
     }
 
     fn reset(&mut self) {

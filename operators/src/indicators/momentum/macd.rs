@@ -1,7 +1,7 @@
 //! Moving average convergence/divergence (TA-Lib `MACD`).
 
 use crate::indicators::window::{Ring, SeededEma};
-use crate::indicators::{Indicator, Outputs, PriceSource};
+use crate::indicators::{triple, Indicator, Outputs, PriceSource};
 use crate::record::Bar;
 
 /// `macd = EMA(fast) - EMA(slow)`, `signal = EMA(signal) of macd`, `hist = macd - signal`.
@@ -85,7 +85,7 @@ impl Indicator for Macd {
         };
         let macd = fast - slow;
         let signal = self.signal.update(macd)?;
-        Some([macd, signal, macd - signal])
+        Some(triple(macd, signal, macd - signal))
     }
 
     fn reset(&mut self) {

@@ -29,6 +29,46 @@ impl Rsi {
         }
     }
 
+    /// Folds in the next price; whether the averages are ready.
+    #[inline]
+    pub(crate) fn advance(&mut self, x: f64) -> bool {
+        let change = x - self.previous;
+        self.previous = x;
+        self.seen += 1;
+        let n = self.period as f64;
+        if self.seen == 1 {
+            return false;
+        }
+        if self.seen <= self.period + 1 {
+            if change < 0.0 {
+                self.loss -= change;
+            } else {
+                self.gain += change;
+            }
+            if self.seen <= self.period {
+                return false;
+            }
+            self.loss /= n;
+            self.gain /= n;
+            return true;
+        }
+        self.loss *= n - 1.0;
+        self.gain *= n - 1.0;
+        if change < 0.0 {
+            self.loss -= change;
+        } else {
+            self.gain += change;
+        }
+        self.loss /= n;
+        self.gain /= n;
+        true
+    }
+
+    /// The smoothed average gain and loss.
+    pub(crate) fn averages(&self) -> (f64, f64) {
+        (self.gain, self.loss)
+    }
+
     fn value(&self) -> f64 {
         let total = self.gain + self.loss;
         if is_zero(total) {
@@ -46,37 +86,8 @@ impl Indicator for Rsi {
 
     #[inline]
     fn update(&mut self, bar: &Bar) -> Option<Outputs> {
-        let x = self.source.of(bar);
-        let change = x - self.previous;
-        self.previous = x;
-        self.seen += 1;
-        let n = self.period as f64;
-        if self.seen == 1 {
-            return None;
-        }
-        if self.seen <= self.period + 1 {
-            if change < 0.0 {
-                self.loss -= change;
-            } else {
-                self.gain += change;
-            }
-            if self.seen <= self.period {
-                return None;
-            }
-            self.loss /= n;
-            self.gain /= n;
-            return Some(single(self.value()));
-        }
-        self.loss *= n - 1.0;
-        self.gain *= n - 1.0;
-        if change < 0.0 {
-            self.loss -= change;
-        } else {
-            self.gain += change;
-        }
-        self.loss /= n;
-        self.gain /= n;
-        Some(single(self.value()))
+        self.advance(self.source.of(bar))
+            .then(|| single(self.value()))
     }
 
     fn reset(&mut self) {

@@ -1,7 +1,7 @@
 //! Slow stochastic oscillator (TA-Lib `STOCH` with SMA smoothing).
 
 use crate::indicators::window::{RollingMean, WindowExtremes};
-use crate::indicators::{Indicator, Outputs};
+use crate::indicators::{triple, Indicator, Outputs};
 use crate::record::Bar;
 
 /// Fast %K = `100 * (close - lowest low) / (highest high - lowest low)` over `k` bars
@@ -42,7 +42,7 @@ impl Indicator for Stochastic {
         };
         let k = self.slow_k.update(fast_k)?;
         let d = self.slow_d.update(k)?;
-        Some([k, d, f64::NAN])
+        Some(triple(k, d, f64::NAN))
     }
 
     fn reset(&mut self) {

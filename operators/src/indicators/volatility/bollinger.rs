@@ -5,8 +5,10 @@ use crate::indicators::{Indicator, Outputs, PriceSource};
 use crate::record::Bar;
 
 /// Middle = SMA(period); bands = middle ± `stddev` × the population standard deviation
-/// of the window around the middle (0 when not positive). Outputs
-/// `[upper, middle, lower]`; lookback `period - 1`.
+/// of the window around the middle (0 when not positive); `bandwidth = (upper - lower) /
+/// middle` (0 when the middle is 0) and `percent_b = (x - lower) / (upper - lower)` (0.5
+/// when the bands meet). Outputs `[upper, middle, lower, bandwidth, percent_b]`; lookback
+/// `period - 1`.
 #[derive(Clone, Debug)]
 pub struct Bollinger {
     source: PriceSource,
@@ -33,7 +35,8 @@ impl Indicator for Bollinger {
 
     #[inline]
     fn update(&mut self, bar: &Bar) -> Option<Outputs> {
-        let (middle, variance) = self.moments.update(self.source.of(bar))?;
+        let x = self.source.of(bar);
+        let (middle, variance) = self.moments.update(x)?;
         let deviation = if is_zero_or_negative(variance) {
             0.0
         } else {
@@ -44,7 +47,18 @@ impl Indicator for Bollinger {
         } else {
             deviation * self.multiplier
         };
-        Some([middle + width, middle, middle - width])
+        let (upper, lower) = (middle + width, middle - width);
+        let bandwidth = if middle != 0.0 {
+            (upper - lower) / middle
+        } else {
+            0.0
+        };
+        let percent_b = if upper > lower {
+            (x - lower) / (upper - lower)
+        } else {
+            0.5
+        };
+        Some([upper, middle, lower, bandwidth, percent_b])
     }
 
     fn reset(&mut self) {

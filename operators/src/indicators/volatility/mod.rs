@@ -2,5 +2,7 @@
 
 pub mod atr;
 pub mod bollinger;
+pub mod hist_vol;
 pub mod keltner;
+pub mod natr;
 pub mod stddev;

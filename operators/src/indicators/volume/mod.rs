@@ -1,3 +1,4 @@
 //! Volume-based indicators.
 
+pub mod mfi;
 pub mod obv;

@@ -1,0 +1,74 @@
+//! Money flow index (TA-Lib `MFI`).
+
+use crate::indicators::window::Ring;
+use crate::indicators::{single, Indicator, Outputs};
+use crate::record::Bar;
+
+/// Money flow = typical price × volume, positive when the typical price rose, negative
+/// when it fell, neither when it moved by 1e-14 of itself or less (TA-Lib's tolerance); `100 * positive / (positive + negative)` over the
+/// last `period` flows, 0 when their total is below 1 (TA-Lib's guard). Lookback `period`.
+#[derive(Clone, Debug)]
+pub struct Mfi {
+    period: usize,
+    previous: Option<f64>,
+    positive: Ring,
+    negative: Ring,
+    positive_sum: f64,
+    negative_sum: f64,
+}
+
+impl Mfi {
+    pub fn new(period: usize) -> Mfi {
+        Mfi {
+            period,
+            previous: None,
+            positive: Ring::new(period),
+            negative: Ring::new(period),
+            positive_sum: 0.0,
+            negative_sum: 0.0,
+        }
+    }
+}
+
+impl Indicator for Mfi {
+    fn lookback(&self) -> usize {
+        self.period
+    }
+
+    #[inline]
+    fn update(&mut self, bar: &Bar) -> Option<Outputs> {
+        let typical = bar.typical_price();
+        let previous = self.previous.replace(typical)?;
+        let flow = typical * bar.volume.to_f64();
+        // TA-Lib 0.6 counts a change within 1e-14 of the price as none (rounding noise).
+        let change = typical - previous;
+        let (up, down) = if change.abs() <= 1e-14 * typical.abs().max(previous.abs()) {
+            (0.0, 0.0)
+        } else if change > 0.0 {
+            (flow, 0.0)
+        } else {
+            (0.0, flow)
+        };
+        if self.positive.is_full() {
+            self.positive_sum -= self.positive.oldest();
+            self.negative_sum -= self.negative.oldest();
+        }
+        self.positive.push(up);
+        self.negative.push(down);
+        self.positive_sum += up;
+        self.negative_sum += down;
+        if !self.positive.is_full() {
+            return None;
+        }
+        let total = self.positive_sum + self.negative_sum;
+        Some(single(if total < 1.0 {
+            0.0
+        } else {
+            100.0 * (self.positive_sum / total)
+        }))
+    }
+
+    fn reset(&mut self) {
+        *self = Mfi::new(self.period);
+    }
+}
