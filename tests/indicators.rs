@@ -1,6 +1,8 @@
 //! The `indicators` operator in pipelines: values equal the kernels run over each
 //! symbol's bars in order, for any worker count and for out-of-order bar files; bad
-//! parameters are rejected with their position.
+//! parameters are rejected with their position. The `tick_indicators` operator: one row
+//! per symbol, indicator and event-time second, equal to the kernels over the ticks in
+//! event-time order, whatever the arrival order or worker count.
 
 mod support;
 
@@ -27,6 +29,21 @@ const DEFAULT_SET: &str = "      - sma: {period: 20}
       - obv: {}
       - keltner: {period: 20, atr_period: 10, multiplier: 2}
       - wma: {period: 10, source: hlc3}
+      - keltner: {period: 20, atr_period: 14, multiplier: 2, middle: sma}
+      - mom: {period: 10}
+      - natr: {period: 14}
+      - hist_vol: {period: 20}
+      - mfi: {period: 14}
+      - sar: {}
+      - aroon: {period: 14}
+      - dema: {period: 30}
+      - tema: {period: 30}
+      - trix: {period: 30}
+      - kama: {period: 30}
+      - ppo: {}
+      - cmo: {period: 14}
+      - ultosc: {}
+      - adxr: {period: 14}
 ";
 
 fn bar_from_json(v: &Value) -> Bar {
@@ -231,4 +248,120 @@ fn bad_indicator_parameters_are_rejected_with_their_position() {
     ] {
         assert!(stderr.contains(expected), "missing:\n{expected}\nin:\n{stderr}");
     }
+}
+
+#[test]
+fn tick_indicators_follow_event_time_for_any_arrival_and_workers() {
+    use marketflow_operators::indicators::ticks::TickIndicatorSpec;
+    let dir = scratch();
+    // Ticks of two symbols, up to 1.5 s out of order (within max_delay).
+    write(
+        dir.path(),
+        "ticks.csv",
+        &tick_csv(31, &["AAPL", "MSFT"], 1_704_205_800_000, 20_000, 300, 1_500),
+    );
+    let set = "      - price_velocity: {ticks: 10}
+      - price_velocity: {ticks: 50}
+      - tick_ratio: {}
+      - tick_vwap: {}
+      - volume_momentum: {}
+      - tick_bollinger: {}
+      - tick_rsi: {}
+";
+    write(
+        dir.path(),
+        "p.yaml",
+        &format!("pipeline: t\nsources:\n  ticks: {{type: file, path: ticks.csv, max_delay: 2s}}\noperators:\n  rt:\n    type: tick_indicators\n    from: ticks\n    every: 1s\n    indicators:\n{set}sinks:\n  rows: {{type: file, from: rt, path: rt.jsonl}}\ndead_letter: {{path: dead.jsonl}}\n"),
+    );
+    let mut outputs = Vec::new();
+    for workers in ["1", "2"] {
+        run_ok(dir.path(), &["run", "p.yaml", "--workers", workers]);
+        outputs.push(std::fs::read(dir.path().join("rt.jsonl")).unwrap());
+    }
+    assert!(
+        outputs[0] == outputs[1],
+        "rows differ between 1 and 2 workers"
+    );
+    assert!(
+        !dir.path().join("dead.jsonl").exists()
+            || sorted_lines(&dir.path().join("dead.jsonl")).is_empty()
+    );
+
+    // The kernels over each symbol's ticks in event-time order (file order breaks ties),
+    // the values after the last tick of each second.
+    let specs: Vec<TickIndicatorSpec> = {
+        let node = marketflow::config::yaml::parse(set).unwrap();
+        marketflow::config::de::from_node(&node, "indicators").unwrap()
+    };
+    let text = std::fs::read_to_string(dir.path().join("ticks.csv")).unwrap();
+    let mut ticks: Vec<marketflow_operators::Tick> = text
+        .lines()
+        .skip(1)
+        .enumerate()
+        .map(|(i, line)| {
+            let f: Vec<&str> = line.split(',').collect();
+            marketflow_operators::Tick {
+                symbol: Symbol::new(f[1]).unwrap(),
+                ts: ms(f[0]),
+                price: f[2].parse().unwrap(),
+                volume: f[3].parse().unwrap(),
+                seq: i as u64,
+                wm: 0,
+            }
+        })
+        .collect();
+    ticks.sort_by(|a, b| (&a.symbol, a.ts, a.seq).cmp(&(&b.symbol, b.ts, b.seq)));
+    let mut expected: BTreeMap<(String, String, i64), Vec<f64>> = BTreeMap::new();
+    for spec in &specs {
+        let mut kernel = spec.build();
+        let mut symbol = None;
+        for tick in &ticks {
+            if symbol.as_ref() != Some(&tick.symbol) {
+                kernel.reset();
+                symbol = Some(tick.symbol.clone());
+            }
+            if let Some(values) = kernel.update(tick) {
+                let second = tick.ts.div_euclid(1000) * 1000;
+                let n = spec.kind().outputs().len();
+                expected.insert(
+                    (tick.symbol.to_string(), spec.id(), second),
+                    values[..n].to_vec(),
+                );
+            }
+        }
+    }
+    let rows: Vec<Value> = String::from_utf8_lossy(&outputs[0])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        rows.len(),
+        expected.len(),
+        "one row per symbol, indicator and second"
+    );
+    for row in &rows {
+        assert_eq!(row["interval"], "1s");
+        let key = (
+            row["symbol"].as_str().unwrap().to_owned(),
+            row["id"].as_str().unwrap().to_owned(),
+            ms(row["ts"].as_str().unwrap()),
+        );
+        let want = expected
+            .get(&key)
+            .unwrap_or_else(|| panic!("unexpected row {row}"));
+        let kind = marketflow_operators::IndicatorKind::ALL
+            .into_iter()
+            .find(|k| k.name() == row["indicator"])
+            .unwrap();
+        for (name, want) in kind.outputs().iter().zip(want) {
+            let got = row["values"][name].as_f64().unwrap_or(f64::NAN);
+            let same = (got.is_nan() && want.is_nan())
+                || (got - want).abs() <= 1e-12 * want.abs().max(1.0);
+            assert!(same, "{key:?} {name}: {got} vs {want}");
+        }
+    }
+    println!(
+        "{} tick indicator rows equal the kernels over the sorted ticks",
+        rows.len()
+    );
 }

@@ -21,6 +21,7 @@ use super::bars::{bars, BarsStage};
 use super::flow::{Control, Flow, PartitionAck};
 use super::indicators::{indicators, IndicatorsStage};
 use super::merge::merge_bars;
+use super::tick_indicators::{tick_indicators, TickIndicatorsStage};
 use super::{Shared, SinkSender};
 use crate::connector::{SinkEvent, SourceEvent, StreamType};
 use crate::metrics::metrics;
@@ -488,6 +489,21 @@ fn operator<'s>(
                     .collect(),
             };
             AnyStream::Indicators(indicators(stream, stage))
+        }
+        (OperatorSpec::TickIndicators(config), AnyStream::Ticks(stream)) => {
+            let stage = TickIndicatorsStage {
+                name: op.name.clone(),
+                every: config.every.value,
+                specs: config
+                    .indicators
+                    .value
+                    .iter()
+                    .map(|e| e.spec.clone())
+                    .collect(),
+                dead_letters: shared.dead_letters.clone(),
+                interrupted: shared.interrupted.clone(),
+            };
+            AnyStream::Indicators(tick_indicators(stream, stage))
         }
         // Validation lets no other pairing through; an empty stream keeps the graph whole.
         (_, other) => other,

@@ -8,6 +8,7 @@ mod flow;
 pub mod indicators;
 mod merge;
 mod placement;
+pub mod tick_indicators;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -4,6 +4,7 @@
 
 pub mod average;
 pub mod momentum;
+pub mod ticks;
 pub mod volatility;
 pub mod volume;
 pub mod window;
@@ -117,11 +118,17 @@ pub enum IndicatorKind {
     Cmo,
     Ultosc,
     Adxr,
+    PriceVelocity,
+    TickRatio,
+    TickVwap,
+    VolumeMomentum,
+    TickBollinger,
+    TickRsi,
 }
 
 impl IndicatorKind {
     /// Every kind, in documentation order.
-    pub const ALL: [IndicatorKind; 30] = [
+    pub const ALL: [IndicatorKind; 36] = [
         IndicatorKind::Sma,
         IndicatorKind::Ema,
         IndicatorKind::Wma,
@@ -152,6 +159,12 @@ impl IndicatorKind {
         IndicatorKind::Cmo,
         IndicatorKind::Ultosc,
         IndicatorKind::Adxr,
+        IndicatorKind::PriceVelocity,
+        IndicatorKind::TickRatio,
+        IndicatorKind::TickVwap,
+        IndicatorKind::VolumeMomentum,
+        IndicatorKind::TickBollinger,
+        IndicatorKind::TickRsi,
     ];
 
     /// The name used in pipeline files and in the `indicator` field of rows.
@@ -187,6 +200,12 @@ impl IndicatorKind {
             IndicatorKind::Cmo => "cmo",
             IndicatorKind::Ultosc => "ultosc",
             IndicatorKind::Adxr => "adxr",
+            IndicatorKind::PriceVelocity => "price_velocity",
+            IndicatorKind::TickRatio => "tick_ratio",
+            IndicatorKind::TickVwap => "tick_vwap",
+            IndicatorKind::VolumeMomentum => "volume_momentum",
+            IndicatorKind::TickBollinger => "tick_bollinger",
+            IndicatorKind::TickRsi => "tick_rsi",
         }
     }
 
@@ -197,6 +216,7 @@ impl IndicatorKind {
             IndicatorKind::Bollinger => &["upper", "middle", "lower", "bandwidth", "percent_b"],
             IndicatorKind::Keltner => &["upper", "middle", "lower"],
             IndicatorKind::Aroon => &["up", "down", "oscillator"],
+            IndicatorKind::TickBollinger => &["bandwidth", "position"],
             IndicatorKind::Stochastic => &["k", "d"],
             IndicatorKind::Adx => &["adx", "plus_di", "minus_di"],
             _ => &["value"],

@@ -38,6 +38,10 @@ impl Ring {
         self.len == self.values.len()
     }
 
+    pub fn capacity(&self) -> usize {
+        self.values.len()
+    }
+
     pub fn len(&self) -> usize {
         self.len
     }

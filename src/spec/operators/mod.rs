@@ -3,22 +3,25 @@
 
 pub mod bars;
 pub mod indicators;
+pub mod tick_indicators;
 
 use self::bars::BarsConfig;
 use self::indicators::IndicatorsConfig;
+use self::tick_indicators::TickIndicatorsConfig;
 use crate::config::de::{from_map_without, DeError, Spanned};
 use crate::config::diagnostic::Diagnostic;
 use crate::config::yaml::Node;
 use crate::connector::StreamType;
 
 /// The `type`s an operator may have.
-pub const OPERATOR_TYPES: &[&str] = &["bars", "indicators"];
+pub const OPERATOR_TYPES: &[&str] = &["bars", "indicators", "tick_indicators"];
 
 /// A configured operator.
 #[derive(Debug, Clone)]
 pub enum OperatorSpec {
     Bars(BarsConfig),
     Indicators(IndicatorsConfig),
+    TickIndicators(TickIndicatorsConfig),
 }
 
 impl OperatorSpec {
@@ -28,6 +31,9 @@ impl OperatorSpec {
                 .map(OperatorSpec::Bars)
                 .map_err(|e| vec![e]),
             "indicators" => IndicatorsConfig::from_node(node, path).map(OperatorSpec::Indicators),
+            "tick_indicators" => {
+                TickIndicatorsConfig::from_node(node, path).map(OperatorSpec::TickIndicators)
+            }
             other => Err(vec![DeError::new(format!(
                 "unknown operator type `{other}`"
             ))]),
@@ -38,6 +44,7 @@ impl OperatorSpec {
         match self {
             OperatorSpec::Bars(_) => "bars",
             OperatorSpec::Indicators(_) => "indicators",
+            OperatorSpec::TickIndicators(_) => "tick_indicators",
         }
     }
 
@@ -46,6 +53,7 @@ impl OperatorSpec {
         match self {
             OperatorSpec::Bars(c) => &c.from.0,
             OperatorSpec::Indicators(c) => &c.from.0,
+            OperatorSpec::TickIndicators(c) => &c.from.0,
         }
     }
 
@@ -87,6 +95,7 @@ impl OperatorSpec {
             }
             OperatorSpec::Bars(c) => c.output(path, input).map_err(|d| vec![d]),
             OperatorSpec::Indicators(c) => c.output(path, input).map_err(|d| vec![d]),
+            OperatorSpec::TickIndicators(c) => c.output(path, input).map_err(|d| vec![d]),
         }
     }
 
@@ -95,6 +104,7 @@ impl OperatorSpec {
         let mut problems = match self {
             OperatorSpec::Bars(_) => Vec::new(),
             OperatorSpec::Indicators(c) => c.check(path),
+            OperatorSpec::TickIndicators(c) => c.check(path),
         };
         if self.inputs().is_empty() {
             problems.push(Diagnostic::new(
