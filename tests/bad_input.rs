@@ -597,12 +597,7 @@ fn hostile_specs_are_refused_with_a_position_in_bounded_memory() {
 fn a_stream_without_newlines_is_read_in_bounded_memory() {
     use std::io::Write as _;
     let dir = scratch();
-    let fifo = dir.path().join("ticks.fifo");
-    assert!(std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap()
-        .success());
+    let fifo = fifo(dir.path(), "ticks.fifo");
     write(
         dir.path(),
         "p.yaml",

@@ -342,12 +342,7 @@ async fn bar_starts_until(ws: &mut http::Ws, last: &str) -> Vec<String> {
 fn serve_live_streams_each_bar_once_from_kafka() {
     let Some(broker) = kafka::start() else { return };
     let dir = scratch();
-    let fifo = dir.path().join("ticks.fifo");
-    assert!(std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap()
-        .success());
+    let fifo = fifo(dir.path(), "ticks.fifo");
     write(
         dir.path(),
         "engine.yaml",

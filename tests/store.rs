@@ -108,11 +108,7 @@ fn running_a_pipeline_twice_gives_the_same_rows() {
 fn run_from_fifo(dir: &Path, extra: &[&str]) -> (Child, std::fs::File) {
     let fifo = dir.join("ticks.fifo");
     if !fifo.exists() {
-        let status = std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap();
-        assert!(status.success());
+        support::fifo(dir, "ticks.fifo");
     }
     let child = marketflow()
         .current_dir(dir)

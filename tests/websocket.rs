@@ -789,12 +789,7 @@ async fn websocket_from(from: [u8; 4], addr: SocketAddr) -> (tokio::net::TcpStre
 #[test]
 fn pipeline_records_reach_websocket_clients() {
     let dir = scratch();
-    let fifo = dir.path().join("ticks.fifo");
-    assert!(std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap()
-        .success());
+    let fifo = fifo(dir.path(), "ticks.fifo");
     write(
         dir.path(),
         "live.yaml",

@@ -88,6 +88,17 @@ pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     path
 }
 
+/// A named pipe `name` in `dir` (a file source that streams until its writer closes).
+pub fn fifo(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(name);
+    let made = Command::new("mkfifo")
+        .arg(&path)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success(), "mkfifo {}", path.display());
+    path
+}
+
 /// The lines of a file, sorted.
 pub fn sorted_lines(path: &Path) -> Vec<String> {
     let text =

@@ -664,6 +664,16 @@ impl IndicatorSpec {
                 Ok(())
             }
         };
+        let fast_below_slow = |fast: usize, slow: usize| {
+            if fast < slow {
+                Ok(())
+            } else {
+                Err(ParamError {
+                    key: "fast",
+                    message: format!("`fast` ({fast}) must be below `slow` ({slow})"),
+                })
+            }
+        };
         let positive = |key: &'static str, value: f64| {
             if value.is_finite() && value > 0.0 {
                 Ok(())
@@ -710,13 +720,7 @@ impl IndicatorSpec {
             IndicatorSpec::Ppo(p) => {
                 at_least("fast", p.fast, 2)?;
                 at_least("slow", p.slow, 2)?;
-                if p.fast >= p.slow {
-                    return Err(ParamError {
-                        key: "fast",
-                        message: format!("`fast` ({}) must be below `slow` ({})", p.fast, p.slow),
-                    });
-                }
-                Ok(())
+                fast_below_slow(p.fast, p.slow)
             }
             IndicatorSpec::Ultosc(p) => {
                 at_least("short", p.short, 1)?;
@@ -727,13 +731,7 @@ impl IndicatorSpec {
                 at_least("fast", p.fast, 2)?;
                 at_least("slow", p.slow, 2)?;
                 at_least("signal", p.signal, 1)?;
-                if p.fast >= p.slow {
-                    return Err(ParamError {
-                        key: "fast",
-                        message: format!("`fast` ({}) must be below `slow` ({})", p.fast, p.slow),
-                    });
-                }
-                Ok(())
+                fast_below_slow(p.fast, p.slow)
             }
             IndicatorSpec::Bollinger(p) => {
                 at_least("period", p.period, 2)?;
