@@ -11,8 +11,8 @@ use crate::record::Bar;
 pub struct Mfi {
     period: usize,
     previous: Option<f64>,
-    positive: Ring,
-    negative: Ring,
+    /// The last `period` flows, signed: positive, negative (stored negated) or 0.
+    flows: Ring,
     positive_sum: f64,
     negative_sum: f64,
 }
@@ -22,8 +22,7 @@ impl Mfi {
         Mfi {
             period,
             previous: None,
-            positive: Ring::new(period),
-            negative: Ring::new(period),
+            flows: Ring::new(period),
             positive_sum: 0.0,
             negative_sum: 0.0,
         }
@@ -49,15 +48,18 @@ impl Indicator for Mfi {
         } else {
             (0.0, flow)
         };
-        if self.positive.is_full() {
-            self.positive_sum -= self.positive.oldest();
-            self.negative_sum -= self.negative.oldest();
+        if self.flows.is_full() {
+            let old = self.flows.oldest();
+            if old > 0.0 {
+                self.positive_sum -= old;
+            } else if old < 0.0 {
+                self.negative_sum -= -old;
+            }
         }
-        self.positive.push(up);
-        self.negative.push(down);
+        self.flows.push(up - down);
         self.positive_sum += up;
         self.negative_sum += down;
-        if !self.positive.is_full() {
+        if !self.flows.is_full() {
             return None;
         }
         let total = self.positive_sum + self.negative_sum;
