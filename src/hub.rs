@@ -28,6 +28,20 @@ pub enum StreamKind {
     Indicators,
 }
 
+/// How a subscriber reads records: marketflow's record JSON, or the predecessor's message
+/// shapes (its `/ws/prices` and `/ws/analytics` endpoints).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Format {
+    Native,
+    Predecessor,
+}
+
+impl Format {
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
 /// A stream clients subscribe to: a record kind, a symbol and, for bars and indicators,
 /// an interval (`None`: every interval of that symbol).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -151,18 +165,29 @@ pub struct Chunk {
     pub records: usize,
 }
 
-/// A record kept for snapshots; its frame is encoded the first time someone needs it.
+/// A record kept for snapshots; its frame in each format is encoded the first time
+/// someone needs it.
 struct Recent {
     record: Record,
-    frame: Option<Bytes>,
+    frames: [Option<Bytes>; 2],
 }
 
 impl Recent {
-    fn frame(&mut self, scratch: &mut Vec<u8>) -> &Bytes {
+    fn new(record: Record) -> Recent {
+        Recent {
+            record,
+            frames: [None, None],
+        }
+    }
+
+    fn frame(&mut self, format: Format, scratch: &mut Vec<u8>) -> &Bytes {
         let record = &self.record;
-        self.frame.get_or_insert_with(|| {
+        self.frames[format.index()].get_or_insert_with(|| {
             scratch.clear();
-            write_record_json(scratch, record);
+            match format {
+                Format::Native => write_record_json(scratch, record),
+                Format::Predecessor => crate::seed::write_message(scratch, record),
+            }
             let mut out = BytesMut::with_capacity(scratch.len() + 4);
             put_text_frame(&mut out, scratch);
             out.freeze()
@@ -235,8 +260,8 @@ impl Newest {
     }
 }
 
-/// An interval filter (`None`: every interval) and the clients holding it.
-type Holders = (Option<Interval>, Vec<Arc<Client>>);
+/// An interval filter (`None`: every interval), a format and the clients holding them.
+type Holders = (Option<Interval>, Format, Vec<Arc<Client>>);
 
 #[derive(Default)]
 struct State {
@@ -358,10 +383,7 @@ impl Hub {
             }
             let (time, id) = identity(&record);
             stream.newest.see(time, id);
-            stream.recent.push_back(Recent {
-                record,
-                frame: None,
-            });
+            stream.recent.push_back(Recent::new(record));
         }
         let mut recent: Vec<Recent> = stream.recent.drain(..).collect();
         recent.sort_by_key(|r| record_time(&r.record));
@@ -381,33 +403,35 @@ impl Hub {
             subscriptions,
             ..
         } = state;
-        // Frames per exact stream for this batch, in first-seen order.
-        let mut batches: Vec<(StreamKey, BytesMut, usize)> = Vec::new();
-        let mut last: Option<usize> = None;
+        // Frames per exact stream and format for this batch, in first-seen order.
+        let mut batches: Vec<(StreamKey, Format, BytesMut, usize)> = Vec::new();
+        let mut last: [Option<usize>; 2] = [None, None];
         for record in records {
             let key = StreamKey::of(&record);
-            let wanted = subscriptions
-                .get(&(key.kind, key.symbol.clone()))
-                .is_some_and(|subs| subs.iter().any(|(i, _)| i.is_none() || *i == key.interval));
-            let mut recent = Recent {
-                record,
-                frame: None,
-            };
-            if wanted {
-                let frame = recent.frame(&mut scratch).clone();
-                let slot = match last.filter(|&i| batches[i].0 == key) {
-                    Some(i) => i,
-                    None => match batches.iter().position(|b| b.0 == key) {
-                        Some(i) => i,
-                        None => {
-                            batches.push((key.clone(), BytesMut::with_capacity(4096), 0));
-                            batches.len() - 1
-                        }
-                    },
-                };
-                batches[slot].1.put_slice(&frame);
-                batches[slot].2 += 1;
-                last = Some(slot);
+            let mut wanted = [false, false];
+            if let Some(subs) = subscriptions.get(&(key.kind, key.symbol.clone())) {
+                for (interval, format, _) in subs {
+                    if interval.is_none() || *interval == key.interval {
+                        wanted[format.index()] = true;
+                    }
+                }
+            }
+            let mut recent = Recent::new(record);
+            for format in [Format::Native, Format::Predecessor] {
+                if !wanted[format.index()] {
+                    continue;
+                }
+                let frame = recent.frame(format, &mut scratch).clone();
+                let found = last[format.index()]
+                    .filter(|&i| batches[i].0 == key && batches[i].1 == format)
+                    .or_else(|| batches.iter().position(|b| b.0 == key && b.1 == format));
+                let slot = found.unwrap_or_else(|| {
+                    batches.push((key.clone(), format, BytesMut::with_capacity(4096), 0));
+                    batches.len() - 1
+                });
+                batches[slot].2.put_slice(&frame);
+                batches[slot].3 += 1;
+                last[format.index()] = Some(slot);
             }
             if keep > 0 {
                 let stream = streams.entry(key).or_default();
@@ -418,7 +442,7 @@ impl Hub {
             }
         }
         let mut kicked = Vec::new();
-        for (key, frames, records) in batches {
+        for (key, format, frames, records) in batches {
             let chunk = Chunk {
                 frames: frames.freeze(),
                 records,
@@ -428,8 +452,10 @@ impl Hub {
             };
             let matching: Vec<&Vec<Arc<Client>>> = subs
                 .iter()
-                .filter(|(interval, _)| interval.is_none() || *interval == key.interval)
-                .map(|(_, clients)| clients)
+                .filter(|(interval, f, _)| {
+                    *f == format && (interval.is_none() || *interval == key.interval)
+                })
+                .map(|(_, _, clients)| clients)
                 .collect();
             // A client holding both `bars:*:X` and `bars:1m:X` gets each record once.
             let mut seen = std::collections::HashSet::new();
@@ -466,6 +492,18 @@ impl Hub {
     /// records of the stream, then every new record. Taken under the hub lock, so nothing
     /// is missed or repeated between the snapshot and the live records.
     pub fn subscribe(&self, client: &Arc<Client>, key: &StreamKey, snapshot: usize) -> usize {
+        self.subscribe_as(client, key, snapshot, Format::Native)
+    }
+
+    /// [`Hub::subscribe`] in a given format. The predecessor's format has no snapshot
+    /// marker: its clients get the records alone.
+    pub fn subscribe_as(
+        &self,
+        client: &Arc<Client>,
+        key: &StreamKey,
+        snapshot: usize,
+        format: Format,
+    ) -> usize {
         let mut scratch = Vec::with_capacity(256);
         let mut state = self.state();
         let State {
@@ -479,11 +517,14 @@ impl Hub {
         let subs = subscriptions
             .entry((key.kind, key.symbol.clone()))
             .or_default();
-        let holders = match subs.iter().position(|(i, _)| *i == key.interval) {
-            Some(at) => &mut subs[at].1,
+        let holders = match subs
+            .iter()
+            .position(|(i, f, _)| *i == key.interval && *f == format)
+        {
+            Some(at) => &mut subs[at].2,
             None => {
-                subs.push((key.interval, Vec::new()));
-                &mut subs.last_mut().expect("just pushed").1
+                subs.push((key.interval, format, Vec::new()));
+                &mut subs.last_mut().expect("just pushed").2
             }
         };
         if holders.iter().any(|c| c.id == client.id) {
@@ -499,20 +540,24 @@ impl Hub {
         recent.sort_by_key(|r| record_time(&r.record));
         let skip = recent.len().saturating_sub(snapshot);
         let mut frames = BytesMut::new();
-        let marker = format!(
-            r#"{{"type":"snapshot","stream":"{key}","records":{}}}"#,
-            recent.len() - skip
-        );
-        put_text_frame(&mut frames, marker.as_bytes());
+        if format == Format::Native {
+            let marker = format!(
+                r#"{{"type":"snapshot","stream":"{key}","records":{}}}"#,
+                recent.len() - skip
+            );
+            put_text_frame(&mut frames, marker.as_bytes());
+        }
         let mut records = 0;
         for r in recent.into_iter().skip(skip) {
-            frames.put_slice(r.frame(&mut scratch));
+            frames.put_slice(r.frame(format, &mut scratch));
             records += 1;
         }
-        client.push_unbounded(Chunk {
-            frames: frames.freeze(),
-            records,
-        });
+        if !frames.is_empty() {
+            client.push_unbounded(Chunk {
+                frames: frames.freeze(),
+                records,
+            });
+        }
         records
     }
 
@@ -524,14 +569,14 @@ impl Hub {
             return false;
         };
         let mut removed = false;
-        for (interval, holders) in subs.iter_mut() {
+        for (interval, _, holders) in subs.iter_mut() {
             if *interval == key.interval {
                 let before = holders.len();
                 holders.retain(|c| c.id != client.id);
                 removed = holders.len() < before;
             }
         }
-        subs.retain(|(_, holders)| !holders.is_empty());
+        subs.retain(|(_, _, holders)| !holders.is_empty());
         if subs.is_empty() {
             state.subscriptions.remove(&by_symbol);
         }
@@ -569,10 +614,10 @@ fn remove_client(state: &mut State, id: u64) {
         return;
     }
     state.subscriptions.retain(|_, subs| {
-        for (_, holders) in subs.iter_mut() {
+        for (_, _, holders) in subs.iter_mut() {
             holders.retain(|c| c.id != id);
         }
-        subs.retain(|(_, holders)| !holders.is_empty());
+        subs.retain(|(_, _, holders)| !holders.is_empty());
         !subs.is_empty()
     });
     metrics().ws_clients.dec();

@@ -17,6 +17,7 @@ pub mod engine;
 pub mod hub;
 pub mod metrics;
 pub mod progress;
+pub mod seed;
 pub mod server;
 pub mod shutdown;
 pub mod sinks;

@@ -195,7 +195,7 @@ fn under_attack(class: &str, target: &mut Target, attack: impl FnOnce(SocketAddr
             while !stop.load(Ordering::SeqCst) {
                 for path in [
                     "/health",
-                    "/api/v2/intraday/prices/AAPL?interval=1m&limit=5",
+                    "/api/v3/intraday/prices/AAPL?interval=1m&limit=5",
                 ] {
                     let (status, body) = get(addr, path);
                     if status == 200 {
@@ -422,9 +422,9 @@ fn class_5_heavy_reads_on_a_large_store() {
                         // Spread over client addresses, each under the per-client cap.
                         let from = [127, 0, 2, (i % 4) as u8 + 1];
                         let path = match i % 4 {
-                            0 | 1 => "/api/v2/symbols".to_owned(),
-                            2 => "/api/v2/realtime/prices/AAPL?limit=1000".to_owned(),
-                            _ => "/api/v2/intraday/prices/MSFT?interval=1m&limit=1000".to_owned(),
+                            0 | 1 => "/api/v3/symbols".to_owned(),
+                            2 => "/api/v3/realtime/prices/AAPL?limit=1000".to_owned(),
+                            _ => "/api/v3/intraday/prices/MSFT?interval=1m&limit=1000".to_owned(),
                         };
                         let at = Instant::now();
                         let (status, body) = get_from(from, addr, &path);
@@ -476,9 +476,9 @@ fn readers_until_gone(
             std::thread::spawn(move || {
                 let from = [127, 0, 4, (i % 4) as u8 + 1];
                 let path = if i % 2 == 0 {
-                    "/api/v2/symbols"
+                    "/api/v3/symbols"
                 } else {
-                    "/api/v2/realtime/prices/AAPL?limit=1000"
+                    "/api/v3/realtime/prices/AAPL?limit=1000"
                 };
                 let head =
                     format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");

@@ -57,37 +57,37 @@ fn every_route_answers_from_the_store() {
     let addr = server.addr;
     block_on(async {
         // Ticks: the latest, in time order, or newest first; symbols are case-insensitive.
-        let v = ok(addr, "/api/v2/realtime/prices/aapl?limit=3").await;
+        let v = ok(addr, "/api/v3/realtime/prices/aapl?limit=3").await;
         assert_eq!(v["symbol"], "AAPL");
         assert_eq!(v["count"], 3);
         assert_eq!(nums(&v, "price"), [102.97, 102.98, 102.99]);
         assert_eq!(data(&v)[2]["ts"], "2024-01-02T14:34:59Z");
         assert_eq!(data(&v)[2]["timestamp_utc"], "2024-01-02T14:34:59Z");
         assert_eq!(data(&v)[2]["timestamp_est"], "2024-01-02T09:34:59-05:00");
-        let v = ok(addr, "/api/v2/realtime/prices/AAPL?limit=2&order=desc").await;
+        let v = ok(addr, "/api/v3/realtime/prices/AAPL?limit=2&order=desc").await;
         assert_eq!(nums(&v, "price"), [102.99, 102.98]);
-        assert_eq!(ok(addr, "/api/v2/realtime/prices/AAPL").await["count"], 100);
-        let v = ok(addr, "/api/v2/realtime/prices/AAPL/latest").await;
+        assert_eq!(ok(addr, "/api/v3/realtime/prices/AAPL").await["count"], 100);
+        let v = ok(addr, "/api/v3/realtime/prices/AAPL/latest").await;
         assert_eq!(nums(&v, "price"), [102.99]);
         // A symbol with a slash, percent-encoded in the path.
-        let v = ok(addr, "/api/v2/realtime/prices/eur%2Fusd/latest").await;
+        let v = ok(addr, "/api/v3/realtime/prices/eur%2Fusd/latest").await;
         assert_eq!(v["symbol"], "EUR/USD");
         assert_eq!(nums(&v, "price"), [302.99]);
 
         // Intraday bars: interval, [start, end), limit keeps the latest.
-        let v = ok(addr, "/api/v2/intraday/prices/AAPL?interval=1m&start=2024-01-02T14:35:00Z&end=2024-01-02T14:40:00Z").await;
+        let v = ok(addr, "/api/v3/intraday/prices/AAPL?interval=1m&start=2024-01-02T14:35:00Z&end=2024-01-02T14:40:00Z").await;
         assert_eq!(v["interval"], "1m");
         assert_eq!(v["count"], 5);
         assert_eq!(data(&v)[0]["start"], "2024-01-02T14:35:00Z");
         assert_eq!(data(&v)[0]["close"], 105.0);
         assert_eq!(data(&v)[0]["vwap"], 105.0);
         assert_eq!(data(&v)[4]["end"], "2024-01-02T14:40:00Z");
-        let v = ok(addr, "/api/v2/intraday/prices/AAPL?interval=5min&limit=2").await;
+        let v = ok(addr, "/api/v3/intraday/prices/AAPL?interval=5min&limit=2").await;
         assert_eq!(v["interval"], "5m");
         assert_eq!(nums(&v, "close"), [122.0, 123.0]);
         let v = ok(
             addr,
-            "/api/v2/intraday/prices/AAPL?start=1704205800000&limit=1",
+            "/api/v3/intraday/prices/AAPL?start=1704205800000&limit=1",
         )
         .await;
         assert_eq!(
@@ -95,21 +95,21 @@ fn every_route_answers_from_the_store() {
             "2024-01-02T16:29:00Z",
             "default interval 1m, latest in range"
         );
-        let v = ok(addr, "/api/v2/intraday/prices/AAPL/latest?interval=5m").await;
+        let v = ok(addr, "/api/v3/intraday/prices/AAPL/latest?interval=5m").await;
         assert_eq!(nums(&v, "close"), [123.0]);
         let v = ok(
             addr,
-            "/api/v2/intraday/prices/AAPL/last/3?interval=1m&order=desc",
+            "/api/v3/intraday/prices/AAPL/last/3?interval=1m&order=desc",
         )
         .await;
         assert_eq!(nums(&v, "close"), [219.0, 218.0, 217.0]);
         // A known symbol with nothing in range is an empty answer, not an error.
-        let v = ok(addr, "/api/v2/intraday/prices/AAPL?interval=15m").await;
+        let v = ok(addr, "/api/v3/intraday/prices/AAPL?interval=15m").await;
         assert_eq!(v["count"], 0);
         // interval=1d on the intraday route gives the daily bars.
         let v = ok(
             addr,
-            "/api/v2/intraday/prices/AAPL?interval=1d&start=2024-01-04",
+            "/api/v3/intraday/prices/AAPL?interval=1d&start=2024-01-04",
         )
         .await;
         assert_eq!(v["count"], 3);
@@ -117,7 +117,7 @@ fn every_route_answers_from_the_store() {
         // Daily bars by session date, both ends included.
         let v = ok(
             addr,
-            "/api/v2/historical/prices/MSFT?start_date=2024-01-03&end_date=2024-01-05",
+            "/api/v3/historical/prices/MSFT?start_date=2024-01-03&end_date=2024-01-05",
         )
         .await;
         assert_eq!(v["count"], 3);
@@ -131,55 +131,55 @@ fn every_route_answers_from_the_store() {
         );
         assert_eq!(data(&v)[0]["close"], 210.0);
         assert_eq!(data(&v)[0]["timestamp_est"], "2024-01-03T09:30:00-05:00");
-        let v = ok(addr, "/api/v2/historical/prices/MSFT?start_date=2024-01-06").await;
+        let v = ok(addr, "/api/v3/historical/prices/MSFT?start_date=2024-01-06").await;
         assert_eq!(column(&v, "date"), [&Value::from("2024-01-06")]);
-        assert_eq!(ok(addr, "/api/v2/historical/prices/MSFT").await["count"], 5);
-        let v = ok(addr, "/api/v2/historical/prices/MSFT/latest").await;
+        assert_eq!(ok(addr, "/api/v3/historical/prices/MSFT").await["count"], 5);
+        let v = ok(addr, "/api/v3/historical/prices/MSFT/latest").await;
         assert_eq!(column(&v, "date"), [&Value::from("2024-01-06")]);
-        let v = ok(addr, "/api/v2/historical/prices/MSFT/last/2").await;
+        let v = ok(addr, "/api/v3/historical/prices/MSFT/last/2").await;
         assert_eq!(nums(&v, "close"), [230.0, 240.0]);
 
         // Indicator rows: by id, by name, every one, the seed's paths.
         let v = ok(
             addr,
-            "/api/v2/analytics/AAPL?interval=1m&indicator=rsi_14&limit=2",
+            "/api/v3/analytics/AAPL?interval=1m&indicator=rsi_14&limit=2",
         )
         .await;
         assert_eq!(v["indicator"], "rsi_14");
         assert_eq!(data(&v)[1]["values"]["value"], 61.9);
         assert_eq!(data(&v)[1]["ts"], "2024-01-02T16:29:00Z");
-        let v = ok(addr, "/api/v2/analytics/AAPL?indicator=macd&limit=1").await;
+        let v = ok(addr, "/api/v3/analytics/AAPL?indicator=macd&limit=1").await;
         assert_eq!(
             data(&v)[0]["values"],
             serde_json::json!({"macd": 119, "signal": 59.5, "hist": 29.75})
         );
-        let v = ok(addr, "/api/v2/analytics/AAPL?limit=4").await;
+        let v = ok(addr, "/api/v3/analytics/AAPL?limit=4").await;
         assert_eq!(v["count"], 4);
         assert_eq!(v["indicator"], Value::Null);
-        let v = ok(addr, "/api/v2/intraday/analytics/AAPL?indicator=rsi&start=2024-01-02T14:30:00Z&end=2024-01-02T14:32:00Z").await;
+        let v = ok(addr, "/api/v3/intraday/analytics/AAPL?indicator=rsi&start=2024-01-02T14:30:00Z&end=2024-01-02T14:32:00Z").await;
         assert_eq!(v["count"], 2);
         let v = ok(
             addr,
-            "/api/v2/intraday/analytics/AAPL/last/3?indicator=rsi_14",
+            "/api/v3/intraday/analytics/AAPL/last/3?indicator=rsi_14",
         )
         .await;
         assert_eq!(v["count"], 3);
         assert_eq!(data(&v)[2]["ts"], "2024-01-02T16:29:00Z");
-        let v = ok(addr, "/api/v2/historical/analytics/AAPL/last/2").await;
+        let v = ok(addr, "/api/v3/historical/analytics/AAPL/last/2").await;
         assert_eq!(v["count"], 2);
-        let v = ok(addr, "/api/v2/historical/analytics/AAPL?indicator=sma_20").await;
+        let v = ok(addr, "/api/v3/historical/analytics/AAPL?indicator=sma_20").await;
         assert_eq!(v["interval"], "1d");
         assert_eq!(v["count"], 5);
         // A shaped id that was never computed is an empty answer.
         assert_eq!(
-            ok(addr, "/api/v2/analytics/AAPL?indicator=rsi_7").await["count"],
+            ok(addr, "/api/v3/analytics/AAPL?indicator=rsi_7").await["count"],
             0
         );
 
         // CSV, as the file sink writes it; the seed's `format` parameter.
         let csv = get(
             addr,
-            "/api/v2/intraday/prices/AAPL?interval=5m&limit=2&format=csv",
+            "/api/v3/intraday/prices/AAPL?interval=5m&limit=2&format=csv",
         )
         .await;
         assert_eq!(csv.status, 200);
@@ -195,23 +195,30 @@ fn every_route_answers_from_the_store() {
         );
         let csv = get(
             addr,
-            "/api/v2/analytics/AAPL?indicator=macd&limit=1&format=csv",
+            "/api/v3/analytics/AAPL?indicator=macd&limit=1&format=csv",
         )
         .await
         .text();
         assert_eq!(csv.lines().count(), 4, "{csv}"); // header + macd, signal, hist
         assert_eq!(
-            ok(addr, "/api/v2/realtime/prices/AAPL/latest?format=json").await["count"],
+            ok(addr, "/api/v3/realtime/prices/AAPL/latest?format=json").await["count"],
             1
         );
 
-        // Symbols, on both paths.
-        for path in ["/api/v2/symbols", "/api/v2/realtime/symbols"] {
+        // Symbols (the predecessor's path also counts ticks).
+        for path in ["/api/v3/symbols", "/api/v2/realtime/symbols"] {
             let v = ok(addr, path).await;
             assert_eq!(v["count"], 3);
             assert_eq!(v["symbols"][0]["symbol"], "AAPL");
-            assert_eq!(v["symbols"][0]["first_seen"], "2024-01-02T14:30:00Z");
-            assert_eq!(v["symbols"][0]["last_seen"], "2024-01-06T14:30:00Z");
+            let time = |key: &str| {
+                let text = v["symbols"][0][key]
+                    .as_str()
+                    .unwrap()
+                    .replace("+00:00", "Z");
+                text
+            };
+            assert_eq!(time("first_seen"), "2024-01-02T14:30:00Z");
+            assert_eq!(time("last_seen"), "2024-01-06T14:30:00Z");
         }
 
         // Health without a pipeline: the store only.
@@ -223,7 +230,7 @@ fn every_route_answers_from_the_store() {
         );
 
         // Pages and documents.
-        let page = get(addr, "/").await;
+        let page = request(addr, "GET", "/", &[("accept", "text/html,*/*;q=0.8")]).await;
         assert_eq!(page.status, 200);
         assert!(page.headers["content-type"]
             .to_str()
@@ -237,18 +244,18 @@ fn every_route_answers_from_the_store() {
         let docs = get(addr, "/docs").await;
         assert!(docs.text().contains("/openapi.json"));
         let openapi = ok(addr, "/openapi.json").await;
-        assert!(openapi["paths"]["/api/v2/intraday/prices/{symbol}"]["get"].is_object());
-        let head = request(addr, "HEAD", "/api/v2/symbols", &[]).await;
+        assert!(openapi["paths"]["/api/v3/intraday/prices/{symbol}"]["get"].is_object());
+        let head = request(addr, "HEAD", "/api/v3/symbols", &[]).await;
         assert_eq!((head.status, head.body.len()), (200, 0));
 
         // Metrics count requests by route template, never by raw path.
         let metrics = get(addr, "/metrics").await;
         assert_eq!(metrics.status, 200);
         let text = metrics.text();
-        assert!(text.contains(r#"marketflow_http_requests_total{method="GET",route="/api/v2/realtime/prices/{symbol}",status="200"}"#), "{text}");
+        assert!(text.contains(r#"marketflow_http_requests_total{method="GET",route="/api/v3/realtime/prices/{symbol}",status="200"}"#), "{text}");
         assert!(text.contains("marketflow_http_request_seconds_bucket"));
         assert!(text.contains("marketflow_ws_clients 0"));
-        assert!(!text.contains("route=\"/api/v2/realtime/prices/aapl"));
+        assert!(!text.contains("route=\"/api/v3/realtime/prices/aapl"));
     });
 }
 
@@ -261,195 +268,195 @@ fn bad_input_gets_a_json_error() {
     let cases: Vec<(&str, String, u16, &str)> = vec![
         (
             "GET",
-            "/api/v2/intraday/prices/AAPL?limit=5001".into(),
+            "/api/v3/intraday/prices/AAPL?limit=5001".into(),
             400,
             "bad_parameter",
         ),
         (
             "GET",
-            "/api/v2/intraday/prices/AAPL?limit=0".into(),
+            "/api/v3/intraday/prices/AAPL?limit=0".into(),
             400,
             "bad_parameter",
         ),
         (
             "GET",
-            "/api/v2/intraday/prices/AAPL?limit=ten".into(),
+            "/api/v3/intraday/prices/AAPL?limit=ten".into(),
             400,
             "bad_parameter",
         ),
         (
             "GET",
-            "/api/v2/realtime/prices/AAPL?limit=-1".into(),
+            "/api/v3/realtime/prices/AAPL?limit=-1".into(),
             400,
             "bad_parameter",
         ),
         (
             "GET",
-            "/api/v2/realtime/prices/AAPL?limit=99999999999999999999999".into(),
+            "/api/v3/realtime/prices/AAPL?limit=99999999999999999999999".into(),
             400,
             "bad_parameter",
         ),
         (
             "GET",
-            "/api/v2/intraday/prices/AAPL?limit=1&limit=2".into(),
+            "/api/v3/intraday/prices/AAPL?limit=1&limit=2".into(),
             400,
             "bad_parameter",
         ),
         (
             "GET",
-            "/api/v2/intraday/prices/AAPL?limt=5".into(),
+            "/api/v3/intraday/prices/AAPL?limt=5".into(),
             400,
             "unknown_parameter",
         ),
         (
             "GET",
-            "/api/v2/symbols?x=1".into(),
+            "/api/v3/symbols?x=1".into(),
             400,
             "unknown_parameter",
         ),
         (
             "GET",
-            "/api/v2/intraday/prices/AAPL?interval=7x".into(),
+            "/api/v3/intraday/prices/AAPL?interval=7x".into(),
             400,
             "bad_interval",
         ),
         (
             "GET",
-            "/api/v2/intraday/prices/AAPL?interval=0m".into(),
+            "/api/v3/intraday/prices/AAPL?interval=0m".into(),
             400,
             "bad_interval",
         ),
         (
             "GET",
-            "/api/v2/analytics/AAPL?interval=2d".into(),
+            "/api/v3/analytics/AAPL?interval=2d".into(),
             400,
             "bad_interval",
         ),
         (
             "GET",
-            "/api/v2/intraday/prices/AAPL?start=yesterday".into(),
+            "/api/v3/intraday/prices/AAPL?start=yesterday".into(),
             400,
             "bad_time",
         ),
         (
             "GET",
-            "/api/v2/intraday/prices/AAPL?end=2024-13-45".into(),
+            "/api/v3/intraday/prices/AAPL?end=2024-13-45".into(),
             400,
             "bad_time",
         ),
         (
             "GET",
-            "/api/v2/intraday/prices/AAPL?start=2024-01-03&end=2024-01-02".into(),
+            "/api/v3/intraday/prices/AAPL?start=2024-01-03&end=2024-01-02".into(),
             400,
             "bad_range",
         ),
         (
             "GET",
-            "/api/v2/intraday/prices/AAPL?start=2024-01-02&end=2024-01-02".into(),
+            "/api/v3/intraday/prices/AAPL?start=2024-01-02&end=2024-01-02".into(),
             400,
             "bad_range",
         ),
         (
             "GET",
-            "/api/v2/historical/prices/AAPL?start_date=2024-01-05&end_date=2024-01-03".into(),
+            "/api/v3/historical/prices/AAPL?start_date=2024-01-05&end_date=2024-01-03".into(),
             400,
             "bad_range",
         ),
         (
             "GET",
-            "/api/v2/historical/prices/AAPL?start_date=01/02/2024".into(),
+            "/api/v3/historical/prices/AAPL?start_date=01/02/2024".into(),
             400,
             "bad_time",
         ),
         (
             "GET",
-            "/api/v2/historical/prices/AAPL?end_date=2024-01-02T00:00:00Z".into(),
+            "/api/v3/historical/prices/AAPL?end_date=2024-01-02T00:00:00Z".into(),
             400,
             "bad_time",
         ),
         (
             "GET",
-            "/api/v2/intraday/prices/AAPL?order=newest".into(),
+            "/api/v3/intraday/prices/AAPL?order=newest".into(),
             400,
             "bad_parameter",
         ),
         (
             "GET",
-            "/api/v2/intraday/prices/AAPL/last/0".into(),
+            "/api/v3/intraday/prices/AAPL/last/0".into(),
             400,
             "bad_parameter",
         ),
         (
             "GET",
-            "/api/v2/intraday/prices/AAPL/last/5001".into(),
+            "/api/v3/intraday/prices/AAPL/last/5001".into(),
             400,
             "bad_parameter",
         ),
         (
             "GET",
-            "/api/v2/historical/prices/AAPL/last/x".into(),
+            "/api/v3/historical/prices/AAPL/last/x".into(),
             400,
             "bad_parameter",
         ),
         (
             "GET",
-            "/api/v2/analytics/AAPL?indicator=rsx".into(),
+            "/api/v3/analytics/AAPL?indicator=rsx".into(),
             404,
             "unknown_indicator",
         ),
         (
             "GET",
-            "/api/v2/analytics/AAPL?indicator=rsi%3B%20DROP%20TABLE".into(),
+            "/api/v3/analytics/AAPL?indicator=rsi%3B%20DROP%20TABLE".into(),
             400,
             "bad_indicator",
         ),
         (
             "GET",
-            "/api/v2/intraday/prices/A%20B".into(),
+            "/api/v3/intraday/prices/A%20B".into(),
             400,
             "bad_symbol",
         ),
         (
             "GET",
-            format!("/api/v2/intraday/prices/{long}"),
+            format!("/api/v3/intraday/prices/{long}"),
             400,
             "bad_symbol",
         ),
         (
             "GET",
-            "/api/v2/realtime/prices/AAPL%27%3B--".into(),
+            "/api/v3/realtime/prices/AAPL%27%3B--".into(),
             400,
             "bad_symbol",
         ),
         (
             "GET",
-            "/api/v2/realtime/prices/%FF".into(),
+            "/api/v3/realtime/prices/%FF".into(),
             400,
             "bad_symbol",
         ),
         (
             "GET",
-            "/api/v2/intraday/prices/NOPE".into(),
+            "/api/v3/intraday/prices/NOPE".into(),
             404,
             "unknown_symbol",
         ),
         (
             "GET",
-            "/api/v2/analytics/NOPE".into(),
+            "/api/v3/analytics/NOPE".into(),
             404,
             "unknown_symbol",
         ),
         (
             "GET",
-            "/api/v2/historical/prices/NOPE/latest".into(),
+            "/api/v3/historical/prices/NOPE/latest".into(),
             404,
             "unknown_symbol",
         ),
         ("GET", "/api/v3/anything".into(), 404, "not_found"),
-        ("POST", "/api/v2/symbols".into(), 405, "method_not_allowed"),
+        ("POST", "/api/v3/symbols".into(), 405, "method_not_allowed"),
         (
             "DELETE",
-            "/api/v2/intraday/prices/AAPL".into(),
+            "/api/v3/intraday/prices/AAPL".into(),
             405,
             "method_not_allowed",
         ),
@@ -476,7 +483,7 @@ fn bad_input_gets_a_json_error() {
             );
         }
         // The message names the parameter and the valid choices.
-        let v = get(addr, "/api/v2/intraday/prices/AAPL?intervl=5m")
+        let v = get(addr, "/api/v3/intraday/prices/AAPL?intervl=5m")
             .await
             .json();
         assert!(
@@ -486,7 +493,7 @@ fn bad_input_gets_a_json_error() {
                 .contains("did you mean `interval`"),
             "{v}"
         );
-        let v = get(addr, "/api/v2/analytics/AAPL?indicator=rsx")
+        let v = get(addr, "/api/v3/analytics/AAPL?indicator=rsx")
             .await
             .json();
         assert!(
@@ -498,7 +505,7 @@ fn bad_input_gets_a_json_error() {
         );
         // Still serving, and the rows are intact.
         assert_eq!(
-            ok(addr, "/api/v2/realtime/prices/AAPL?limit=5").await["count"],
+            ok(addr, "/api/v3/realtime/prices/AAPL?limit=5").await["count"],
             5
         );
     });
@@ -524,7 +531,7 @@ fn health_is_503_without_a_store() {
         let v = health.json();
         assert_eq!(v["status"], "degraded");
         assert_eq!(v["store"]["status"], "unavailable");
-        let answer = get(server.addr, "/api/v2/symbols").await;
+        let answer = get(server.addr, "/api/v3/symbols").await;
         assert_eq!(answer.status, 503);
         assert_eq!(answer.json()["error"]["code"], "store_unavailable");
     });
@@ -532,7 +539,7 @@ fn health_is_503_without_a_store() {
     fill(&missing);
     block_on(async {
         assert_eq!(get(server.addr, "/health").await.status, 200);
-        assert_eq!(ok(server.addr, "/api/v2/symbols").await["count"], 3);
+        assert_eq!(ok(server.addr, "/api/v3/symbols").await["count"], 3);
     });
     assert!(server.interrupt().success(), "serve exits 0 on SIGINT");
 }
@@ -578,11 +585,11 @@ fn serves_a_postgres_store_alike() {
     );
     block_on(async {
         for path in [
-            "/api/v2/realtime/prices/AAPL?limit=7&order=desc",
-            "/api/v2/intraday/prices/MSFT?interval=5m&start=2024-01-02T15:00:00Z",
-            "/api/v2/historical/prices/EUR%2FUSD?start_date=2024-01-03",
-            "/api/v2/analytics/AAPL?indicator=macd&limit=3",
-            "/api/v2/symbols",
+            "/api/v3/realtime/prices/AAPL?limit=7&order=desc",
+            "/api/v3/intraday/prices/MSFT?interval=5m&start=2024-01-02T15:00:00Z",
+            "/api/v3/historical/prices/EUR%2FUSD?start_date=2024-01-03",
+            "/api/v3/analytics/AAPL?indicator=macd&limit=3",
+            "/api/v3/symbols",
         ] {
             let a = ok(lite.addr, path).await;
             let b = ok(pg.addr, path).await;
@@ -590,7 +597,7 @@ fn serves_a_postgres_store_alike() {
         }
         assert_eq!(ok(pg.addr, "/health").await["store"]["kind"], "postgres");
         assert_eq!(
-            get(pg.addr, "/api/v2/realtime/prices/NOPE").await.status,
+            get(pg.addr, "/api/v3/realtime/prices/NOPE").await.status,
             404
         );
     });
@@ -680,8 +687,8 @@ fn head_answers_carry_the_content_length_of_the_get() {
     block_on(async {
         for path in [
             "/openapi.json",
-            "/api/v2/symbols",
-            "/api/v2/intraday/prices/AAPL",
+            "/api/v3/symbols",
+            "/api/v3/intraday/prices/AAPL",
         ] {
             let got = get(server.addr, path).await;
             let head = support::http::request(server.addr, "HEAD", path, &[]).await;

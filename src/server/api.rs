@@ -30,8 +30,8 @@ impl Reply {
     }
 }
 
-/// Query parameters of the seed's API that have another form here, with the hint given
-/// when a client still sends them.
+/// Query parameters of the predecessor's API (`/api/v2`), with the hint given when a
+/// client sends them to the native one.
 const SEED_PARAMETERS: &[(&str, &str)] = &[
     ("last_minutes", "use `start` (an RFC 3339 time) instead"),
     ("last_hours", "use `start` (an RFC 3339 time) instead"),
@@ -44,6 +44,9 @@ const SEED_PARAMETERS: &[(&str, &str)] = &[
         "use `indicator` (one name or id; omit it for every indicator)",
     ),
 ];
+
+/// Parameters that may be given more than once (the predecessor's `indicators=`).
+const REPEATABLE: &[&str] = &["indicators"];
 
 /// Rows a list query may ask for.
 pub const MAX_LIMIT: usize = 5000;
@@ -81,10 +84,13 @@ impl ApiError {
         }
     }
 
-    /// `{"error":{"code":...,"message":...}}`
+    /// `{"detail":...,"error":{"code":...,"message":...}}`: `detail` is what FastAPI
+    /// clients of the predecessor read.
     pub fn body(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(64 + self.message.len());
-        out.extend_from_slice(b"{\"error\":{\"code\":");
+        let mut out = Vec::with_capacity(80 + 2 * self.message.len());
+        out.extend_from_slice(b"{\"detail\":");
+        write_json_str(&mut out, &self.message);
+        out.extend_from_slice(b",\"error\":{\"code\":");
         write_json_str(&mut out, self.code);
         out.extend_from_slice(b",\"message\":");
         write_json_str(&mut out, &self.message);
@@ -125,7 +131,9 @@ impl Params {
             if !accepted.contains(&name.as_str()) {
                 let seed = SEED_PARAMETERS.iter().find(|(n, _)| *n == name);
                 let hint = seed
-                    .map(|(_, hint)| format!("the seed's `{name}` is not supported: {hint}"))
+                    .map(|(_, hint)| {
+                        format!("`{name}` is the predecessor's (its routes are under /api/v2); here {hint}")
+                    })
                     .or_else(|| suggest(&name, accepted))
                     .unwrap_or_else(|| "this route takes no query parameters".into());
                 return Err(ApiError::bad(
@@ -133,7 +141,7 @@ impl Params {
                     format!("unknown query parameter `{name}`; {hint}"),
                 ));
             }
-            if pairs.iter().any(|(n, _)| *n == name) {
+            if pairs.iter().any(|(n, _)| *n == name) && !REPEATABLE.contains(&name.as_str()) {
                 return Err(ApiError::bad(
                     "bad_parameter",
                     format!("{name}: given more than once"),
@@ -142,6 +150,14 @@ impl Params {
             pairs.push((name, value));
         }
         Ok(Params { pairs })
+    }
+
+    /// Every value of a repeatable parameter, in order.
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.pairs
+            .iter()
+            .filter(move |(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
@@ -337,8 +353,7 @@ pub fn percent_decode(text: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// The shown presentation time zone of the seed API (`timestamp_est`).
-const EASTERN: chrono_tz::Tz = chrono_tz::America::New_York;
+use crate::seed::EASTERN;
 
 fn write_presentation(out: &mut Vec<u8>, ms: i64) {
     out.extend_from_slice(b",\"timestamp_utc\":\"");
@@ -444,7 +459,7 @@ fn write_indicator_row(out: &mut Vec<u8>, r: &IndicatorRow) {
 
 /// The calendar date of a daily bar's session: the UTC date of its midpoint, which is the
 /// local date of every exchange session (they are shorter than a day and within ±14 h).
-fn session_day(b: &Bar) -> i64 {
+pub fn session_day(b: &Bar) -> i64 {
     (b.start + (b.end - b.start) / 2).div_euclid(DAY)
 }
 
@@ -646,7 +661,7 @@ pub async fn analytics(
 
 /// `GET /api/v2/symbols`: every symbol with the span of its data.
 pub async fn symbols(store: &Store) -> Result<Reply, ApiError> {
-    let spans = store.symbols().await.map_err(store_error)?;
+    let spans = store.symbols(false).await.map_err(store_error)?;
     let mut out = Vec::with_capacity(64 + spans.len() * 160);
     out.extend_from_slice(b"{\"count\":");
     out.extend_from_slice(itoa::Buffer::new().format(spans.len()).as_bytes());

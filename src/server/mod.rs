@@ -5,6 +5,7 @@
 //! check that `/openapi.json` documents every route all read it.
 
 pub mod api;
+mod compat;
 mod connections;
 pub mod live;
 mod origins;
@@ -44,6 +45,7 @@ pub enum Endpoint {
     Symbols,
     RealtimePrices,
     RealtimeLatest,
+    RealtimeAnalytics,
     IntradayPrices,
     IntradayLatest,
     IntradayLast,
@@ -60,11 +62,20 @@ pub enum Endpoint {
     WsAnalytics,
 }
 
+/// Which API a route belongs to: marketflow's (`/api/v3`: time order, RFC 3339 ranges,
+/// one row per indicator) or the predecessor's (`/api/v2`: its parameters and shapes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Api {
+    Native,
+    Predecessor,
+}
+
 /// A route: its path template (`{symbol}`, `{count}` are path parameters) and the query
 /// parameters it accepts.
 pub struct Route {
     pub template: &'static str,
     pub endpoint: Endpoint,
+    pub api: Api,
     pub params: &'static [&'static str],
 }
 
@@ -80,127 +91,255 @@ const ANALYTICS: &[&str] = &[
 ];
 const DAILY: &[&str] = &["start_date", "end_date", "limit", "order", "format"];
 
+/// The predecessor's filters (New York wall clock).
+const SEED_TICKS: &[&str] = &[
+    "limit",
+    "last_minutes",
+    "date",
+    "start_time",
+    "end_time",
+    "start_date",
+    "end_date",
+    "format",
+];
+const SEED_BARS: &[&str] = &[
+    "interval",
+    "limit",
+    "last_hours",
+    "date",
+    "start_time",
+    "end_time",
+    "start_date",
+    "end_date",
+    "format",
+];
+const SEED_ANALYTICS: &[&str] = &[
+    "interval",
+    "indicators",
+    "limit",
+    "last_hours",
+    "date",
+    "start_time",
+    "end_time",
+    "start_date",
+    "end_date",
+    "format",
+];
+const SEED_DAILY: &[&str] = &["limit", "start_date", "end_date", "last_days", "format"];
+const SEED_DAILY_ANALYTICS: &[&str] = &[
+    "indicators",
+    "limit",
+    "start_date",
+    "end_date",
+    "last_days",
+    "format",
+];
+
+const fn route(
+    template: &'static str,
+    endpoint: Endpoint,
+    api: Api,
+    params: &'static [&'static str],
+) -> Route {
+    Route {
+        template,
+        endpoint,
+        api,
+        params,
+    }
+}
+
+use Api::{Native, Predecessor};
+use Endpoint as E;
+
 /// Every route of the server.
 pub const ROUTES: &[Route] = &[
-    Route {
-        template: "/",
-        endpoint: Endpoint::Chart,
-        params: &["symbol", "interval"],
-    },
-    Route {
-        template: "/docs",
-        endpoint: Endpoint::Docs,
-        params: &[],
-    },
-    Route {
-        template: "/openapi.json",
-        endpoint: Endpoint::OpenApi,
-        params: &[],
-    },
-    Route {
-        template: "/health",
-        endpoint: Endpoint::Health,
-        params: &[],
-    },
-    Route {
-        template: "/metrics",
-        endpoint: Endpoint::Metrics,
-        params: &[],
-    },
-    Route {
-        template: "/api/v2/symbols",
-        endpoint: Endpoint::Symbols,
-        params: &[],
-    },
-    Route {
-        template: "/api/v2/realtime/symbols",
-        endpoint: Endpoint::Symbols,
-        params: &[],
-    },
-    Route {
-        template: "/api/v2/realtime/prices/{symbol}",
-        endpoint: Endpoint::RealtimePrices,
-        params: &["limit", "order", "format"],
-    },
-    Route {
-        template: "/api/v2/realtime/prices/{symbol}/latest",
-        endpoint: Endpoint::RealtimeLatest,
-        params: &["format"],
-    },
-    Route {
-        template: "/api/v2/intraday/prices/{symbol}",
-        endpoint: Endpoint::IntradayPrices,
-        params: BARS,
-    },
-    Route {
-        template: "/api/v2/intraday/prices/{symbol}/latest",
-        endpoint: Endpoint::IntradayLatest,
-        params: &["interval", "format"],
-    },
-    Route {
-        template: "/api/v2/intraday/prices/{symbol}/last/{count}",
-        endpoint: Endpoint::IntradayLast,
-        params: &["interval", "order", "format"],
-    },
-    Route {
-        template: "/api/v2/historical/prices/{symbol}",
-        endpoint: Endpoint::HistoricalPrices,
-        params: DAILY,
-    },
-    Route {
-        template: "/api/v2/historical/prices/{symbol}/latest",
-        endpoint: Endpoint::HistoricalLatest,
-        params: &["format"],
-    },
-    Route {
-        template: "/api/v2/historical/prices/{symbol}/last/{count}",
-        endpoint: Endpoint::HistoricalLast,
-        params: &["order", "format"],
-    },
-    Route {
-        template: "/api/v2/analytics/{symbol}",
-        endpoint: Endpoint::Analytics,
-        params: ANALYTICS,
-    },
-    Route {
-        template: "/api/v2/intraday/analytics/{symbol}",
-        endpoint: Endpoint::IntradayAnalytics,
-        params: ANALYTICS,
-    },
-    Route {
-        template: "/api/v2/intraday/analytics/{symbol}/last/{count}",
-        endpoint: Endpoint::IntradayAnalyticsLast,
-        params: &["interval", "indicator", "order", "format"],
-    },
-    Route {
-        template: "/api/v2/historical/analytics/{symbol}",
-        endpoint: Endpoint::HistoricalAnalytics,
-        params: &["indicator", "start", "end", "limit", "order", "format"],
-    },
-    Route {
-        template: "/api/v2/historical/analytics/{symbol}/last/{count}",
-        endpoint: Endpoint::HistoricalAnalyticsLast,
-        params: &["indicator", "order", "format"],
-    },
-    Route {
-        template: "/ws",
-        endpoint: Endpoint::Ws,
-        params: &[],
-    },
-    Route {
-        template: "/ws/prices/{symbol}",
-        endpoint: Endpoint::WsPrices,
-        params: &[],
-    },
-    Route {
-        template: "/ws/analytics/{symbol}",
-        endpoint: Endpoint::WsAnalytics,
-        params: &["interval"],
-    },
+    route("/", E::Chart, Native, &["symbol", "interval"]),
+    route("/docs", E::Docs, Native, &[]),
+    route("/redoc", E::Docs, Native, &[]),
+    route("/openapi.json", E::OpenApi, Native, &[]),
+    route("/health", E::Health, Native, &[]),
+    route("/metrics", E::Metrics, Native, &[]),
+    // marketflow's API.
+    route("/api/v3/symbols", E::Symbols, Native, &[]),
+    route(
+        "/api/v3/realtime/prices/{symbol}",
+        E::RealtimePrices,
+        Native,
+        &["limit", "order", "format"],
+    ),
+    route(
+        "/api/v3/realtime/prices/{symbol}/latest",
+        E::RealtimeLatest,
+        Native,
+        &["format"],
+    ),
+    route(
+        "/api/v3/intraday/prices/{symbol}",
+        E::IntradayPrices,
+        Native,
+        BARS,
+    ),
+    route(
+        "/api/v3/intraday/prices/{symbol}/latest",
+        E::IntradayLatest,
+        Native,
+        &["interval", "format"],
+    ),
+    route(
+        "/api/v3/intraday/prices/{symbol}/last/{count}",
+        E::IntradayLast,
+        Native,
+        &["interval", "order", "format"],
+    ),
+    route(
+        "/api/v3/historical/prices/{symbol}",
+        E::HistoricalPrices,
+        Native,
+        DAILY,
+    ),
+    route(
+        "/api/v3/historical/prices/{symbol}/latest",
+        E::HistoricalLatest,
+        Native,
+        &["format"],
+    ),
+    route(
+        "/api/v3/historical/prices/{symbol}/last/{count}",
+        E::HistoricalLast,
+        Native,
+        &["order", "format"],
+    ),
+    route(
+        "/api/v3/analytics/{symbol}",
+        E::Analytics,
+        Native,
+        ANALYTICS,
+    ),
+    route(
+        "/api/v3/intraday/analytics/{symbol}",
+        E::IntradayAnalytics,
+        Native,
+        ANALYTICS,
+    ),
+    route(
+        "/api/v3/intraday/analytics/{symbol}/last/{count}",
+        E::IntradayAnalyticsLast,
+        Native,
+        &["interval", "indicator", "order", "format"],
+    ),
+    route(
+        "/api/v3/historical/analytics/{symbol}",
+        E::HistoricalAnalytics,
+        Native,
+        &["indicator", "start", "end", "limit", "order", "format"],
+    ),
+    route(
+        "/api/v3/historical/analytics/{symbol}/last/{count}",
+        E::HistoricalAnalyticsLast,
+        Native,
+        &["indicator", "order", "format"],
+    ),
+    // The predecessor's API.
+    route("/api/v2/realtime/symbols", E::Symbols, Predecessor, &[]),
+    route(
+        "/api/v2/realtime/prices/{symbol}",
+        E::RealtimePrices,
+        Predecessor,
+        SEED_TICKS,
+    ),
+    route(
+        "/api/v2/realtime/prices/{symbol}/latest",
+        E::RealtimeLatest,
+        Predecessor,
+        &["format"],
+    ),
+    route(
+        "/api/v2/realtime/analytics/{symbol}",
+        E::RealtimeAnalytics,
+        Predecessor,
+        &[
+            "limit",
+            "last_minutes",
+            "date",
+            "start_time",
+            "end_time",
+            "indicators",
+            "format",
+        ],
+    ),
+    route(
+        "/api/v2/intraday/prices/{symbol}",
+        E::IntradayPrices,
+        Predecessor,
+        SEED_BARS,
+    ),
+    route(
+        "/api/v2/intraday/prices/{symbol}/latest",
+        E::IntradayLatest,
+        Predecessor,
+        &["interval", "format"],
+    ),
+    route(
+        "/api/v2/intraday/prices/{symbol}/last/{count}",
+        E::IntradayLast,
+        Predecessor,
+        &["interval", "format"],
+    ),
+    route(
+        "/api/v2/intraday/analytics/{symbol}",
+        E::IntradayAnalytics,
+        Predecessor,
+        SEED_ANALYTICS,
+    ),
+    route(
+        "/api/v2/intraday/analytics/{symbol}/last/{count}",
+        E::IntradayAnalyticsLast,
+        Predecessor,
+        &["interval", "indicators", "format"],
+    ),
+    route(
+        "/api/v2/historical/prices/{symbol}",
+        E::HistoricalPrices,
+        Predecessor,
+        SEED_DAILY,
+    ),
+    route(
+        "/api/v2/historical/prices/{symbol}/latest",
+        E::HistoricalLatest,
+        Predecessor,
+        &["format"],
+    ),
+    route(
+        "/api/v2/historical/prices/{symbol}/last/{count}",
+        E::HistoricalLast,
+        Predecessor,
+        &["format"],
+    ),
+    route(
+        "/api/v2/historical/analytics/{symbol}",
+        E::HistoricalAnalytics,
+        Predecessor,
+        SEED_DAILY_ANALYTICS,
+    ),
+    route(
+        "/api/v2/historical/analytics/{symbol}/last/{count}",
+        E::HistoricalAnalyticsLast,
+        Predecessor,
+        &["indicators", "format"],
+    ),
+    route("/ws", E::Ws, Native, &[]),
+    route("/ws/prices/{symbol}", E::WsPrices, Predecessor, &[]),
+    route(
+        "/ws/analytics/{symbol}",
+        E::WsAnalytics,
+        Predecessor,
+        &["interval"],
+    ),
 ];
 
 /// The route of a path and its path parameters (`{symbol}`, `{count}` in order).
-pub fn route(path: &str) -> Option<(&'static Route, Vec<&str>)> {
+pub fn find_route(path: &str) -> Option<(&'static Route, Vec<&str>)> {
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
     'routes: for route in ROUTES {
         let template: Vec<&str> = route.template.split('/').skip(1).collect();
@@ -455,7 +594,7 @@ fn error_response(e: &ApiError) -> Response<Body> {
 async fn handle(state: Arc<ServerState>, req: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
     let path = req.uri().path().to_owned();
-    let matched = route(&path);
+    let matched = find_route(&path);
     let label = matched.as_ref().map_or("unmatched", |(r, _)| r.template);
     let method = req.method().clone();
     let origin = req.headers().get(hyper::header::ORIGIN).cloned();
@@ -561,9 +700,15 @@ async fn dispatch(
     let fixed = if route.template.ends_with("/latest") {
         Some(1)
     } else {
+        // The predecessor's bounds: 1000 bars, 500 analytics rows.
+        let max = match (route.api, route.endpoint) {
+            (Api::Native, _) => api::MAX_LIMIT,
+            (_, Endpoint::IntradayAnalyticsLast | Endpoint::HistoricalAnalyticsLast) => 500,
+            _ => 1000,
+        };
         captures
             .get(1)
-            .map(|c| api::count("count", c, api::MAX_LIMIT))
+            .map(|c| api::count("count", c, max))
             .transpose()?
     };
     let ok = |reply: Reply| Ok(response(StatusCode::OK, reply.content_type, reply.body));
@@ -595,7 +740,18 @@ async fn dispatch(
                 metrics().render(),
             ))
         }
+        Endpoint::Symbols if route.api == Api::Predecessor => {
+            ok(compat::symbols(state.store.get().await?).await?)
+        }
         Endpoint::Symbols => ok(api::symbols(state.store.get().await?).await?),
+        _ if route.api == Api::Predecessor
+            && !matches!(route.endpoint, Endpoint::WsPrices | Endpoint::WsAnalytics) =>
+        {
+            let symbol = symbol()?;
+            let store = state.store.get().await?;
+            ok(predecessor(store, route.endpoint, symbol, &params, fixed).await?)
+        }
+        Endpoint::RealtimeAnalytics => Err(ApiError::not_found("not_found", "no such route")),
         Endpoint::RealtimePrices | Endpoint::RealtimeLatest => {
             let symbol = symbol()?;
             let store = state.store.get().await?;
@@ -641,16 +797,67 @@ async fn dispatch(
     }
 }
 
-/// Whether the client asked for JSON rather than a page (`GET /` from an API client).
-fn prefers_json(req: &Request<Incoming>) -> bool {
-    req.headers()
-        .get(ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|accept| accept.contains("application/json") && !accept.contains("text/html"))
+/// A route of the predecessor's API.
+async fn predecessor(
+    store: &Store,
+    endpoint: Endpoint,
+    symbol: marketflow_operators::Symbol,
+    params: &Params,
+    fixed: Option<usize>,
+) -> Result<Reply, ApiError> {
+    use compat::{Take, Tier};
+    let take = match (endpoint, fixed) {
+        (Endpoint::RealtimeLatest | Endpoint::IntradayLatest | Endpoint::HistoricalLatest, _) => {
+            Take::Latest
+        }
+        (_, Some(n)) => Take::Last(n),
+        (_, None) => Take::List,
+    };
+    let now = now_ms();
+    match endpoint {
+        Endpoint::RealtimePrices | Endpoint::RealtimeLatest => {
+            compat::realtime_prices(store, symbol, params, take, now).await
+        }
+        Endpoint::RealtimeAnalytics => compat::realtime_analytics(store, symbol, params, now).await,
+        Endpoint::IntradayPrices | Endpoint::IntradayLatest | Endpoint::IntradayLast => {
+            compat::prices(store, symbol, params, Tier::Intraday, take, now).await
+        }
+        Endpoint::HistoricalPrices | Endpoint::HistoricalLatest | Endpoint::HistoricalLast => {
+            compat::prices(store, symbol, params, Tier::Historical, take, now).await
+        }
+        Endpoint::IntradayAnalytics | Endpoint::IntradayAnalyticsLast => {
+            compat::bar_analytics(store, symbol, params, Tier::Intraday, take, now).await
+        }
+        Endpoint::HistoricalAnalytics | Endpoint::HistoricalAnalyticsLast => {
+            compat::bar_analytics(store, symbol, params, Tier::Historical, take, now).await
+        }
+        _ => Err(ApiError::not_found("not_found", "no such route")),
+    }
 }
 
+/// Whether the client wants the service document rather than the chart page: `GET /`
+/// from an API client (browsers ask for `text/html`; `requests`, `curl` do not).
+fn prefers_json(req: &Request<Incoming>) -> bool {
+    !req.headers()
+        .get(ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"))
+}
+
+/// `GET /` for API clients: the predecessor's service document, naming every route.
 fn service_info(state: &ServerState) -> Vec<u8> {
-    let endpoints: Vec<&str> = ROUTES.iter().map(|r| r.template).collect();
+    let endpoints: serde_json::Map<String, serde_json::Value> = ROUTES
+        .iter()
+        .map(|r| {
+            (
+                r.template.to_owned(),
+                serde_json::Value::from(match r.api {
+                    Api::Native => "marketflow",
+                    Api::Predecessor => "predecessor",
+                }),
+            )
+        })
+        .collect();
     serde_json::to_vec(&serde_json::json!({
         "status": "online",
         "service": "marketflow",
@@ -658,6 +865,7 @@ fn service_info(state: &ServerState) -> Vec<u8> {
         "pipeline": state.pipeline,
         "endpoints": endpoints,
         "docs": "/docs",
+        "openapi": "/openapi.json",
     }))
     .unwrap_or_default()
 }
@@ -707,21 +915,25 @@ async fn health(state: &ServerState) -> (StatusCode, Vec<u8>) {
     let now = now_ms();
     update_lag(state, now);
     let mut degraded = false;
+    let mut database = "connected";
     let store = match state.store.get().await {
         Ok(store) => match tokio::time::timeout(Duration::from_secs(2), store.ping()).await {
             Ok(Ok(())) => serde_json::json!({"status": "ok", "kind": store.kind()}),
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "health: store ping failed");
                 degraded = true;
+                database = "disconnected";
                 serde_json::json!({"status": "unreachable", "kind": store.kind()})
             }
             Err(_) => {
                 degraded = true;
+                database = "disconnected";
                 serde_json::json!({"status": "timeout", "kind": store.kind()})
             }
         },
         Err(e) => {
             degraded = true;
+            database = "disconnected";
             serde_json::json!({"status": "unavailable", "message": e.message})
         }
     };
@@ -770,6 +982,8 @@ async fn health(state: &ServerState) -> (StatusCode, Vec<u8>) {
         "store": store,
         "sources": sources,
         "websocket": {"clients": state.hub.clients()},
+        // The predecessor's keys, now measured rather than constant.
+        "services": {"database": database, "websockets": "active"},
     });
     let status = if degraded {
         StatusCode::SERVICE_UNAVAILABLE
@@ -785,14 +999,17 @@ mod tests {
 
     #[test]
     fn routes_match_templates() {
-        let (r, c) = route("/api/v2/intraday/prices/AAPL/last/10").unwrap();
+        let (r, c) = find_route("/api/v2/intraday/prices/AAPL/last/10").unwrap();
         assert_eq!(r.endpoint, Endpoint::IntradayLast);
+        assert_eq!(r.api, Api::Predecessor);
         assert_eq!(c, ["AAPL", "10"]);
-        assert_eq!(route("/").unwrap().0.endpoint, Endpoint::Chart);
-        assert_eq!(route("/health/").unwrap().0.endpoint, Endpoint::Health);
-        assert_eq!(route("/ws/prices/EUR%2FUSD").unwrap().1, ["EUR%2FUSD"]);
-        assert!(route("/api/v2/intraday/prices/").is_none());
-        assert!(route("/nope").is_none());
+        let (r, _) = find_route("/api/v3/intraday/prices/AAPL/last/10").unwrap();
+        assert_eq!((r.endpoint, r.api), (Endpoint::IntradayLast, Api::Native));
+        assert_eq!(find_route("/").unwrap().0.endpoint, Endpoint::Chart);
+        assert_eq!(find_route("/health/").unwrap().0.endpoint, Endpoint::Health);
+        assert_eq!(find_route("/ws/prices/EUR%2FUSD").unwrap().1, ["EUR%2FUSD"]);
+        assert!(find_route("/api/v2/intraday/prices/").is_none());
+        assert!(find_route("/nope").is_none());
     }
 
     /// Every route is in the OpenAPI document with exactly the query parameters it takes.

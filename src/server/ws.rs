@@ -29,7 +29,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::api::ApiError;
 use super::{Body, ServerState};
-use crate::hub::{Chunk, Client, StreamKey, StreamKind};
+use crate::hub::{Chunk, Client, Format, StreamKey, StreamKind};
 use crate::metrics::metrics;
 
 /// Subscriptions one client may hold.
@@ -192,9 +192,9 @@ fn read_error(e: &tokio_tungstenite::tungstenite::Error) -> &'static str {
     }
 }
 
-/// A message from a client.
+/// A message from a client. `/ws` refuses keys it does not know; the predecessor's
+/// endpoints ignore them, as it did (`{"action":"unsubscribe","symbol":"AAPL"}`).
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct Command {
     action: String,
     #[serde(default)]
@@ -276,7 +276,9 @@ impl Connection {
         .await?;
         let snapshot = self.state.hub.config().snapshot;
         prime(&self.state, &key).await;
-        self.state.hub.subscribe(&self.client, &key, snapshot);
+        self.state
+            .hub
+            .subscribe_as(&self.client, &key, snapshot, Format::Predecessor);
         self.subscriptions.push(key);
         Ok(())
     }
@@ -368,7 +370,20 @@ impl Connection {
 
     /// Handles one client message and returns the reply.
     async fn command(&mut self, body: &str) -> Message {
-        let command: Command = match serde_json::from_str(body) {
+        let default = self.mode.initial().map(|(key, _)| key);
+        let parsed = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(body)
+            .and_then(|fields| {
+                let unknown = fields
+                    .keys()
+                    .find(|k| !matches!(k.as_str(), "action" | "streams" | "snapshot"));
+                match unknown {
+                    Some(key) if default.is_none() => Err(serde::de::Error::custom(format!(
+                        "unknown field `{key}`, expected `action`, `streams` or `snapshot`"
+                    ))),
+                    _ => serde_json::from_value::<Command>(serde_json::Value::Object(fields)),
+                }
+            });
+        let command: Command = match parsed {
             Ok(c) => c,
             Err(e) => {
                 return error(
@@ -377,7 +392,6 @@ impl Connection {
                 )
             }
         };
-        let default = self.mode.initial().map(|(key, _)| key);
         match command.action.as_str() {
             "ping" => text(serde_json::json!({"type": "pong"})),
             "subscribe" | "unsubscribe" => {
@@ -443,7 +457,12 @@ impl Connection {
         for key in keys {
             if !self.subscriptions.contains(&key) {
                 prime(&self.state, &key).await;
-                hub.subscribe(&self.client, &key, snapshot);
+                let format = if seed {
+                    Format::Predecessor
+                } else {
+                    Format::Native
+                };
+                hub.subscribe_as(&self.client, &key, snapshot, format);
                 self.subscriptions.push(key);
             }
         }

@@ -213,6 +213,8 @@ pub struct BarColumns<'a> {
     pub trades: i64,
     pub vwap: Option<f64>,
     pub revision: i64,
+    /// Where the bar came from (empty when not recorded).
+    pub source: Option<&'a str>,
 }
 
 impl BarColumns<'_> {
@@ -235,9 +237,18 @@ impl BarColumns<'_> {
             revision: self.revision as u32,
             seq: 0,
             wm: self.start,
-            source: Default::default(),
+            source: self.source.unwrap_or_default().into(),
         })
     }
+}
+
+/// Ticks of one symbol: the latest `limit` with `start <= ts < end`, in time order.
+#[derive(Clone, Debug)]
+pub struct TickQuery {
+    pub symbol: Symbol,
+    pub start: Option<i64>,
+    pub end: Option<i64>,
+    pub limit: usize,
 }
 
 /// Bars of one symbol and interval: the latest `limit` with `start <= ts < end`, in time order.
@@ -268,6 +279,8 @@ pub struct SymbolSpan {
     pub symbol: String,
     pub first_ts: i64,
     pub last_ts: i64,
+    /// Ticks stored for it (counted only when asked: it reads every tick).
+    pub ticks: Option<i64>,
 }
 
 /// Symbols with their first and last timestamps over ticks and bars; the same SQL on
@@ -291,6 +304,21 @@ pub(crate) const SYMBOL_SPANS_SQL: &str = "WITH RECURSIVE tick_symbols(symbol) A
      UNION ALL
      SELECT symbol, min(ts), max(ts) FROM historical_ohlcv GROUP BY symbol
  ) AS spans GROUP BY symbol ORDER BY symbol";
+
+/// [`SYMBOL_SPANS_SQL`] with each symbol's tick count as a fourth column.
+pub(crate) const SYMBOL_SPANS_COUNTED_SQL: &str =
+    "SELECT s.symbol, min(s.first_ts), max(s.last_ts), \
+     (SELECT count(*) FROM realtime_prices r WHERE r.symbol = s.symbol) FROM (
+     SELECT symbol, min(ts) AS first_ts, max(ts) AS last_ts FROM realtime_prices GROUP BY symbol
+     UNION ALL
+     SELECT symbol, min(ts), max(ts) FROM intraday_ohlcv GROUP BY symbol
+     UNION ALL
+     SELECT symbol, min(ts), max(ts) FROM historical_ohlcv GROUP BY symbol
+ ) AS s GROUP BY s.symbol ORDER BY s.symbol";
+
+/// The finest interval of a symbol's real-time (tick) analytics: one index seek.
+pub(crate) const REALTIME_INTERVAL_SQL: &str =
+    "SELECT min(interval) FROM realtime_analytics WHERE symbol = $1";
 
 /// Whether a symbol has ticks or bars (`$1` is the symbol; SQLite reads `$1` as parameter 1).
 pub(crate) const SYMBOL_EXISTS_SQL: &str =
@@ -354,16 +382,51 @@ impl Store {
         })
     }
 
+    /// The latest ticks of a symbol in a range, in time order.
+    pub async fn ticks(&self, query: &TickQuery) -> Result<Vec<Tick>, StoreError> {
+        match self {
+            Store::Postgres(s) => s.ticks(query).await,
+            Store::Sqlite(s) => s.ticks(query).await,
+        }
+    }
+
     /// The latest `limit` ticks of a symbol, in time order.
     pub async fn latest_ticks(
         &self,
         symbol: &Symbol,
         limit: usize,
     ) -> Result<Vec<Tick>, StoreError> {
+        self.ticks(&TickQuery {
+            symbol: symbol.clone(),
+            start: None,
+            end: None,
+            limit,
+        })
+        .await
+    }
+
+    /// For each time of `before`, the price of the symbol's last tick before it.
+    pub async fn prices_before(
+        &self,
+        symbol: &Symbol,
+        before: Vec<i64>,
+    ) -> Result<Vec<Option<f64>>, StoreError> {
         match self {
-            Store::Postgres(s) => s.latest_ticks(symbol, limit).await,
-            Store::Sqlite(s) => s.latest_ticks(symbol, limit).await,
+            Store::Postgres(s) => s.prices_before(symbol, before).await,
+            Store::Sqlite(s) => s.prices_before(symbol, before).await,
         }
+    }
+
+    /// The finest interval of the symbol's real-time analytics (tick indicator windows).
+    pub async fn realtime_interval(&self, symbol: &Symbol) -> Result<Option<Interval>, StoreError> {
+        let text = match self {
+            Store::Postgres(s) => s.realtime_interval(symbol).await?,
+            Store::Sqlite(s) => s.realtime_interval(symbol).await?,
+        };
+        text.map(|t| {
+            Interval::parse(&t).map_err(|_| StoreError::Corrupt(format!("interval `{t}`")))
+        })
+        .transpose()
     }
 
     pub async fn bars(&self, query: &BarQuery) -> Result<Vec<Bar>, StoreError> {
@@ -383,11 +446,12 @@ impl Store {
         }
     }
 
-    /// Every symbol with ticks or bars, with its first and last timestamps.
-    pub async fn symbols(&self) -> Result<Vec<SymbolSpan>, StoreError> {
+    /// Every symbol with ticks or bars, with its first and last timestamps (and its tick
+    /// count with `count_ticks`).
+    pub async fn symbols(&self, count_ticks: bool) -> Result<Vec<SymbolSpan>, StoreError> {
         match self {
-            Store::Postgres(s) => s.symbols().await,
-            Store::Sqlite(s) => s.symbols().await,
+            Store::Postgres(s) => s.symbols(count_ticks).await,
+            Store::Sqlite(s) => s.symbols(count_ticks).await,
         }
     }
 

@@ -14,7 +14,7 @@ use tokio_postgres::{Client, NoTls, Row};
 use super::SYMBOL_SPANS_SQL;
 use super::{
     indicator_from_columns, outputs_json, BarColumns, BarQuery, Batch, IndicatorQuery, StoreError,
-    SymbolSpan, Table,
+    SymbolSpan, Table, TickQuery,
 };
 
 /// The migrations, in order: (version, name, SQL).
@@ -682,18 +682,16 @@ impl PgStore {
         Ok(())
     }
 
-    pub async fn latest_ticks(
-        &self,
-        symbol: &Symbol,
-        limit: usize,
-    ) -> Result<Vec<Tick>, StoreError> {
+    pub async fn ticks(&self, q: &TickQuery) -> Result<Vec<Tick>, StoreError> {
+        let (start, end) = range(q.start, q.end);
         let rows = self
             .client()
             .await?
             .query(
-                "SELECT symbol, ts, seq, price, volume FROM realtime_prices WHERE symbol = $1 \
-                 ORDER BY ts DESC, seq DESC LIMIT $2",
-                &[&symbol.as_str(), &(limit as i64)],
+                "SELECT symbol, ts, seq, price, volume FROM realtime_prices \
+                 WHERE symbol = $1 AND ts >= $2 AND ts < $3 \
+                 ORDER BY ts DESC, seq DESC LIMIT $4",
+                &[&q.symbol.as_str(), &start, &end, &(q.limit as i64)],
             )
             .await?;
         let mut ticks = rows
@@ -702,7 +700,7 @@ impl PgStore {
                 let ts: PgTime = r.try_get(1)?;
                 let seq: i64 = r.try_get(2)?;
                 Ok(Tick {
-                    symbol: symbol.clone(),
+                    symbol: q.symbol.clone(),
                     ts: ts.0,
                     price: r.try_get(3)?,
                     volume: r.try_get(4)?,
@@ -715,11 +713,43 @@ impl PgStore {
         Ok(ticks)
     }
 
+    pub async fn prices_before(
+        &self,
+        symbol: &Symbol,
+        before: Vec<i64>,
+    ) -> Result<Vec<Option<f64>>, StoreError> {
+        // One round trip: an index seek per time.
+        let times: Vec<PgTime> = before.iter().map(|&t| range(Some(t), None).0).collect();
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT (SELECT r.price FROM realtime_prices r WHERE r.symbol = $1 AND r.ts < t.at \
+                 ORDER BY r.ts DESC, r.seq DESC LIMIT 1) \
+                 FROM unnest($2::timestamptz[]) WITH ORDINALITY AS t(at, i) ORDER BY t.i",
+                &[&symbol.as_str(), &times],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| Ok(r.try_get::<_, Option<f64>>(0)?))
+            .collect()
+    }
+
+    pub async fn realtime_interval(&self, symbol: &Symbol) -> Result<Option<String>, StoreError> {
+        let row = self
+            .client()
+            .await?
+            .query_one(super::REALTIME_INTERVAL_SQL, &[&symbol.as_str()])
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
     pub async fn bars(&self, q: &BarQuery) -> Result<Vec<Bar>, StoreError> {
         let (start, end) = range(q.start, q.end);
         let limit = q.limit as i64;
         let client = self.client().await?;
-        let cols = "symbol, ts, end_ts, open, high, low, close, volume, trades, vwap, revision";
+        let cols =
+            "symbol, ts, end_ts, open, high, low, close, volume, trades, vwap, revision, source";
         let rows = if Table::for_bars(q.interval) == Table::HistoricalOhlcv {
             client
                 .query(
@@ -808,8 +838,13 @@ impl PgStore {
         Ok(row.try_get(0)?)
     }
 
-    pub async fn symbols(&self) -> Result<Vec<SymbolSpan>, StoreError> {
-        let rows = self.client().await?.query(SYMBOL_SPANS_SQL, &[]).await?;
+    pub async fn symbols(&self, count_ticks: bool) -> Result<Vec<SymbolSpan>, StoreError> {
+        let sql = if count_ticks {
+            super::SYMBOL_SPANS_COUNTED_SQL
+        } else {
+            SYMBOL_SPANS_SQL
+        };
+        let rows = self.client().await?.query(sql, &[]).await?;
         rows.iter()
             .map(|r| {
                 let first: PgTime = r.try_get(1)?;
@@ -818,6 +853,11 @@ impl PgStore {
                     symbol: r.try_get(0)?,
                     first_ts: first.0,
                     last_ts: last.0,
+                    ticks: if count_ticks {
+                        Some(r.try_get(3)?)
+                    } else {
+                        None
+                    },
                 })
             })
             .collect()
@@ -848,6 +888,7 @@ fn bar_from_row(r: &Row, interval: Interval) -> Result<Bar, StoreError> {
         trades: r.try_get(8)?,
         vwap: r.try_get(9)?,
         revision: r.try_get::<_, i32>(10)? as i64,
+        source: r.try_get(11)?,
     }
     .into_bar()
 }

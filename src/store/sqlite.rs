@@ -10,7 +10,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::SYMBOL_SPANS_SQL;
 use super::{
     indicator_from_columns, outputs_json, BarColumns, BarQuery, Batch, IndicatorQuery, StoreError,
-    SymbolSpan, Table,
+    SymbolSpan, Table, TickQuery,
 };
 
 /// The migrations, in order: (version, name, SQL).
@@ -224,7 +224,20 @@ impl SqliteStore {
             readers: tokio::sync::Semaphore::new(MAX_READERS),
             health: Default::default(),
         };
-        store.put(store.take()?);
+        let conn = store.take()?;
+        // A file the pipeline's sink is still creating is not a store yet.
+        let applied: i64 = conn
+            .query_row("SELECT count(*) FROM marketflow_migrations", [], |r| {
+                r.get(0)
+            })
+            .unwrap_or(0);
+        if applied < MIGRATIONS.len() as i64 {
+            return Err(StoreError::Config(format!(
+                "{} has no tables yet (its sink is creating them)",
+                path.display()
+            )));
+        }
+        store.put(conn);
         Ok(store)
     }
 
@@ -291,29 +304,35 @@ impl SqliteStore {
         result.map_err(StoreError::from)
     }
 
-    pub async fn latest_ticks(
-        &self,
-        symbol: &Symbol,
-        limit: usize,
-    ) -> Result<Vec<Tick>, StoreError> {
-        let symbol = symbol.clone();
+    pub async fn ticks(&self, q: &TickQuery) -> Result<Vec<Tick>, StoreError> {
+        let q = q.clone();
         self.with(move |c| {
             let mut statement = c.prepare_cached(
-                "SELECT ts, seq, price, volume FROM realtime_prices WHERE symbol = ?1 \
-                 ORDER BY ts DESC, seq DESC LIMIT ?2",
+                "SELECT ts, seq, price, volume FROM realtime_prices \
+                 WHERE symbol = ?1 AND ts >= ?2 AND ts < ?3 \
+                 ORDER BY ts DESC, seq DESC LIMIT ?4",
             )?;
+            let symbol = q.symbol;
             let mut ticks = statement
-                .query_map(params![symbol.as_str(), limit as i64], |r| {
-                    let ts: i64 = r.get(0)?;
-                    Ok(Tick {
-                        symbol: symbol.clone(),
-                        ts,
-                        seq: r.get::<_, i64>(1)? as u64,
-                        price: r.get(2)?,
-                        volume: r.get(3)?,
-                        wm: ts,
-                    })
-                })?
+                .query_map(
+                    params![
+                        symbol.as_str(),
+                        q.start.unwrap_or(i64::MIN),
+                        q.end.unwrap_or(i64::MAX),
+                        q.limit as i64
+                    ],
+                    |r| {
+                        let ts: i64 = r.get(0)?;
+                        Ok(Tick {
+                            symbol: symbol.clone(),
+                            ts,
+                            seq: r.get::<_, i64>(1)? as u64,
+                            price: r.get(2)?,
+                            volume: r.get(3)?,
+                            wm: ts,
+                        })
+                    },
+                )?
                 .collect::<Result<Vec<_>, _>>()?;
             ticks.reverse();
             Ok(ticks)
@@ -321,10 +340,44 @@ impl SqliteStore {
         .await
     }
 
+    pub async fn prices_before(
+        &self,
+        symbol: &Symbol,
+        before: Vec<i64>,
+    ) -> Result<Vec<Option<f64>>, StoreError> {
+        let symbol = symbol.clone();
+        self.with(move |c| {
+            let mut statement = c.prepare_cached(
+                "SELECT price FROM realtime_prices WHERE symbol = ?1 AND ts < ?2 \
+                 ORDER BY ts DESC, seq DESC LIMIT 1",
+            )?;
+            let mut prices = Vec::with_capacity(before.len());
+            for t in before {
+                prices.push(
+                    statement
+                        .query_row(params![symbol.as_str(), t], |r| r.get(0))
+                        .optional()?,
+                );
+            }
+            Ok(prices)
+        })
+        .await
+    }
+
+    pub async fn realtime_interval(&self, symbol: &Symbol) -> Result<Option<String>, StoreError> {
+        let symbol = symbol.clone();
+        self.with(move |c| {
+            let mut statement = c.prepare_cached(super::REALTIME_INTERVAL_SQL)?;
+            Ok(statement.query_row([symbol.as_str()], |r| r.get(0))?)
+        })
+        .await
+    }
+
     pub async fn bars(&self, q: &BarQuery) -> Result<Vec<Bar>, StoreError> {
         let q = q.clone();
         self.with(move |c| {
-            let cols = "symbol, ts, end_ts, open, high, low, close, volume, trades, vwap, revision";
+            let cols =
+                "symbol, ts, end_ts, open, high, low, close, volume, trades, vwap, revision, source";
             let start = q.start.unwrap_or(i64::MIN);
             let end = q.end.unwrap_or(i64::MAX);
             let limit = q.limit as i64;
@@ -407,15 +460,21 @@ impl SqliteStore {
         .await
     }
 
-    pub async fn symbols(&self) -> Result<Vec<SymbolSpan>, StoreError> {
-        self.with(|c| {
-            let mut statement = c.prepare_cached(SYMBOL_SPANS_SQL)?;
+    pub async fn symbols(&self, count_ticks: bool) -> Result<Vec<SymbolSpan>, StoreError> {
+        self.with(move |c| {
+            let sql = if count_ticks {
+                super::SYMBOL_SPANS_COUNTED_SQL
+            } else {
+                SYMBOL_SPANS_SQL
+            };
+            let mut statement = c.prepare_cached(sql)?;
             let spans = statement
                 .query_map([], |r| {
                     Ok(SymbolSpan {
                         symbol: r.get(0)?,
                         first_ts: r.get(1)?,
                         last_ts: r.get(2)?,
+                        ticks: if count_ticks { Some(r.get(3)?) } else { None },
                     })
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
@@ -427,6 +486,7 @@ impl SqliteStore {
 
 fn bar_from_row(r: &rusqlite::Row<'_>, interval: Interval) -> Result<Bar, StoreError> {
     let symbol: String = r.get(0)?;
+    let source: Option<String> = r.get(11)?;
     BarColumns {
         symbol: &symbol,
         interval,
@@ -437,6 +497,7 @@ fn bar_from_row(r: &rusqlite::Row<'_>, interval: Interval) -> Result<Bar, StoreE
         trades: r.get(8)?,
         vwap: r.get(9)?,
         revision: r.get(10)?,
+        source: source.as_deref(),
     }
     .into_bar()
 }

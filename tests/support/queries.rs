@@ -193,7 +193,7 @@ pub async fn answers(store: &Store) -> Vec<String> {
             }
         }
     }
-    for span in store.symbols().await.unwrap() {
+    for span in store.symbols(false).await.unwrap() {
         out.push(format!("{span:?}"));
     }
     out

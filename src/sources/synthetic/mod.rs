@@ -63,6 +63,26 @@ pub struct SyntheticConfig {
     /// Opening prices by symbol (default: 20 to 500, drawn from the seed).
     #[serde(default)]
     pub prices: BTreeMap<String, f64>,
+    /// Sparser ticks before `start` (`{span: 120d, rate: 0.002}`): months of daily
+    /// sessions for indicators to warm up on, without generating them at the full rate.
+    /// The walk is one: the full rate continues it at `start`.
+    #[serde(default)]
+    pub history: Option<History>,
+}
+
+/// Ticks before `start` at a lower rate.
+#[derive(Deserialize, JsonSchema, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct History {
+    /// How long before `start` the history begins, e.g. `120d`.
+    pub span: Duration,
+    /// Ticks per second of event time per symbol (default 0.002: one every 500 s).
+    #[serde(default = "default_history_rate")]
+    pub rate: f64,
+}
+
+fn default_history_rate() -> f64 {
+    0.002
 }
 
 fn default_seed() -> u64 {
@@ -159,6 +179,28 @@ impl Source for SyntheticConfig {
                 ));
             }
         }
+        if let Some(history) = &self.history {
+            if !(MIN_RATE..=1e6).contains(&history.rate) {
+                problems.push(Diagnostic::new(
+                    at,
+                    format!("{path}.history.rate"),
+                    format!(
+                        "rate {:?} must be between 0.001 and 1000000 ticks per second",
+                        history.rate
+                    ),
+                ));
+            }
+            let now = chrono::Utc::now().timestamp_millis();
+            if !(1..=MAX_HISTORY_MS).contains(&history.span.0)
+                || self.start_ms(now) - history.span.0 < 0
+            {
+                problems.push(Diagnostic::new(
+                    at,
+                    format!("{path}.history.span"),
+                    "`span` must be above 0, at most 3660d, and not reach before 1970",
+                ));
+            }
+        }
         if !(MIN_RATE..=1e6).contains(&self.rate) {
             problems.push(Diagnostic::new(
                 at,
@@ -251,6 +293,8 @@ impl Source for SyntheticConfig {
 const MIN_RATE: f64 = 0.001;
 /// Event times stay below 2200-01-01 (ms).
 const MAX_EVENT_TIME: i64 = 7_258_118_400_000;
+/// The longest `history.span`: ten years.
+const MAX_HISTORY_MS: i64 = 3660 * 86_400_000;
 /// The longest `disorder` and `max_delay`: a day.
 const MAX_BUFFER_MS: i64 = 86_400_000;
 /// The highest opening price: the walk stays far from overflowing.
@@ -323,6 +367,9 @@ pub struct Market {
     /// Next event time per instrument.
     schedule: BinaryHeap<Reverse<(i64, usize)>>,
     rate: f64,
+    /// Before this event time ticks come at `history_rate`.
+    dense_from: i64,
+    history_rate: f64,
     volatility: f64,
     drift: f64,
     disorder: i64,
@@ -333,6 +380,13 @@ pub struct Market {
 
 impl Market {
     pub fn new(config: &SyntheticConfig, start: i64) -> Market {
+        let (span, history_rate) = config
+            .history
+            .as_ref()
+            .map_or((0, config.rate), |h| (h.span.0, h.rate));
+        let dense_from = start;
+        let start = start - span;
+        let first_rate = if span > 0 { history_rate } else { config.rate };
         let mut rng = Rng::new(config.seed);
         let mut instruments = Vec::new();
         let mut schedule = BinaryHeap::new();
@@ -348,7 +402,7 @@ impl Market {
                 price,
                 last_ts: start,
             });
-            let first = start + exponential_ms(&mut rng, config.rate) - 1;
+            let first = start + exponential_ms(&mut rng, first_rate) - 1;
             schedule.push(Reverse((first, i)));
         }
         Market {
@@ -356,6 +410,8 @@ impl Market {
             instruments,
             schedule,
             rate: config.rate,
+            dense_from,
+            history_rate,
             volatility: config.volatility,
             drift: config.drift,
             disorder: config.disorder.value.0,
@@ -416,7 +472,12 @@ impl Market {
             tick,
         }));
         self.generated += 1;
-        let next = ts + exponential_ms(&mut self.rng, self.rate);
+        let rate = if ts < self.dense_from {
+            self.history_rate
+        } else {
+            self.rate
+        };
+        let next = ts + exponential_ms(&mut self.rng, rate);
         self.schedule.push(Reverse((next, i)));
     }
 
@@ -636,6 +697,7 @@ mod tests {
             volatility: 0.4,
             drift: 0.0,
             prices: BTreeMap::new(),
+            history: None,
         }
     }
 
