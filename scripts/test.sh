@@ -68,6 +68,8 @@ if [ -n "$pgbin" ] && [ -f "$("$pgbin/pg_config" --sharedir)/extension/timescale
     echo "postgres://postgres@127.0.0.1:$port/postgres (timescaledb preloaded)"
     MARKETFLOW_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres" \
         cargo test --release --test store --test server --test history --test openapi
+    MARKETFLOW_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres" \
+        cargo test --release --test predecessor -- from_postgres
 elif [ -f "$installer" ] && [ -n "${CI:-}" ]; then
     echo "TimescaleDB is not installed though $installer is here" >&2
     exit 1

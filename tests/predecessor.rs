@@ -60,7 +60,7 @@ fn row(interval: Interval, ts: i64, id: &str, kind: IndicatorKind, values: &[f64
 
 /// The predecessor's bar set on one bar, from its index: rsi_14 = 50 + i/10, macd = i,
 /// signal i/2, hist i/4, Bollinger close ± 2, sma_20 = close − 1, mom_10 = 10, natr = 1.5.
-fn bar_indicators(batch: &mut Batch, interval: Interval, ts: i64, i: usize, close: f64) {
+fn bar_indicators(batch: &mut Vec<Record>, interval: Interval, ts: i64, i: usize, close: f64) {
     let f = i as f64;
     batch.push(row(
         interval,
@@ -124,16 +124,15 @@ struct Known {
     recent_session: i64,
 }
 
-fn fill(path: &std::path::Path) -> Known {
+/// The known rows, and what the checks need to know of them.
+fn known_rows() -> (Known, Vec<Record>) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64;
-    let mut conn = sqlite::open(path).unwrap();
-    sqlite::migrate(&mut conn).unwrap();
-    let mut batch = Batch::default();
+    let mut batch = Vec::new();
     let mut ticks = 0;
-    let mut tick = |batch: &mut Batch, ts: i64, price: f64, seq: u64| {
+    let mut tick = |batch: &mut Vec<Record>, ts: i64, price: f64, seq: u64| {
         batch.push(Record::Tick(Tick {
             symbol: aapl(),
             ts,
@@ -216,12 +215,14 @@ fn fill(path: &std::path::Path) -> Known {
     let start = recent_session * DAY + 870 * MINUTE;
     batch.push(bar(Interval::D1, start, start + 390 * MINUTE, 250.0));
     bar_indicators(&mut batch, Interval::D1, start, 9, 250.0);
-    sqlite::write(&mut conn, &batch).unwrap();
-    Known {
-        now,
-        ticks,
-        recent_session,
-    }
+    (
+        Known {
+            now,
+            ticks,
+            recent_session,
+        },
+        batch,
+    )
 }
 
 fn keys(v: &Value) -> Vec<String> {
@@ -294,20 +295,36 @@ fn times(v: &Value) -> Vec<i64> {
 }
 
 #[test]
-fn every_request_of_the_predecessor_api_is_answered_in_its_shape() {
+fn every_request_of_the_predecessor_api_is_answered_in_its_shape_from_sqlite() {
     let dir = support::scratch();
     let db = dir.path().join("store.db");
-    let known = fill(&db);
-    let server = Serving::start(
-        dir.path(),
-        &[
-            "serve",
-            "--store",
-            db.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ],
+    let (known, records) = known_rows();
+    let mut conn = sqlite::open(&db).unwrap();
+    sqlite::migrate(&mut conn).unwrap();
+    let mut batch = Batch::default();
+    for r in records {
+        batch.push(r);
+    }
+    sqlite::write(&mut conn, &batch).unwrap();
+    replay(dir.path(), db.to_str().unwrap(), &known);
+}
+
+#[test]
+fn every_request_of_the_predecessor_api_is_answered_in_its_shape_from_postgres() {
+    let dir = support::scratch();
+    let db = support::pg::TestDb::new("predecessor");
+    let (known, records) = known_rows();
+    support::queries::write_postgres(
+        &db.url,
+        &records,
+        marketflow::store::postgres::TimescaleMode::Auto,
     );
+    replay(dir.path(), &db.url, &known);
+}
+
+/// Plays every request against `marketflow serve --store STORE`.
+fn replay(dir: &std::path::Path, store: &str, known: &Known) {
+    let server = Serving::start(dir, &["serve", "--store", store, "--listen", "127.0.0.1:0"]);
     let addr = server.addr;
     block_on(async move {
         let ok = |path: String| async move {

@@ -56,9 +56,26 @@ fn postgres_and_sqlite_answer_every_query_the_same() {
         .iter()
         .skip_while(|l| !l.contains("start: Some(1704205800000), end: Some(1704205980000)"))
         .skip(1)
-        .take_while(|l| l.starts_with('{'))
+        .take_while(|l| l.starts_with('{') || l.starts_with("source"))
+        .filter(|l| l.starts_with('{'))
         .count();
     assert_eq!(range, 3);
+    // The predecessor API's queries: ticks in a range, prices before times, the tick
+    // analytics' interval, bar sources, tick counts.
+    let ticks = from_sqlite
+        .iter()
+        .skip_while(|l| !l.starts_with("ticks TickQuery"))
+        .skip(1)
+        .take_while(|l| l.starts_with('{'))
+        .count();
+    assert_eq!(ticks, 3);
+    assert!(
+        text.contains("prices before [1704205800000, 1704205800001, 1704205805500, 1704215800000]: [None, Some(99.0), Some(100.05), Some(102.99)]"),
+        "{text}"
+    );
+    assert!(text.contains("realtime interval Some(5s)"), "{text}");
+    assert!(text.contains("source \"history_5m+live\""));
+    assert!(text.contains("ticks: Some(301)"), "{text}");
     assert!(text.contains("\"values\":{\"macd\":0.59,\"signal\":0.295,\"hist\":0.295}"));
     assert!(text.contains("SymbolSpan { symbol: \"AAPL\""));
     assert!(

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use marketflow::store::{postgres, sqlite, BarQuery, Batch, IndicatorQuery, Store};
+use marketflow::store::{postgres, sqlite, BarQuery, Batch, IndicatorQuery, Store, TickQuery};
 use marketflow_operators::fixed::Fixed;
 use marketflow_operators::indicators::IndicatorKind;
 use marketflow_operators::{Bar, IndicatorRow, Interval, Record, Symbol, Tick};
@@ -94,7 +94,21 @@ pub fn records() -> Vec<Record> {
             out.push(rsi(s, Interval::M1, ts, 50.0 + i as f64 / 10.0));
             out.push(macd(s, ts, i as f64 / 100.0));
         }
-        out.push(bar(s, Interval::M5, T0, 105.0, 0));
+        let mut sourced = bar(s, Interval::M5, T0, 105.0, 0);
+        if let Record::Bar(b) = &mut sourced {
+            b.source = "history_5m+live".into();
+        }
+        out.push(sourced);
+        // A tick indicator row (the real-time analytics table).
+        out.push(Record::Indicator(IndicatorRow {
+            symbol: sym(s),
+            interval: Interval::parse("5s").unwrap(),
+            ts: T0 + 5_000,
+            id: "tick_rsi_14".into(),
+            kind: IndicatorKind::TickRsi,
+            outputs: [55.0, f64::NAN, f64::NAN, f64::NAN, f64::NAN],
+            revision: 0,
+        }));
         for d in 0..5 {
             let ts = T0 + d * 86_400_000;
             out.push(bar(s, Interval::D1, ts, 150.0 + d as f64, 0));
@@ -154,6 +168,25 @@ pub async fn answers(store: &Store) -> Vec<String> {
         for t in store.latest_ticks(&symbol, 5).await.unwrap() {
             out.push(json(&Record::Tick(t)));
         }
+        let ranged = TickQuery {
+            symbol: symbol.clone(),
+            start: Some(T0 + 10_000),
+            end: Some(T0 + 13_000),
+            limit: 100,
+        };
+        out.push(format!("ticks {ranged:?}"));
+        for t in store.ticks(&ranged).await.unwrap() {
+            out.push(json(&Record::Tick(t)));
+        }
+        let before = vec![T0, T0 + 1, T0 + 5_500, T0 + 10_000_000];
+        out.push(format!(
+            "prices before {before:?}: {:?}",
+            store.prices_before(&symbol, before.clone()).await.unwrap()
+        ));
+        out.push(format!(
+            "realtime interval {:?}",
+            store.realtime_interval(&symbol).await.unwrap()
+        ));
         for (interval, start, end, limit) in [
             (Interval::M1, None, None, 10),
             (Interval::M1, Some(T0), Some(T0 + 3 * MINUTE), 100),
@@ -170,6 +203,7 @@ pub async fn answers(store: &Store) -> Vec<String> {
             };
             out.push(format!("bars {query:?}"));
             for b in store.bars(&query).await.unwrap() {
+                out.push(format!("source {:?}", b.source));
                 out.push(json(&Record::Bar(b)));
             }
         }
@@ -193,8 +227,10 @@ pub async fn answers(store: &Store) -> Vec<String> {
             }
         }
     }
-    for span in store.symbols(false).await.unwrap() {
-        out.push(format!("{span:?}"));
+    for counted in [false, true] {
+        for span in store.symbols(counted).await.unwrap() {
+            out.push(format!("{span:?}"));
+        }
     }
     out
 }
