@@ -477,7 +477,11 @@ impl Market {
         } else {
             self.rate
         };
-        let next = ts + exponential_ms(&mut self.rng, rate);
+        let mut next = ts + exponential_ms(&mut self.rng, rate);
+        if ts < self.dense_from && next >= self.dense_from {
+            // Memoryless: from `start` on, the wait is drawn at the full rate.
+            next = self.dense_from + exponential_ms(&mut self.rng, self.rate) - 1;
+        }
         self.schedule.push(Reverse((next, i)));
     }
 
@@ -734,6 +738,37 @@ mod tests {
             );
             max_seen = max_seen.max(t.ts);
         }
+    }
+
+    #[test]
+    fn history_comes_before_start_at_its_rate() {
+        let mut c = config(0);
+        c.history = Some(History {
+            span: Duration(86_400_000),
+            rate: 0.01,
+        });
+        let symbols = c.symbols.len() as f64;
+        let mut market = Market::new(&c, DEFAULT_START);
+        let ticks: Vec<Tick> = (0..20_000)
+            .map_while(|_| market.next_arrival(i64::MAX))
+            .collect();
+        let before = ticks.iter().filter(|t| t.ts < DEFAULT_START).count() as f64;
+        // 0.01 a second for a day: 864 per symbol, give or take the Poisson spread.
+        let expected = 864.0 * symbols;
+        assert!(
+            (before - expected).abs() < 0.15 * expected,
+            "{before} ticks before start, expected about {expected}"
+        );
+        assert!(ticks[0].ts >= DEFAULT_START - 86_400_000);
+        // Then the full rate (20 a second per symbol).
+        let after: Vec<&Tick> = ticks.iter().filter(|t| t.ts >= DEFAULT_START).collect();
+        let span = (after[after.len() - 1].ts - after[0].ts) as f64 / 1000.0;
+        let rate = after.len() as f64 / span / symbols;
+        assert!((rate - 20.0).abs() < 2.0, "{rate} ticks/s after start");
+        // One walk: no jump at `start` beyond a normal step.
+        let last = ticks.iter().rfind(|t| t.ts < DEFAULT_START).unwrap();
+        let next = after.iter().find(|t| t.symbol == last.symbol).unwrap();
+        assert!((next.price / last.price - 1.0).abs() < 0.05, "{last:?} then {next:?}");
     }
 
     #[test]
