@@ -429,7 +429,7 @@ fn replay(dir: &std::path::Path, store: &str, known: &Known) {
         }
 
         // The latest tick.
-        let v = ok("/api/v2/realtime/prices/AAPL/latest".into()).await;
+        let v = ok("/api/v2/realtime/prices/AAPL/latest?format=json".into()).await;
         assert_eq!(keys(&v), sorted(&["symbol", "data", "timezone_note"]));
         assert_eq!(v["data"]["price"], 150.0 + 599.0 / 100.0);
         let v = fails("/api/v2/realtime/prices/MSFT/latest", 404).await;
@@ -500,6 +500,16 @@ fn replay(dir: &std::path::Path, store: &str, known: &Known) {
         )
         .await;
         assert_eq!(v["count"], 0);
+        let csv = get(
+            addr,
+            "/api/v2/realtime/analytics/AAPL?indicators=tick_rsi_14&limit=2&format=csv",
+        )
+        .await;
+        assert_eq!(
+            csv.text().lines().next(),
+            Some("symbol,timestamp,price,tick_rsi_14,timestamp_utc,timestamp_est")
+        );
+        assert_eq!(csv.text().lines().count(), 3);
         fails("/api/v2/realtime/analytics/AAPL?indicators=bogus", 400).await;
         fails("/api/v2/realtime/analytics/AAPL?last_minutes=181", 400).await;
         fails("/api/v2/realtime/analytics/AAPL?limit=1001", 400).await;
@@ -637,6 +647,21 @@ fn replay(dir: &std::path::Path, store: &str, known: &Known) {
         assert_eq!(v["data"][0]["timestamp_est"], "2024-01-02 15:55:00 EST");
         let v = ok("/api/v2/intraday/analytics/AAPL?interval=15min".into()).await;
         assert_eq!(v["count"], 0);
+        let csv = get(
+            addr,
+            "/api/v2/intraday/analytics/AAPL?date=2024-01-02&limit=3&format=csv",
+        )
+        .await;
+        assert_eq!(
+            csv.text().lines().next(),
+            Some(
+                "symbol,timestamp,price,rsi_14,macd,bb_upper,bb_lower,timestamp_utc,timestamp_est"
+            )
+        );
+        assert_eq!(
+            csv.text().lines().nth(1).map(|l| l.split(',').nth(2)),
+            Some(Some("177"))
+        );
         fails("/api/v2/intraday/analytics/AAPL?indicators=rsi14x", 400).await;
         fails("/api/v2/intraday/analytics/AAPL?last_hours=73", 400).await;
         let v = ok("/api/v2/intraday/analytics/AAPL/last/2".into()).await;
@@ -707,6 +732,13 @@ fn replay(dir: &std::path::Path, store: &str, known: &Known) {
         assert_eq!(v["data"][0]["bb_middle"], 201);
         let v = ok("/api/v2/historical/analytics/AAPL?last_days=1&limit=5".into()).await;
         assert_eq!(v["count"], 1);
+        let csv = get(addr, "/api/v2/historical/analytics/AAPL?limit=1&format=csv").await;
+        assert_eq!(
+            csv.text().lines().next(),
+            Some("symbol,timestamp,price,rsi_14,macd,sma_20,sma_50,timestamp_utc,date_est")
+        );
+        let v = ok("/api/v2/historical/prices/AAPL?limit=2".into()).await;
+        assert_eq!(v["count"], 2);
         let v = ok("/api/v2/historical/analytics/AAPL/last/2".into()).await;
         assert_eq!(v["count"], 2);
         fails("/api/v2/historical/analytics/MSFT/last/2", 404).await;
