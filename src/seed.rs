@@ -120,11 +120,26 @@ pub fn key_shaped(key: &str) -> bool {
         })
 }
 
-/// `2024-01-02T14:30:00+00:00` (`.123` when there are milliseconds): ISO 8601 as Python's
-/// `isoformat()` reads it, exact to the millisecond.
+/// `2024-01-02T14:30:00+00:00`, with `.123000` when there are milliseconds: Python's
+/// `isoformat()` of the time (the predecessor's `timestamp_utc`).
 pub fn write_utc(out: &mut Vec<u8>, ms: i64) {
+    write_python(out, ms, b'T');
+}
+
+/// `2024-01-02 14:30:00+00:00`: Python's `str()` of the time (the predecessor's
+/// `timestamp`), exact to the millisecond.
+pub fn write_utc_spaced(out: &mut Vec<u8>, ms: i64) {
+    write_python(out, ms, b' ');
+}
+
+fn write_python(out: &mut Vec<u8>, ms: i64, separator: u8) {
+    let at = out.len();
     write_timestamp(out, ms);
+    out[at + 10] = separator;
     out.pop(); // `Z`
+    if ms.rem_euclid(1000) != 0 {
+        out.extend_from_slice(b"000"); // microseconds, as Python writes them
+    }
     out.extend_from_slice(b"+00:00");
 }
 
@@ -300,12 +315,14 @@ mod tests {
         out.push(b' ');
         write_utc(&mut out, 1_704_205_801_123);
         out.push(b' ');
+        write_utc_spaced(&mut out, 1_704_205_801_123);
+        out.push(b' ');
         write_eastern(&mut out, 1_704_205_800_000);
         out.push(b'|');
         write_eastern(&mut out, 1_719_840_600_000);
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "2024-01-02T14:30:00+00:00 2024-01-02T14:30:01.123+00:00 2024-01-02 09:30:00 EST|2024-07-01 09:30:00 EDT"
+            "2024-01-02T14:30:00+00:00 2024-01-02T14:30:01.123000+00:00 2024-01-02 14:30:01.123000+00:00 2024-01-02 09:30:00 EST|2024-07-01 09:30:00 EDT"
         );
     }
 }

@@ -276,8 +276,10 @@ const DAILY_ROW: &[&str] = &[
     "date_est",
 ];
 
+/// A time as the predecessor wrote `timestamp` (`2024-01-02 14:30:00+00:00`).
 fn ms(text: &str) -> i64 {
-    chrono::DateTime::parse_from_rfc3339(text)
+    assert_eq!(text.as_bytes().get(10), Some(&b' '), "{text}");
+    chrono::DateTime::parse_from_rfc3339(&text.replacen(' ', "T", 1))
         .unwrap_or_else(|e| panic!("`{text}`: {e}"))
         .timestamp_millis()
 }
@@ -367,7 +369,10 @@ fn replay(dir: &std::path::Path, store: &str, known: &Known) {
         assert_eq!(keys(row), sorted(TICK_ROW));
         assert_eq!(row["price"], 150.0 + 599.0 / 100.0); // the newest tick, a JSON number
         assert_eq!(row["volume"], 10);
-        assert_eq!(row["timestamp"], row["timestamp_utc"]);
+        assert_eq!(
+            row["timestamp"].as_str().unwrap().replacen(' ', "T", 1),
+            row["timestamp_utc"].as_str().unwrap()
+        );
         assert!(row["timestamp_utc"].as_str().unwrap().ends_with("+00:00"));
         assert_eq!(times(&v)[0], known.now - 600_000 + 599_000);
         let v = ok("/api/v2/realtime/prices/aapl?limit=5".into()).await;
@@ -585,6 +590,11 @@ fn replay(dir: &std::path::Path, store: &str, known: &Known) {
         assert_eq!(v["interval"], "5min");
         assert_eq!(v["data"]["close"], 335);
         fails("/api/v2/intraday/prices/AAPL/latest?interval=1min", 404).await;
+        // A parameter of another route is ignored, as FastAPI did; a misspelt one is not.
+        let v = ok("/api/v2/intraday/prices/AAPL/latest?interval=5min&limit=1".into()).await;
+        assert_eq!(v["data"]["close"], 335);
+        let v = fails("/api/v2/intraday/prices/AAPL?limt=5", 400).await;
+        assert!(v["detail"].as_str().unwrap().contains("`limit`"), "{v}");
         let v = ok("/api/v2/intraday/prices/AAPL/last/3?interval=5min".into()).await;
         assert_eq!(
             (v["count"].as_u64(), v["requested_count"].as_u64()),

@@ -211,11 +211,11 @@ fn every_route_answers_from_the_store() {
             assert_eq!(v["count"], 3);
             assert_eq!(v["symbols"][0]["symbol"], "AAPL");
             let time = |key: &str| {
-                let text = v["symbols"][0][key]
+                v["symbols"][0][key]
                     .as_str()
                     .unwrap()
-                    .replace("+00:00", "Z");
-                text
+                    .replace("+00:00", "Z")
+                    .replacen(' ', "T", 1)
             };
             assert_eq!(time("first_seen"), "2024-01-02T14:30:00Z");
             assert_eq!(time("last_seen"), "2024-01-06T14:30:00Z");

@@ -116,6 +116,16 @@ pub struct Params {
 
 impl Params {
     pub fn parse(query: Option<&str>, accepted: &[&str]) -> Result<Params, ApiError> {
+        Params::parse_ignoring(query, accepted, &[])
+    }
+
+    /// [`Params::parse`], dropping the names in `ignored` (parameters of the API's other
+    /// routes, which the predecessor's FastAPI ignored where a route had no use for them).
+    pub fn parse_ignoring(
+        query: Option<&str>,
+        accepted: &[&str],
+        ignored: &[&str],
+    ) -> Result<Params, ApiError> {
         let mut pairs: Vec<(String, String)> = Vec::new();
         for part in query
             .unwrap_or_default()
@@ -128,6 +138,9 @@ impl Params {
             let value = percent_decode(value).ok_or_else(|| {
                 ApiError::bad("bad_parameter", format!("{name}: value is not valid UTF-8"))
             })?;
+            if !accepted.contains(&name.as_str()) && ignored.contains(&name.as_str()) {
+                continue;
+            }
             if !accepted.contains(&name.as_str()) {
                 let seed = SEED_PARAMETERS.iter().find(|(n, _)| *n == name);
                 let hint = seed

@@ -14,7 +14,9 @@ use rustc_hash::FxHashMap;
 
 use super::api::{count, date, session_day, store_error, ApiError, Params, Reply};
 use crate::codec::{write_f64, write_json_str};
-use crate::seed::{flat_keys, key_shaped, write_eastern, write_utc, EASTERN, TICK_KEYS};
+use crate::seed::{
+    flat_keys, key_shaped, write_eastern, write_utc, write_utc_spaced, EASTERN, TICK_KEYS,
+};
 use crate::store::{BarQuery, IndicatorQuery, Store, TickQuery};
 
 pub const TIMEZONE_NOTE: &str = "timestamp_est is in America/New_York timezone (EST/EDT)";
@@ -41,6 +43,8 @@ enum Field {
     Null,
     /// A UTC time as `2024-01-02T14:30:00+00:00`.
     Utc(i64),
+    /// A UTC time as `2024-01-02 14:30:00+00:00`.
+    Spaced(i64),
     /// A time as `2024-01-02 09:30:00 EST`.
     Eastern(i64),
 }
@@ -64,6 +68,7 @@ fn write_field(out: &mut Vec<u8>, field: &Field, quote: bool) {
         Field::Null if quote => out.extend_from_slice(b"null"),
         Field::Null => {}
         Field::Utc(ms) => quoted(out, &|o| write_utc(o, *ms)),
+        Field::Spaced(ms) => quoted(out, &|o| write_utc_spaced(o, *ms)),
         Field::Eastern(ms) => quoted(out, &|o| write_eastern(o, *ms)),
     }
 }
@@ -322,7 +327,7 @@ fn tick_row(t: &Tick) -> Row {
     vec![
         ("symbol".into(), Field::Text(t.symbol.as_str().into())),
         ("price".into(), Field::Number(t.price)),
-        ("timestamp".into(), Field::Utc(t.ts)),
+        ("timestamp".into(), Field::Spaced(t.ts)),
         ("volume".into(), Field::Number(t.volume)),
         // Ticks do not record which source read them.
         ("source".into(), Field::Null),
@@ -352,7 +357,7 @@ fn presentation(row: &mut Row, ts: i64, session: Option<i64>) {
 fn bar_row(b: &Bar, daily: bool) -> Row {
     let mut row: Row = vec![
         ("symbol".into(), Field::Text(b.symbol.as_str().into())),
-        ("timestamp".into(), Field::Utc(b.start)),
+        ("timestamp".into(), Field::Spaced(b.start)),
         ("open".into(), Field::Number(b.open)),
         ("high".into(), Field::Number(b.high)),
         ("low".into(), Field::Number(b.low)),
@@ -620,7 +625,7 @@ fn analytics_row(
 ) -> Row {
     let mut row: Row = Vec::with_capacity(keys.len() + 5);
     row.push(("symbol".into(), Field::Text(symbol.as_str().into())));
-    row.push(("timestamp".into(), Field::Utc(ts)));
+    row.push(("timestamp".into(), Field::Spaced(ts)));
     row.push(("price".into(), price.map_or(Field::Null, Field::Number)));
     for key in keys {
         let value = values.get(key).copied().filter(|v| v.is_finite());
@@ -803,8 +808,8 @@ pub async fn symbols(store: &Store) -> Result<Reply, ApiError> {
                 "tick_count".into(),
                 Field::Number(s.ticks.unwrap_or_default() as f64),
             ),
-            ("first_seen".into(), Field::Utc(s.first_ts)),
-            ("last_seen".into(), Field::Utc(s.last_ts)),
+            ("first_seen".into(), Field::Spaced(s.first_ts)),
+            ("last_seen".into(), Field::Spaced(s.last_ts)),
             ("first_seen_est".into(), Field::Eastern(s.first_ts)),
             ("last_seen_est".into(), Field::Eastern(s.last_ts)),
         ];

@@ -135,6 +135,22 @@ const SEED_DAILY_ANALYTICS: &[&str] = &[
     "format",
 ];
 
+/// Every query parameter of the predecessor's routes.
+const PREDECESSOR_PARAMETERS: &[&str] = &[
+    "interval",
+    "indicators",
+    "limit",
+    "last_minutes",
+    "last_hours",
+    "last_days",
+    "date",
+    "start_time",
+    "end_time",
+    "start_date",
+    "end_date",
+    "format",
+];
+
 const fn route(
     template: &'static str,
     endpoint: Endpoint,
@@ -693,7 +709,14 @@ async fn dispatch(
     captures: &[&str],
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    let params = Params::parse(req.uri().query(), route.params)?;
+    let params = match route.api {
+        Api::Native => Params::parse(req.uri().query(), route.params)?,
+        // A parameter of another of its routes was ignored by the predecessor; a name it
+        // never had is still a mistake worth a 400.
+        Api::Predecessor => {
+            Params::parse_ignoring(req.uri().query(), route.params, PREDECESSOR_PARAMETERS)?
+        }
+    };
     // The `{symbol}` of the route (an empty one is refused like any invalid symbol).
     let symbol = || api::symbol(captures.first().copied().unwrap_or_default());
     // The row count a route fixes: one for `/latest`, `{count}` for `/last/{count}`.
