@@ -41,20 +41,15 @@ impl Indicator for Mfi {
         let flow = typical * bar.volume.to_f64();
         // TA-Lib 0.6 counts a change within 1e-14 of the price as none (rounding noise).
         let change = typical - previous;
-        let (up, down) = if change.abs() <= 1e-14 * typical.abs().max(previous.abs()) {
-            (0.0, 0.0)
-        } else if change > 0.0 {
-            (flow, 0.0)
-        } else {
-            (0.0, flow)
-        };
+        let moved = change.abs() > 1e-14 * typical.abs().max(previous.abs());
+        // Selects rather than branches: rises and falls alternate unpredictably.
+        let up = if moved && change > 0.0 { flow } else { 0.0 };
+        let down = if moved && change < 0.0 { flow } else { 0.0 };
         if self.flows.is_full() {
+            // Flows are stored signed: a rise positive, a fall negated, none 0.
             let old = self.flows.oldest();
-            if old > 0.0 {
-                self.positive_sum -= old;
-            } else if old < 0.0 {
-                self.negative_sum -= -old;
-            }
+            self.positive_sum -= old.max(0.0);
+            self.negative_sum -= (-old).max(0.0);
         }
         self.flows.push(up - down);
         self.positive_sum += up;
