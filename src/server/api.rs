@@ -567,6 +567,27 @@ pub async fn historical_prices(
         }
     }
     let limit = params.limit(limit, 252)?;
+    let bars = daily_bars(store, &symbol, first, last, limit).await?;
+    known(store, &symbol, bars.len()).await?;
+    envelope(
+        params,
+        Some(&symbol),
+        &[("interval", Some("1d"))],
+        &bars,
+        RecordKind::Bar,
+        write_daily_row,
+    )
+}
+
+/// The latest `limit` daily bars whose session date is from `first` to `last` (days since
+/// the epoch, both included), in time order.
+pub async fn daily_bars(
+    store: &Store,
+    symbol: &Symbol,
+    first: Option<i64>,
+    last: Option<i64>,
+    limit: usize,
+) -> Result<Vec<Bar>, ApiError> {
     // Sessions start up to 14 h either side of their date's UTC midnight: fetch a margin,
     // then keep the bars whose session date is in range.
     const MARGIN: i64 = 14 * 3_600_000;
@@ -586,15 +607,7 @@ pub async fn historical_prices(
     });
     let skip = bars.len().saturating_sub(limit);
     bars.drain(..skip);
-    known(store, &symbol, bars.len()).await?;
-    envelope(
-        params,
-        Some(&symbol),
-        &[("interval", Some("1d"))],
-        &bars,
-        RecordKind::Bar,
-        write_daily_row,
-    )
+    Ok(bars)
 }
 
 /// Whether `name` is an indicator name (`rsi`) or has the shape of a generated id (`rsi_14`).

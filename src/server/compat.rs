@@ -7,12 +7,12 @@
 
 use std::borrow::Cow;
 
-use chrono::{NaiveDate, TimeZone};
+use chrono::{NaiveDate, Offset, TimeZone};
 use marketflow_operators::time::DAY;
 use marketflow_operators::{Bar, IndicatorRow, Interval, Symbol, Tick};
 use rustc_hash::FxHashMap;
 
-use super::api::{count, date, session_day, store_error, ApiError, Params, Reply};
+use super::api::{count, daily_bars, date, session_day, store_error, ApiError, Params, Reply};
 use crate::codec::{write_f64, write_json_str};
 use crate::seed::{
     flat_keys, key_shaped, write_eastern, write_utc, write_utc_spaced, EASTERN, TICK_KEYS,
@@ -221,8 +221,6 @@ fn eastern_today(now: i64) -> i64 {
         .map_or(0, |t| i64::from(t.offset().fix().local_minus_utc()) * 1000);
     (now + offset).div_euclid(DAY)
 }
-
-use chrono::Offset;
 
 /// The `[start, end)` of a request's filters on the intraday and realtime tiers, in the
 /// predecessor's precedence: `last_minutes` / `last_hours`, then `date` with `start_time`
@@ -475,24 +473,7 @@ async fn bars(
             Take::List => session_dates(params, now)?,
             _ => (None, None),
         };
-        // Sessions start up to 14 h either side of their date's UTC midnight.
-        const MARGIN: i64 = 14 * 3_600_000;
-        let mut bars = store
-            .bars(&BarQuery {
-                symbol: symbol.clone(),
-                interval: Interval::D1,
-                start: first.map(|d| d * DAY - MARGIN),
-                end: last_day.map(|d| (d + 1) * DAY + MARGIN),
-                limit: limit + 2,
-            })
-            .await
-            .map_err(store_error)?;
-        bars.retain(|b| {
-            let day = session_day(b);
-            first.is_none_or(|f| day >= f) && last_day.is_none_or(|l| day <= l)
-        });
-        let skip = bars.len().saturating_sub(limit);
-        bars.drain(..skip);
+        let bars = daily_bars(store, symbol, first, last_day, limit).await?;
         (bars, None)
     } else {
         let (interval, name) = intraday_interval(params)?;
