@@ -46,6 +46,9 @@ enum Command {
     /// Run a pipeline's history sources into its sinks (live sources are left out), with
     /// progress; a later run resumes after what was stored.
     Backfill(BackfillArgs),
+    /// Run a pipeline's graph again with one source replaced by what it recorded: the
+    /// pipeline's store, a file, or its Kafka topic; with progress.
+    Replay(ReplayArgs),
     /// Serve the REST API, metrics and chart page over a database, without a pipeline.
     Serve {
         /// The store: `postgres://user@host:port/db`, or a SQLite file (`sqlite:PATH` or a path).
@@ -143,6 +146,50 @@ struct BackfillArgs {
     workers: Option<usize>,
 }
 
+/// `marketflow replay`'s arguments.
+#[derive(clap::Args)]
+struct ReplayArgs {
+    file: PathBuf,
+    /// `NAME=store` (the ticks its store recorded), `NAME=file:PATH` (a CSV or JSONL file of
+    /// its records) or `NAME=kafka` (its topic, from `--from` to the end it has now).
+    #[arg(long, value_name = "NAME=FROM")]
+    source: String,
+    /// Records from this event time: a date, an RFC 3339 time or `-30d`.
+    #[arg(long)]
+    from: Option<String>,
+    /// Records before this event time.
+    #[arg(long)]
+    to: Option<String>,
+    /// `max` (default: as fast as it goes), `realtime`, or a multiple of it such as `10x`.
+    #[arg(long, default_value = "max")]
+    speed: ReplaySpeed,
+    /// Worker threads (overrides `workers:` in the file).
+    #[arg(short, long)]
+    workers: Option<usize>,
+}
+
+/// How fast a replay goes: event-time ms per wall-clock ms, `None` for as fast as it can.
+#[derive(Clone, Copy, Debug)]
+struct ReplaySpeed(Option<f64>);
+
+impl std::str::FromStr for ReplaySpeed {
+    type Err = String;
+    fn from_str(text: &str) -> Result<ReplaySpeed, String> {
+        match text {
+            "max" => Ok(ReplaySpeed(None)),
+            "realtime" => Ok(ReplaySpeed(Some(1.0))),
+            _ => text
+                .strip_suffix('x')
+                .and_then(|n| n.parse::<f64>().ok())
+                .filter(|n| n.is_finite() && *n > 0.0)
+                .map(|n| ReplaySpeed(Some(n)))
+                .ok_or_else(|| {
+                    format!("`{text}` is not a speed: write `max`, `realtime` or e.g. `10x`")
+                }),
+        }
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum GraphFormat {
     Dot,
@@ -192,6 +239,7 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Run(args) => run(args),
         Command::Backfill(args) => backfill(args),
+        Command::Replay(args) => replay(args),
         Command::Serve {
             store,
             listen,
@@ -351,6 +399,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         cluster,
         resources: Resources::default().with(hub),
         status,
+        replay: None,
     };
     let result = engine::run(&pipeline, &options);
     if let Some(path) = &args.metrics_file {
@@ -413,6 +462,7 @@ fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
         cluster: None,
         resources: Resources::default().with(Hub::default()),
         status: status.clone(),
+        replay: None,
     };
     let display = marketflow::progress::ProgressDisplay::start(status.clone());
     let result = engine::run(&narrowed, &options);
@@ -437,6 +487,91 @@ fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
         }
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `marketflow replay`: the pipeline with one source replaced by its recording.
+fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let pipeline = match load(&args.file) {
+        Ok(p) => p,
+        Err(code) => return Ok(code),
+    };
+    let Some((name, from)) = args.source.split_once('=') else {
+        anyhow::bail!(
+            "--source {}: write NAME=store, NAME=file:PATH or NAME=kafka",
+            args.source
+        );
+    };
+    let from: marketflow::spec::ReplayFrom = from
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("--source: {e}"))?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let time = |flag: &str, text: &Option<String>| -> anyhow::Result<Option<i64>> {
+        text.as_deref()
+            .map(|t| {
+                t.parse::<marketflow::config::values::TimePoint>()
+                    .map(|p| p.resolve(now))
+                    .with_context(|| format!("--{flag}"))
+            })
+            .transpose()
+    };
+    let range = marketflow::connector::ReplayRange {
+        from: time("from", &args.from)?,
+        to: time("to", &args.to)?,
+    };
+    if let (Some(a), Some(b)) = (range.from, range.to) {
+        anyhow::ensure!(a < b, "--to must be after --from");
+    }
+    let replayed = pipeline.for_replay(&marketflow::components::builtin(), name, &from, &range)?;
+    let span = match (range.from, range.to) {
+        (Some(a), Some(b)) => Some((a, b)),
+        _ if from == marketflow::spec::ReplayFrom::Store => {
+            recorded_span(&pipeline).map(|(a, b)| (range.from.unwrap_or(a), range.to.unwrap_or(b)))
+        }
+        _ => None,
+    };
+    let status = RunStatus::default();
+    engine::declare_metrics(&replayed);
+    let replay = std::sync::Arc::new(marketflow::connector::Replay::new(range, args.speed.0));
+    let options = RunOptions {
+        workers: args.workers,
+        cluster: None,
+        resources: Resources::default().with(Hub::default()),
+        status: status.clone(),
+        replay: Some((name.to_owned(), replay.clone())),
+    };
+    let display = marketflow::progress::ReplayDisplay::start(status, name.to_owned(), span);
+    let result = engine::run(&replayed, &options);
+    display.finish();
+    let summary = result?;
+    let records = replay.records();
+    println!(
+        "replay {}: {records} records from {} in {:.1}s{}",
+        pipeline.name,
+        args.source.split_once('=').map_or("", |(_, f)| f),
+        summary.seconds,
+        if summary.interrupted {
+            " (interrupted)"
+        } else {
+            ""
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The first and last tick time the pipeline's store holds, for the replay's progress.
+fn recorded_span(pipeline: &marketflow::spec::Pipeline) -> Option<(i64, i64)> {
+    let location = pipeline.sinks.iter().find_map(|s| s.spec.store())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
+    runtime.block_on(async {
+        let store = marketflow::store::Store::open(&location).await.ok()?;
+        let spans = store.symbols(false).await.ok()?;
+        let first = spans.iter().map(|s| s.first_ts).min()?;
+        let last = spans.iter().map(|s| s.last_ts).max()?;
+        Some((first, last + 1))
+    })
 }
 
 /// A shutdown the first signal triggers (a second exits at once).

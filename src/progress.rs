@@ -131,3 +131,82 @@ fn lines(status: &RunStatus, stop: &AtomicBool) {
         std::thread::sleep(DRAW_EVERY);
     }
 }
+
+/// A thread that shows how far a replay has got: the replayed source's watermark through
+/// the event-time span it reads (a bar when the span is known, else the time reached).
+pub struct ReplayDisplay(ProgressDisplay);
+
+impl ReplayDisplay {
+    /// `span`: the first and last event time to replay (ms), when known.
+    pub fn start(status: RunStatus, source: String, span: Option<(i64, i64)>) -> ReplayDisplay {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let terminal = std::io::stderr().is_terminal();
+        let thread = std::thread::Builder::new()
+            .name("marketflow-progress".into())
+            .spawn(move || replay_progress(&status, &source, span, terminal, &flag))
+            .ok();
+        ReplayDisplay(ProgressDisplay { stop, thread })
+    }
+
+    pub fn finish(self) {
+        self.0.finish();
+    }
+}
+
+fn replay_progress(
+    status: &RunStatus,
+    source: &str,
+    span: Option<(i64, i64)>,
+    terminal: bool,
+    stop: &AtomicBool,
+) {
+    let seconds = |(from, to): (i64, i64)| ((to - from).max(0) / 1000) as u64;
+    let bar = match span {
+        Some(span) => ProgressBar::new(seconds(span).max(1)).with_style(
+            ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {percent}% of the span, at {msg} ETA {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        ),
+        None => ProgressBar::new_spinner().with_style(
+            ProgressStyle::with_template("{prefix} {spinner} at {msg} ({elapsed})")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        ),
+    };
+    bar.set_prefix(format!("replay {source}"));
+    if !terminal {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    let mut last_line = Instant::now();
+    loop {
+        let last = stop.load(Ordering::SeqCst);
+        let watermark = status.source(source).watermark;
+        let at = chrono::DateTime::from_timestamp_millis(watermark)
+            .filter(|_| watermark > 0)
+            .map_or_else(
+                || "the start".to_owned(),
+                |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+            );
+        if let Some((from, to)) = span {
+            bar.set_position(seconds((from, watermark.clamp(from, to))));
+        } else {
+            bar.tick();
+        }
+        bar.set_message(at.clone());
+        if !terminal && (last_line.elapsed() >= LINE_EVERY || last) {
+            last_line = Instant::now();
+            let share = span.map_or(String::new(), |(from, to)| {
+                let done = (watermark.clamp(from, to) - from) as f64 / (to - from).max(1) as f64;
+                format!(" ({:.0}% of the span)", done * 100.0)
+            });
+            eprintln!("replay {source}: at {at}{share}");
+        }
+        if last {
+            bar.finish();
+            break;
+        }
+        std::thread::sleep(DRAW_EVERY);
+    }
+}

@@ -5,11 +5,13 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
 use super::event::{Position, SinkEvent, SourceEvent};
+use super::ReplayRange;
 use crate::codec::RecordKind;
 use crate::dead_letter::DeadLetters;
 use crate::metrics::metrics;
@@ -42,26 +44,108 @@ pub enum Task {
 pub struct SourceSender {
     tx: mpsc::Sender<SourceEvent>,
     wake: Arc<dyn Fn() + Send + Sync>,
+    replay: Option<Arc<Replay>>,
 }
 
 impl SourceSender {
     /// `wake` unparks the worker that reads the channel.
     pub fn new(tx: mpsc::Sender<SourceEvent>, wake: Arc<dyn Fn() + Send + Sync>) -> SourceSender {
-        SourceSender { tx, wake }
+        SourceSender {
+            tx,
+            wake,
+            replay: None,
+        }
+    }
+
+    /// What it sends is narrowed and paced by `replay` (every partition of the replayed
+    /// source shares one).
+    pub fn replaying(mut self, replay: Arc<Replay>) -> SourceSender {
+        self.replay = Some(replay);
+        self
     }
 
     /// Sends from a plain thread, waiting while the channel is full.
-    pub fn blocking_send(&self, event: SourceEvent) -> Result<(), Closed> {
+    pub fn blocking_send(&self, mut event: SourceEvent) -> Result<(), Closed> {
+        if let Some(replay) = &self.replay {
+            if let Some(wait) = replay.admit(&mut event) {
+                std::thread::sleep(wait);
+            }
+        }
         self.tx.blocking_send(event).map_err(|_| Closed)?;
         (self.wake)();
         Ok(())
     }
 
     /// Sends from a task, waiting while the channel is full.
-    pub async fn send(&self, event: SourceEvent) -> Result<(), Closed> {
+    pub async fn send(&self, mut event: SourceEvent) -> Result<(), Closed> {
+        if let Some(replay) = &self.replay {
+            if let Some(wait) = replay.admit(&mut event) {
+                tokio::time::sleep(wait).await;
+            }
+        }
         self.tx.send(event).await.map_err(|_| Closed)?;
         (self.wake)();
         Ok(())
+    }
+}
+
+/// What `marketflow replay` does to the replaced source's batches: keeps the records whose
+/// event time is in its range, and paces them by event time unless it runs at full speed.
+/// The source stamps records before this, so watermarks are those of the whole recording.
+#[derive(Debug)]
+pub struct Replay {
+    range: ReplayRange,
+    /// Event-time ms per wall-clock ms (`None`: as fast as the pipeline goes).
+    speed: Option<f64>,
+    /// The wall-clock instant and event time of the first batch sent.
+    origin: Mutex<Option<(Instant, i64)>>,
+    /// Records kept so far.
+    kept: std::sync::atomic::AtomicU64,
+}
+
+impl Replay {
+    pub fn new(range: ReplayRange, speed: Option<f64>) -> Replay {
+        Replay {
+            range,
+            speed: speed.filter(|s| s.is_finite() && *s > 0.0),
+            origin: Mutex::new(None),
+            kept: Default::default(),
+        }
+    }
+
+    /// How many records it has let through.
+    pub fn records(&self) -> u64 {
+        self.kept.load(Ordering::Relaxed)
+    }
+
+    /// Narrows `event` to the range; returns how long to wait before sending it.
+    fn admit(&self, event: &mut SourceEvent) -> Option<Duration> {
+        let (from, to) = (
+            self.range.from.unwrap_or(i64::MIN),
+            self.range.to.unwrap_or(i64::MAX),
+        );
+        let first = match event {
+            SourceEvent::Ticks { records, .. } => {
+                records.retain(|t| (from..to).contains(&t.ts));
+                records.first().map(|t| t.ts)
+            }
+            SourceEvent::Bars { records, .. } => {
+                records.retain(|b| (from..to).contains(&b.start));
+                records.first().map(|b| b.start)
+            }
+            SourceEvent::Watermark(_) => None,
+        };
+        let kept = match event {
+            SourceEvent::Ticks { records, .. } => records.len(),
+            SourceEvent::Bars { records, .. } => records.len(),
+            SourceEvent::Watermark(_) => 0,
+        };
+        self.kept.fetch_add(kept as u64, Ordering::Relaxed);
+        let (speed, first) = (self.speed?, first?);
+        let mut origin = self.origin.lock().ok()?;
+        let (started, at) = *origin.get_or_insert((Instant::now(), first));
+        let due = started + Duration::from_secs_f64(((first - at).max(0) as f64 / speed) / 1000.0);
+        due.checked_duration_since(Instant::now())
     }
 }
 

@@ -19,7 +19,8 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 
 pub use self::context::{
-    Acknowledger, Closed, Resources, SinkContext, SourceContext, SourceSender, Task, TaskError,
+    Acknowledger, Closed, Replay, Resources, SinkContext, SourceContext, SourceSender, Task,
+    TaskError,
 };
 pub use self::event::{Position, SinkEvent, SourceEvent};
 pub use self::registry::{Registry, SinkConfig, SinkType, SourceConfig, SourceType};
@@ -138,8 +139,26 @@ pub trait Source:
     fn for_backfill(&self, _range: &BackfillRange) -> Option<Self> {
         None
     }
+    /// How far behind its latest event time its watermark trails (its `max_delay`), in
+    /// ms: a replay of what it recorded stamps the records alike.
+    fn max_delay(&self) -> i64 {
+        0
+    }
+    /// This source reading again what it delivered over [`ReplayRange`] and stopping at
+    /// the end (a Kafka topic from a time); `None` when it cannot (`marketflow replay`
+    /// then reads the pipeline's store or a file).
+    fn for_replay(&self, _range: &ReplayRange) -> Option<Self> {
+        None
+    }
     /// Reads partition `ctx.partition` of `ctx.partitions`.
     fn build(&self, ctx: SourceContext) -> Task;
+}
+
+/// What `marketflow replay` reads again: event times in `[from, to)`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReplayRange {
+    pub from: Option<i64>,
+    pub to: Option<i64>,
 }
 
 /// What `marketflow backfill` narrows a history source to.

@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::context::{SinkContext, SourceContext, Task};
-use super::{BackfillRange, Sink, Source, StreamType};
+use super::{BackfillRange, ReplayRange, Sink, Source, StreamType};
 use crate::config::de::{from_map_collecting, DeError, Spanned};
 use crate::config::diagnostic::Diagnostic;
 use crate::config::schema::{keys_of, KeyDoc};
@@ -22,6 +22,8 @@ pub trait SourceConfig: fmt::Debug + Send + Sync {
     fn idle_timeout(&self) -> Option<std::time::Duration>;
     fn resume_key(&self, partition: usize) -> Option<String>;
     fn for_backfill(&self, range: &BackfillRange) -> Option<Arc<dyn SourceConfig>>;
+    fn max_delay(&self) -> i64;
+    fn for_replay(&self, range: &ReplayRange) -> Option<Arc<dyn SourceConfig>>;
     fn build(&self, ctx: SourceContext) -> Task;
 }
 
@@ -58,6 +60,13 @@ impl<T: Source> SourceConfig for Erased<T> {
     fn for_backfill(&self, range: &BackfillRange) -> Option<Arc<dyn SourceConfig>> {
         let narrowed = self.0.for_backfill(range)?;
         Some(Arc::new(Erased(narrowed)))
+    }
+    fn max_delay(&self) -> i64 {
+        self.0.max_delay()
+    }
+    fn for_replay(&self, range: &ReplayRange) -> Option<Arc<dyn SourceConfig>> {
+        let replay = self.0.for_replay(range)?;
+        Some(Arc::new(Erased(replay)))
     }
     fn build(&self, ctx: SourceContext) -> Task {
         Source::build(&self.0, ctx)

@@ -22,7 +22,7 @@ use self::dataflow::run_worker;
 use self::flow::{Control, Flow};
 use self::placement::Placement;
 use crate::connector::{
-    Acknowledger, Position, Resources, SinkContext, SinkEvent, SourceContext, SourceEvent,
+    Acknowledger, Position, Replay, Resources, SinkContext, SinkEvent, SourceContext, SourceEvent,
     SourceSender, Task, TaskError,
 };
 use crate::dead_letter::DeadLetters;
@@ -45,6 +45,8 @@ pub struct RunOptions {
     pub resources: Resources,
     /// Where the run reports its sources' state (read by the server's `/health`).
     pub status: RunStatus,
+    /// `marketflow replay`: the named source's batches are narrowed and paced.
+    pub replay: Option<(String, Arc<Replay>)>,
 }
 
 /// This process's place in a timely cluster.
@@ -204,7 +206,7 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunSummary, RunE
         &placement,
         (&stop, &options.status),
         (&dead_letters, positions.as_ref()),
-        &waker,
+        (&waker, options.replay.as_ref()),
     );
     watch_signals(&runtime, &stop);
 
@@ -412,7 +414,7 @@ fn start_sources(
     placement: &Placement,
     (stop, status): (&Stop, &RunStatus),
     (dead_letters, positions): (&DeadLetters, Option<&SavedPositions>),
-    waker: &Waker,
+    (waker, replay): (&Waker, Option<&(String, Arc<Replay>)>),
 ) -> (Vec<Running>, PartitionChannels) {
     let mut tasks = Vec::new();
     let mut channels = PartitionChannels::new();
@@ -430,11 +432,15 @@ fn start_sources(
                 let local = placement.local_worker(owner);
                 Arc::new(move || waker.wake(local))
             };
+            let mut out = SourceSender::new(tx, wake);
+            if let Some((_, replay)) = replay.filter(|(name, _)| *name == source.name) {
+                out = out.replaying(replay.clone());
+            }
             let ctx = SourceContext {
                 name: source.name.clone(),
                 partition,
                 partitions,
-                out: SourceSender::new(tx, wake),
+                out,
                 shutdown: stop.shutdown.clone(),
                 dead_letters: dead_letters.clone(),
                 acked: acked_rx.clone(),

@@ -8,6 +8,7 @@ crate::components! { source:
     alphavantage::AlphaVantageConfig,
     file::FileSourceConfig,
     kafka::KafkaSourceConfig,
+    store::StoreSourceConfig,
     synthetic::SyntheticConfig,
     twelvedata::TwelveDataConfig,
     twelvedata_history::TwelveDataHistoryConfig,

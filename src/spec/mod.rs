@@ -17,7 +17,9 @@ use crate::config::de::{from_node, suggest, DeError};
 use crate::config::diagnostic::{Diagnostic, Diagnostics};
 use crate::config::interpolate;
 use crate::config::yaml::{self, Node, Pos, Value};
-use crate::connector::{BackfillRange, Registry, SinkConfig, SourceConfig, StreamType};
+use crate::connector::{
+    BackfillRange, Registry, ReplayRange, SinkConfig, SourceConfig, StreamType,
+};
 use crate::dead_letter::DeadLetterConfig;
 
 /// A configured source of any registered type.
@@ -93,6 +95,171 @@ impl Pipeline {
     }
 }
 
+/// What `marketflow replay` reads instead of a source.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReplayFrom {
+    /// The ticks the pipeline recorded in its store (its first sink with a database).
+    Store,
+    /// A CSV or JSONL file of the source's records, in arrival order.
+    File(std::path::PathBuf),
+    /// The source's own Kafka topic, from `--from` to its end offsets now.
+    Kafka,
+}
+
+impl std::str::FromStr for ReplayFrom {
+    type Err = String;
+    fn from_str(text: &str) -> Result<ReplayFrom, String> {
+        match text {
+            "store" => Ok(ReplayFrom::Store),
+            "kafka" => Ok(ReplayFrom::Kafka),
+            _ => match text.strip_prefix("file:") {
+                Some(path) if !path.is_empty() => Ok(ReplayFrom::File(path.into())),
+                _ => Err(format!(
+                    "`{text}` is not a replay input: write `store`, `file:PATH` or `kafka`"
+                )),
+            },
+        }
+    }
+}
+
+/// Why a pipeline cannot be replayed as asked.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("the pipeline has no source `{name}`; its sources are: {known}")]
+    UnknownSource { name: String, known: String },
+    #[error("source `{name}` ({kind}) cannot be replayed from {from}: {why}")]
+    Unsupported {
+        name: String,
+        kind: &'static str,
+        from: &'static str,
+        why: String,
+    },
+    #[error("the replacement for source `{name}`: {errors}")]
+    Invalid { name: String, errors: String },
+}
+
+impl Pipeline {
+    /// The pipeline as `marketflow replay` runs it: the same graph, with source `name`
+    /// replaced by a reader of what it recorded (`from`) over `range`, stamped with the
+    /// source's own `max_delay` and partition count so that watermarks, hence late ticks,
+    /// are those of the live run.
+    pub fn for_replay(
+        &self,
+        registry: &Registry,
+        name: &str,
+        from: &ReplayFrom,
+        range: &ReplayRange,
+    ) -> Result<Pipeline, ReplayError> {
+        let Some(index) = self.sources.iter().position(|s| s.name == name) else {
+            return Err(ReplayError::UnknownSource {
+                name: name.to_owned(),
+                known: self
+                    .sources
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        };
+        let original = &self.sources[index].spec;
+        let unsupported = |from: &'static str, why: String| ReplayError::Unsupported {
+            name: name.to_owned(),
+            kind: original.type_name(),
+            from,
+            why,
+        };
+        let quote = |text: &str| serde_json::Value::String(text.to_owned()).to_string();
+        let time = |ms: i64| {
+            chrono::DateTime::from_timestamp_millis(ms)
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+                .unwrap_or_default()
+        };
+        let max_delay = format!("max_delay: {}ms\n", original.max_delay());
+        let (type_name, yaml) = match from {
+            ReplayFrom::Kafka => {
+                let replay = original.for_replay(range).ok_or_else(|| {
+                    unsupported(
+                        "kafka",
+                        "it does not read a Kafka topic; replay it from `store` or `file:PATH`"
+                            .into(),
+                    )
+                })?;
+                let mut pipeline = self.clone();
+                pipeline.sources[index].spec = replay;
+                return Ok(pipeline);
+            }
+            ReplayFrom::Store => {
+                if original.output() != StreamType::Ticks {
+                    return Err(unsupported(
+                        "the store",
+                        format!("it reads {}; the store keeps the ticks sources deliver, so replay it from `file:PATH`", original.output()),
+                    ));
+                }
+                let Some(location) = self.sinks.iter().find_map(|s| s.spec.store()) else {
+                    return Err(unsupported(
+                        "the store",
+                        "no sink of the pipeline keeps a database".into(),
+                    ));
+                };
+                let database = match location {
+                    crate::store::Location::Sqlite(path) => path.display().to_string(),
+                    crate::store::Location::Postgres(url) => url,
+                };
+                let mut yaml = format!(
+                    "database: {}\nsource_index: {index}\npartitions: {}\n{max_delay}",
+                    quote(&database),
+                    original.partitions().clamp(1, 1024)
+                );
+                if let Some(t) = range.from {
+                    yaml.push_str(&format!("from: {}\n", quote(&time(t))));
+                }
+                if let Some(t) = range.to {
+                    yaml.push_str(&format!("to: {}\n", quote(&time(t))));
+                }
+                ("store", yaml)
+            }
+            ReplayFrom::File(path) => {
+                let mut yaml = format!("path: {}\n{max_delay}", quote(&path.display().to_string()));
+                if let StreamType::Bars { interval, .. } = original.output() {
+                    yaml.push_str(&format!("kind: bars\ninterval: {interval}\n"));
+                }
+                ("file", yaml)
+            }
+        };
+        let invalid = |errors: String| ReplayError::Invalid {
+            name: name.to_owned(),
+            errors,
+        };
+        let node = yaml::parse(&yaml).map_err(|e| invalid(e.message))?;
+        let parse = registry
+            .source_type(type_name)
+            .ok_or_else(|| invalid(format!("no source type `{type_name}` is registered")))?
+            .parse;
+        let replacement = parse(&node, &format!("--source {name}")).map_err(|errors| {
+            invalid(
+                errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })?;
+        if replacement.output() != original.output() {
+            return Err(unsupported(
+                type_name,
+                format!(
+                    "it reads {}, the source {}",
+                    replacement.output(),
+                    original.output()
+                ),
+            ));
+        }
+        let mut pipeline = self.clone();
+        pipeline.sources[index].spec = replacement;
+        Ok(pipeline)
+    }
+}
+
 /// A source left out of a backfill: it produces its type and ends at once.
 #[derive(Debug)]
 struct Ended(StreamType);
@@ -123,6 +290,12 @@ impl SourceConfig for Ended {
         None
     }
     fn for_backfill(&self, _range: &BackfillRange) -> Option<Arc<dyn SourceConfig>> {
+        None
+    }
+    fn max_delay(&self) -> i64 {
+        0
+    }
+    fn for_replay(&self, _range: &ReplayRange) -> Option<Arc<dyn SourceConfig>> {
         None
     }
     fn build(&self, _ctx: crate::connector::SourceContext) -> crate::connector::Task {

@@ -172,6 +172,8 @@ pub fn write_records(
 }
 
 /// The order records of one dataflow time are written in: a function of the records alone.
+/// Ticks keep their arrival order (sequence number), so a file of them can be read again
+/// as the source delivered them (`marketflow replay --source NAME=file:PATH`).
 fn canonical_order(a: &Record, b: &Record) -> Ordering {
     fn rank(r: &Record) -> u8 {
         match r {
@@ -181,7 +183,7 @@ fn canonical_order(a: &Record, b: &Record) -> Ordering {
         }
     }
     match (a, b) {
-        (Record::Tick(x), Record::Tick(y)) => (&x.symbol, x.ts, x.seq).cmp(&(&y.symbol, y.ts, y.seq)),
+        (Record::Tick(x), Record::Tick(y)) => (x.seq, &x.symbol, x.ts).cmp(&(y.seq, &y.symbol, y.ts)),
         (Record::Bar(x), Record::Bar(y)) => (&x.symbol, x.interval, x.start, x.revision)
             .cmp(&(&y.symbol, y.interval, y.start, y.revision)),
         (Record::Indicator(x), Record::Indicator(y)) => (&x.symbol, x.interval, x.ts, &x.id, x.revision)

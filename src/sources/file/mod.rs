@@ -86,6 +86,10 @@ impl Source for FileSourceConfig {
         self.partitions
     }
 
+    fn max_delay(&self) -> i64 {
+        self.max_delay.0
+    }
+
     fn idle_timeout(&self) -> Option<StdDuration> {
         self.idle_timeout.map(Duration::as_std)
     }

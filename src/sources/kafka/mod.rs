@@ -23,9 +23,8 @@ use crate::codec::{self, NaiveTime};
 use crate::config::diagnostic::Diagnostic;
 use crate::config::values::{Duration, Parsed};
 use crate::connector::{
-    report_watermark, Position, RecordsKind, Source, SourceContext, SourceEvent, Stamper,
-    StreamType, Task,
-    TaskError,
+    report_watermark, Position, RecordsKind, ReplayRange, Source, SourceContext, SourceEvent,
+    Stamper, StreamType, Task, TaskError,
 };
 use crate::dead_letter::Rejected;
 use crate::metrics::metrics;
@@ -248,6 +247,21 @@ impl Source for KafkaSourceConfig {
 
     fn partitions(&self) -> usize {
         self.discovered.get().map_or(1, Vec::len)
+    }
+
+    fn max_delay(&self) -> i64 {
+        self.max_delay.0
+    }
+
+    /// The topic again from `from` (or the earliest offset) to the end offsets it has now,
+    /// in a group of its own so that the live group's offsets stay where they are.
+    fn for_replay(&self, range: &ReplayRange) -> Option<Self> {
+        let mut replay = self.clone();
+        replay.start.value = range.from.map_or(StartAt::Earliest, StartAt::Time);
+        replay.stop = StopAt::End;
+        replay.group = format!("{}.replay", self.group);
+        replay.discovered = Arc::default();
+        Some(replay)
     }
 
     fn idle_timeout(&self) -> Option<StdDuration> {

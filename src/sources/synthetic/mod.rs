@@ -159,6 +159,10 @@ impl Source for SyntheticConfig {
         self.count.is_some() || self.duration.is_some()
     }
 
+    fn max_delay(&self) -> i64 {
+        self.max_delay.0
+    }
+
     fn check(&self, path: &str) -> Vec<Diagnostic> {
         let mut problems = Vec::new();
         let at = self.symbols.first().map(|s| s.pos).unwrap_or_default();

@@ -85,6 +85,10 @@ impl Source for YahooConfig {
         false
     }
 
+    fn max_delay(&self) -> i64 {
+        self.max_delay.0
+    }
+
     fn idle_timeout(&self) -> Option<StdDuration> {
         Some(self.idle_timeout.as_std())
     }
