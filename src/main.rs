@@ -123,6 +123,10 @@ struct RunArgs {
     /// Do not start the pipeline's server.
     #[arg(long)]
     no_server: bool,
+    /// Continue from the newest checkpoint in the pipeline's `recovery:` store (output
+    /// files are cut back to it); without it, a run starts over and discards them.
+    #[arg(long)]
+    resume: bool,
 }
 
 /// `marketflow backfill`'s arguments.
@@ -400,6 +404,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         resources: Resources::default().with(hub),
         status,
         replay: None,
+        resume: args.resume,
     };
     let result = engine::run(&pipeline, &options);
     if let Some(path) = &args.metrics_file {
@@ -463,6 +468,7 @@ fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
         resources: Resources::default().with(Hub::default()),
         status: status.clone(),
         replay: None,
+        resume: false,
     };
     let display = marketflow::progress::ProgressDisplay::start(status.clone());
     let result = engine::run(&narrowed, &options);
@@ -538,6 +544,7 @@ fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         resources: Resources::default().with(Hub::default()),
         status: status.clone(),
         replay: Some((name.to_owned(), replay.clone())),
+        resume: false,
     };
     let display = marketflow::progress::ReplayDisplay::start(status, name.to_owned(), span);
     let result = engine::run(&replayed, &options);

@@ -45,6 +45,7 @@ pub struct Metrics {
     pub http_seconds: HistogramVec,
     pub ws_clients: IntGauge,
     pub ws_records: IntCounter,
+    pub checkpoints: IntCounter,
     pub ws_dropped: IntCounter,
     pub ws_disconnects: IntCounterVec,
     pub http_connections_refused: IntCounterVec,
@@ -362,6 +363,14 @@ impl Metrics {
                 r,
                 IntGauge::new("marketflow_ws_clients", "Connected WebSocket clients.")
                     .expect("valid metric definition"),
+            ),
+            checkpoints: register(
+                r,
+                IntCounter::new(
+                    "marketflow_checkpoints_total",
+                    "Checkpoints committed to the recovery store.",
+                )
+                .expect("valid metric definition"),
             ),
             ws_records: register(
                 r,

@@ -25,7 +25,7 @@ pub trait BarInput {
 }
 
 /// A bar being built: prices of the first and last records by (event time, sequence).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BarState {
     open: f64,
     high: f64,
@@ -223,6 +223,33 @@ impl BarBuilder {
         let bars = self.spare.pop().unwrap_or_default();
         self.open.insert(at, OpenWindow { window, bars });
         at
+    }
+
+    /// The open windows and their bars (by symbol), for a checkpoint.
+    pub fn save(&self) -> Vec<u8> {
+        let open: Vec<(Window, Vec<(&Symbol, &BarState)>)> = self
+            .open
+            .iter()
+            .map(|w| {
+                let mut bars: Vec<_> = w.bars.iter().collect();
+                bars.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                (w.window, bars)
+            })
+            .collect();
+        crate::state::encode(&open)
+    }
+
+    /// Replaces the open windows with those [`BarBuilder::save`] gave.
+    pub fn load(&mut self, state: &[u8]) -> Result<(), crate::state::StateError> {
+        let open: Vec<(Window, Vec<(Symbol, BarState)>)> = crate::state::decode(state)?;
+        self.open = open
+            .into_iter()
+            .map(|(window, bars)| OpenWindow {
+                window,
+                bars: bars.into_iter().collect(),
+            })
+            .collect();
+        Ok(())
     }
 
     /// Ends of the windows still open, ascending.

@@ -8,6 +8,7 @@ pub mod fixed;
 pub mod indicators;
 pub mod interval;
 pub mod record;
+pub mod state;
 pub mod symbol;
 pub mod time;
 

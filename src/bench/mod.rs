@@ -47,6 +47,9 @@ pub struct BenchArgs {
     /// Where to write the generated file (default: the system temp directory).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Only measure the cost of checkpoints (every 1 s and 100 ms against none).
+    #[arg(long)]
+    pub checkpoints_only: bool,
     /// Internal: measure one mode in this process and print JSON.
     #[arg(long, hide = true)]
     pub child: Option<String>,
@@ -63,6 +66,9 @@ struct Measurement {
     /// Seconds each worker spent working (not parked).
     #[serde(default)]
     worker_busy: Vec<f64>,
+    /// Checkpoints committed.
+    #[serde(default)]
+    checkpoints: u64,
 }
 
 impl Measurement {
@@ -84,6 +90,24 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             "baseline" => baseline(file)?,
             "bars-1m" => engine_run(file, 1, 1, BARS_1M)?,
             "indicators" => engine_run(file, 1, 1, INDICATORS_1M)?,
+            other if other.starts_with("checkpoints-") => {
+                // checkpoints-MS: 2 workers, the indicators graph, a checkpoint every MS
+                // (0: none).
+                let ms: u64 = other["checkpoints-".len()..].parse().context("checkpoint interval")?;
+                let mut graph = INDICATORS_1M.to_owned();
+                let store = std::env::temp_dir().join(format!("marketflow-bench-recovery-{}.db", std::process::id()));
+                if ms > 0 {
+                    graph.push_str(&format!(
+                        "recovery: {{path: {:?}, checkpoint_interval: {ms}ms}}\n",
+                        store.display().to_string()
+                    ));
+                }
+                let m = engine_run(file, 2, 1, &graph);
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", store.display()));
+                }
+                m?
+            }
             other => {
                 // engine-W (one file partition) or engine-W-pP.
                 let mut parts = other
@@ -135,6 +159,39 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         );
     };
     report("baseline (plain loop)", &base);
+    if !args.checkpoints_only {
+        engine_sections(args, &file, &base, &report)?;
+    }
+    println!("checkpoint cost, 2 workers, ticks -> 1m bars -> 9 indicators (state of every open window and kernel saved, sinks acknowledged):");
+    let none = best_of(args.repeat, || child("checkpoints-0", &file))?;
+    report("no checkpoints", &none);
+    for ms in [1000, 100] {
+        let m = best_of(args.repeat, || child(&format!("checkpoints-{ms}"), &file))?;
+        report(&format!("a checkpoint every {ms} ms"), &m);
+        println!(
+            "{:<34} {} checkpoints, overhead {:+.1}% over none",
+            "",
+            m.checkpoints,
+            (m.seconds / none.seconds - 1.0) * 100.0
+        );
+        if m.bars != none.bars {
+            bail!("with checkpoints the engine made {} records where it made {} without", m.bars, none.bars);
+        }
+    }
+    if args.dir.is_none() {
+        let _ = std::fs::remove_file(&file);
+    }
+    Ok(())
+}
+
+/// The engine's modes against the baseline, and the indicators' share.
+fn engine_sections(
+    args: &BenchArgs,
+    file: &Path,
+    base: &Measurement,
+    report: &dyn Fn(&str, &Measurement),
+) -> anyhow::Result<()> {
+    let file = file.to_path_buf();
     let mut modes: Vec<(String, String)> = args
         .workers
         .iter()
@@ -174,9 +231,6 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         (with_indicators.seconds / bars_only.seconds - 1.0) * 100.0,
         thousands(with_indicators.bars)
     );
-    if args.dir.is_none() {
-        let _ = std::fs::remove_file(&file);
-    }
     Ok(())
 }
 
@@ -342,6 +396,7 @@ fn baseline(path: &Path) -> anyhow::Result<Measurement> {
         peak_rss_kb: peak_rss_kb(),
         bars,
         worker_busy: Vec::new(),
+        checkpoints: 0,
     })
 }
 
@@ -408,6 +463,7 @@ fn engine_run(
         peak_rss_kb: peak_rss_kb(),
         bars,
         worker_busy: summary.worker_busy,
+        checkpoints: metrics().checkpoints.get(),
     })
 }
 

@@ -167,6 +167,18 @@ pub struct SourceContext {
     pub resume: Option<Position>,
     /// Where a live feed reports its connection, for `/health`.
     pub status: RunStatus,
+    /// `marketflow run --resume`: where the checkpoint cut this partition (for a source
+    /// that is [`restartable`](super::Source::restartable)).
+    pub restart: Option<Restart>,
+}
+
+/// Where a partition starts again after a checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Restart {
+    /// The position to read from (`None`: the partition's beginning).
+    pub position: Option<Position>,
+    /// The stamper's state at the cut.
+    pub stamper: super::StamperState,
 }
 
 /// A sink's acknowledgements: the progress (a watermark from [`SinkEvent::Progress`]) up to
@@ -175,6 +187,8 @@ pub struct SourceContext {
 pub struct Acknowledger {
     frontier: Arc<AtomicI64>,
     gauge: prometheus::Gauge,
+    /// Offsets reported at checkpoints, by checkpoint time.
+    offsets: Arc<Mutex<std::collections::BTreeMap<i64, u64>>>,
 }
 
 impl Acknowledger {
@@ -184,7 +198,25 @@ impl Acknowledger {
             gauge: metrics()
                 .sink_committed_watermark
                 .with_label_values(&[sink]),
+            offsets: Arc::default(),
         }
+    }
+
+    /// At checkpoint `time`, everything below it is durable at byte `offset` of what the
+    /// sink writes.
+    pub fn checkpoint(&self, time: i64, offset: u64) {
+        if let Ok(mut offsets) = self.offsets.lock() {
+            offsets.insert(time, offset);
+            // Only the newest few are ever asked for.
+            while offsets.len() > 16 {
+                offsets.pop_first();
+            }
+        }
+    }
+
+    /// The offset reported at checkpoint `time`, once reported.
+    pub fn offset_at(&self, time: i64) -> Option<u64> {
+        self.offsets.lock().ok()?.get(&time).copied()
     }
 
     /// Everything received with a time below `frontier` is durable.
@@ -232,4 +264,7 @@ pub struct SinkContext {
     pub shutdown: Shutdown,
     pub ack: Acknowledger,
     pub resources: Resources,
+    /// `marketflow run --resume`, for a sink that [resumes at an offset](super::Sink::resumes_at_offset):
+    /// the offset to truncate its output to.
+    pub resume_offset: Option<u64>,
 }

@@ -31,4 +31,9 @@ pub enum SinkEvent {
     Records { time: i64, records: Vec<Record> },
     /// Every record with a time below this has been delivered.
     Progress(i64),
+    /// A checkpoint at this time: every record below it has been delivered (it comes just
+    /// before `Progress` of the same time). A sink that resumes at an offset
+    /// ([`Sink::resumes_at_offset`](super::Sink::resumes_at_offset)) makes the records
+    /// below it durable and reports its offset ([`Acknowledger::checkpoint`](super::Acknowledger::checkpoint)).
+    Checkpoint(i64),
 }

@@ -19,12 +19,12 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 
 pub use self::context::{
-    Acknowledger, Closed, Replay, Resources, SinkContext, SourceContext, SourceSender, Task,
-    TaskError,
+    Acknowledger, Closed, Replay, Resources, Restart, SinkContext, SourceContext, SourceSender,
+    Task, TaskError,
 };
 pub use self::event::{Position, SinkEvent, SourceEvent};
 pub use self::registry::{Registry, SinkConfig, SinkType, SourceConfig, SourceType};
-pub use self::stamper::{report_watermark, Stamper};
+pub use self::stamper::{report_watermark, Stamper, StamperState};
 use crate::codec::RecordKind;
 use crate::config::de::Spanned;
 use crate::config::diagnostic::Diagnostic;
@@ -150,6 +150,11 @@ pub trait Source:
     fn for_replay(&self, _range: &ReplayRange) -> Option<Self> {
         None
     }
+    /// Whether a partition can start again from a checkpoint's cut (`ctx.restart`): a
+    /// position it seeks to and a stamper state it continues from.
+    fn restartable(&self) -> bool {
+        false
+    }
     /// Reads partition `ctx.partition` of `ctx.partitions`.
     fn build(&self, ctx: SourceContext) -> Task;
 }
@@ -192,6 +197,12 @@ pub trait Sink: DeserializeOwned + JsonSchema + fmt::Debug + Clone + Send + Sync
     /// The database it writes, when the server can query it.
     fn store(&self) -> Option<Location> {
         None
+    }
+    /// Whether it resumes from a checkpoint at a byte offset of what it writes (a file it
+    /// truncates there), reported at each [`SinkEvent::Checkpoint`]. Other sinks resume by
+    /// writing again what followed the checkpoint: idempotent upserts, or at least once.
+    fn resumes_at_offset(&self) -> bool {
+        false
     }
     /// Whether it needs the pipeline's `server` (and finds the live hub in its resources).
     fn needs_server(&self) -> bool {

@@ -24,6 +24,7 @@ pub trait SourceConfig: fmt::Debug + Send + Sync {
     fn for_backfill(&self, range: &BackfillRange) -> Option<Arc<dyn SourceConfig>>;
     fn max_delay(&self) -> i64;
     fn for_replay(&self, range: &ReplayRange) -> Option<Arc<dyn SourceConfig>>;
+    fn restartable(&self) -> bool;
     fn build(&self, ctx: SourceContext) -> Task;
 }
 
@@ -68,6 +69,9 @@ impl<T: Source> SourceConfig for Erased<T> {
         let replay = self.0.for_replay(range)?;
         Some(Arc::new(Erased(replay)))
     }
+    fn restartable(&self) -> bool {
+        self.0.restartable()
+    }
     fn build(&self, ctx: SourceContext) -> Task {
         Source::build(&self.0, ctx)
     }
@@ -79,6 +83,7 @@ pub trait SinkConfig: fmt::Debug + Send + Sync {
     fn inputs(&self) -> &[Spanned<String>];
     fn check(&self, path: &str, inputs: &[StreamType]) -> Vec<Diagnostic>;
     fn store(&self) -> Option<Location>;
+    fn resumes_at_offset(&self) -> bool;
     fn needs_server(&self) -> bool;
     fn build(&self, ctx: SinkContext) -> Task;
 }
@@ -95,6 +100,9 @@ impl<T: Sink> SinkConfig for Erased<T> {
     }
     fn store(&self) -> Option<Location> {
         self.0.store()
+    }
+    fn resumes_at_offset(&self) -> bool {
+        self.0.resumes_at_offset()
     }
     fn needs_server(&self) -> bool {
         self.0.needs_server()

@@ -68,6 +68,26 @@ impl Stamper {
     pub fn watermark(&self) -> i64 {
         self.watermark
     }
+
+    /// A stamper that continues from `state` (a checkpoint), with the same `max_delay`.
+    pub fn restored(max_delay_ms: i64, state: StamperState) -> Stamper {
+        Stamper {
+            max_delay: max_delay_ms.max(0),
+            max_seen: state.max_seen,
+            watermark: state.watermark,
+            seq: state.seq,
+        }
+    }
+}
+
+/// Where a stamper stands: what a checkpoint keeps of it so that the records after the
+/// cut get the numbers and watermarks they would have had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct StamperState {
+    pub max_seen: i64,
+    pub watermark: i64,
+    /// The partition's next sequence number.
+    pub seq: u64,
 }
 
 /// Publishes a source's watermark gauge.

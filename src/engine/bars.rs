@@ -16,6 +16,7 @@ use timely::dataflow::operators::{Capability, Operator};
 use timely::dataflow::StreamVec;
 use timely::ExchangeData;
 
+use super::checkpoint::OperatorCheckpoint;
 use crate::dead_letter::{DeadLetters, Rejected};
 use crate::metrics::metrics;
 
@@ -30,6 +31,8 @@ pub struct BarsStage {
     pub dead_letters: DeadLetters,
     /// Set when the run was interrupted: open windows are then incomplete and dropped.
     pub interrupted: Arc<AtomicBool>,
+    /// Its part in checkpoints, when the pipeline takes them.
+    pub checkpoint: Option<OperatorCheckpoint>,
 }
 
 /// A record the bars operator can report to the dead-letter path.
@@ -57,67 +60,47 @@ where
 {
     let name = stage.name.clone();
     let exchange = Exchange::new(|r: &R| r.symbol().route_hash());
-    input.unary_frontier(exchange, &name, move |_capability, _info| {
+    input.unary_frontier(exchange, &name, move |capability, _info| {
         let mut builder = BarBuilder::new(stage.interval, stage.calendar.clone());
         // One capability per open window end, at `end - 1`.
         let mut capabilities: BTreeMap<i64, Capability<u64>> = BTreeMap::new();
+        let mut checkpoint = stage.checkpoint.clone();
+        if let Some(c) = &mut checkpoint {
+            if let Some(state) = c.take_restored() {
+                if let Err(e) = builder.load(&state) {
+                    tracing::error!(operator = %stage.name, error = %e, "its saved state was not restored");
+                }
+                for end in builder.open_window_ends() {
+                    capabilities.insert(end, capability.delayed(&((end - 1).max(0) as u64)));
+                }
+            }
+        }
+        drop(capability);
+        // Input at or after an announced checkpoint, kept aside until the state is saved.
+        let mut stash: Vec<(Capability<u64>, Vec<R>)> = Vec::new();
         let m = metrics();
-        let records_in = m.operator_in.with_label_values(&[stage.name.as_str()]);
+        let counters = Counters {
+            records_in: m.operator_in.with_label_values(&[stage.name.as_str()]),
+            late: m.late_records.with_label_values(&[stage.name.as_str()]),
+            outside: m.outside_session.with_label_values(&[stage.name.as_str()]),
+        };
         let records_out = m.operator_out.with_label_values(&[stage.name.as_str()]);
-        let late = m.late_records.with_label_values(&[stage.name.as_str()]);
-        let outside = m.outside_session.with_label_values(&[stage.name.as_str()]);
         let discarded = m
             .discarded_at_shutdown
             .with_label_values(&[stage.name.as_str()]);
 
         move |(input, frontier), output| {
+            let due = checkpoint.as_ref().and_then(OperatorCheckpoint::due);
             input.for_each(|capability, data| {
-                records_in.inc_by(data.len() as u64);
-                let mut last_end = i64::MIN;
-                let (mut late_count, mut outside_count) = (0, 0);
-                for record in data.iter() {
-                    match builder.push(record) {
-                        Placement::Accepted { window_end } => {
-                            if window_end != last_end {
-                                last_end = window_end;
-                                capabilities.entry(window_end).or_insert_with(|| {
-                                    capability.delayed(&((window_end - 1) as u64), 0)
-                                });
-                            }
-                        }
-                        Placement::Late { window } => {
-                            late_count += 1;
-                            let detail = format!(
-                                "window {} to {} had closed (watermark {})",
-                                format_timestamp(window.start),
-                                format_timestamp(window.end),
-                                format_timestamp(record.watermark())
-                            );
-                            stage.dead_letters.reject(
-                                &stage.name,
-                                "late",
-                                &detail,
-                                record.rejected(),
-                            );
-                        }
-                        Placement::OutsideSession => outside_count += 1,
-                        Placement::Straddles { window } => {
-                            let detail = format!(
-                                "crosses the window {} to {}",
-                                format_timestamp(window.start),
-                                format_timestamp(window.end)
-                            );
-                            stage.dead_letters.reject(
-                                &stage.name,
-                                "straddles_window",
-                                &detail,
-                                record.rejected(),
-                            );
-                        }
+                let time = capability.least().copied().unwrap_or(u64::MAX);
+                if due.is_some_and(|w| time as i64 >= w) {
+                    if let Some(held) = capability.retain_least(0) {
+                        stash.push((held, std::mem::take(data)));
                     }
+                    return;
                 }
-                late.inc_by(late_count);
-                outside.inc_by(outside_count);
+                let delayed = |t: u64| capability.delayed(&t, 0);
+                apply(&stage, &counters, &mut builder, &mut capabilities, data, delayed);
             });
 
             let upto = match frontier.frontier().iter().next() {
@@ -129,14 +112,87 @@ where
                 }
                 None => i64::MAX,
             };
-            builder.close_until(upto, |window, bars| {
-                if let Some(capability) = capabilities.remove(&window.end) {
-                    records_out.inc_by(bars.len() as u64);
-                    bars.iter_mut()
-                        .for_each(|b| b.source.clone_from(&stage.origin));
-                    output.session(&capability).give_container(bars);
+            let mut close = |builder: &mut BarBuilder, capabilities: &mut BTreeMap<i64, Capability<u64>>, upto: i64| {
+                builder.close_until(upto, |window, bars| {
+                    if let Some(capability) = capabilities.remove(&window.end) {
+                        records_out.inc_by(bars.len() as u64);
+                        bars.iter_mut()
+                            .for_each(|b| b.source.clone_from(&stage.origin));
+                        output.session(&capability).give_container(bars);
+                    }
+                });
+            };
+            if let (Some(w), Some(c)) = (due.filter(|w| upto >= *w), checkpoint.as_mut()) {
+                close(&mut builder, &mut capabilities, w);
+                c.save(w, builder.save());
+                for (held, mut data) in std::mem::take(&mut stash) {
+                    let delayed = |t: u64| held.delayed(&t);
+                    apply(&stage, &counters, &mut builder, &mut capabilities, &mut data, delayed);
                 }
-            });
+            }
+            close(&mut builder, &mut capabilities, upto);
         }
     })
+}
+
+/// The bars operator's input counters.
+struct Counters {
+    records_in: prometheus::IntCounter,
+    late: prometheus::IntCounter,
+    outside: prometheus::IntCounter,
+}
+
+/// Folds `data` into the open windows; `delayed` gives a capability at a time at or after
+/// the data's.
+fn apply<R: BarInput + Rejectable>(
+    stage: &BarsStage,
+    counters: &Counters,
+    builder: &mut BarBuilder,
+    capabilities: &mut BTreeMap<i64, Capability<u64>>,
+    data: &mut Vec<R>,
+    delayed: impl Fn(u64) -> Capability<u64>,
+) {
+    counters.records_in.inc_by(data.len() as u64);
+    let mut last_end = i64::MIN;
+    let (mut late_count, mut outside_count) = (0, 0);
+    for record in data.iter() {
+        match builder.push(record) {
+            Placement::Accepted { window_end } => {
+                if window_end != last_end {
+                    last_end = window_end;
+                    capabilities
+                        .entry(window_end)
+                        .or_insert_with(|| delayed((window_end - 1) as u64));
+                }
+            }
+            Placement::Late { window } => {
+                late_count += 1;
+                let detail = format!(
+                    "window {} to {} had closed (watermark {})",
+                    format_timestamp(window.start),
+                    format_timestamp(window.end),
+                    format_timestamp(record.watermark())
+                );
+                stage
+                    .dead_letters
+                    .reject(&stage.name, "late", &detail, record.rejected());
+            }
+            Placement::OutsideSession => outside_count += 1,
+            Placement::Straddles { window } => {
+                let detail = format!(
+                    "crosses the window {} to {}",
+                    format_timestamp(window.start),
+                    format_timestamp(window.end)
+                );
+                stage.dead_letters.reject(
+                    &stage.name,
+                    "straddles_window",
+                    &detail,
+                    record.rejected(),
+                );
+            }
+        }
+    }
+    counters.late.inc_by(late_count);
+    counters.outside.inc_by(outside_count);
 }

@@ -18,6 +18,7 @@ use tokio::sync::mpsc::error::{TryRecvError, TrySendError};
 use tokio::sync::mpsc::Receiver;
 
 use super::bars::{bars, BarsStage};
+use super::checkpoint::{Checkpoints, Cutter, OperatorCheckpoint, Part};
 use super::flow::{Control, Flow, PartitionAck};
 use super::indicators::{indicators, IndicatorsStage};
 use super::merge::merge_bars;
@@ -26,7 +27,6 @@ use super::{Shared, SinkSender};
 use crate::connector::{SinkEvent, SourceEvent, StreamType};
 use crate::metrics::metrics;
 use crate::spec::operators::OperatorSpec;
-use crate::status::RunStatus;
 
 /// A stream of any record type, as named in the pipeline.
 #[derive(Clone)]
@@ -150,20 +150,36 @@ struct Feed {
     ack: PartitionAck,
     idle_timeout: Option<Duration>,
     last_event: Instant,
+    /// Its index among the checkpoints' partitions and its cutter, when the pipeline
+    /// takes checkpoints.
+    cutter: Option<(usize, Cutter)>,
 }
+
+/// The bits of a sequence number a source partition stamped (below its source's index).
+const PARTITION_BITS: u64 = (1 << SOURCE_SHIFT) - 1;
 
 impl Feed {
     /// Moves up to a few pending batches into the dataflow; closes the input once the
     /// partition is done.
-    fn pump(&mut self, flow: &Flow, status: &RunStatus, name: &str) {
-        let Some(input) = &mut self.input else { return };
+    fn pump(&mut self, shared: &Shared, name: &str) {
+        let (flow, status) = (&shared.flow, &shared.status);
+        if self.input.is_none() {
+            return;
+        }
         for _ in 0..8 {
             match self.rx.try_recv() {
                 Ok(mut event) => {
                     self.last_event = Instant::now();
                     tag(&mut event, self.source, name);
+                    let Some(input) = &mut self.input else { return };
                     let sent_at = input.time() as i64;
-                    if let Some(position) = input.feed(event) {
+                    let position = match (&mut self.cutter, &shared.checkpoints) {
+                        (Some((feed, cutter)), Some(checkpoints)) => {
+                            feed_cut(input, event, cutter, checkpoints, *feed)
+                        }
+                        _ => input.feed(event),
+                    };
+                    if let Some(position) = position {
                         self.ack.sent(sent_at, position);
                     }
                     flow.report_watermark(self.source, input.time() as i64);
@@ -171,6 +187,14 @@ impl Feed {
                 }
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
+                    if let (Some((feed, cutter)), Some(checkpoints)) =
+                        (&self.cutter, &shared.checkpoints)
+                    {
+                        checkpoints.report(Part::Ended {
+                            feed: *feed,
+                            cut: cutter.cut(),
+                        });
+                    }
                     self.input = None;
                     return;
                 }
@@ -182,9 +206,106 @@ impl Feed {
             .idle_timeout
             .is_some_and(|t| self.last_event.elapsed() >= t)
         {
-            input.advance(flow.max_watermark(self.source));
+            let to = flow.max_watermark(self.source);
+            if let Some(input) = &mut self.input {
+                match (&mut self.cutter, &shared.checkpoints) {
+                    (Some((feed, cutter)), Some(checkpoints)) => {
+                        let mut clock = checkpoints.clock(*feed);
+                        if let Some(w) = checkpoints.next().filter(|w| *w > cutter.done && to >= *w) {
+                            cut_at(input, w, cutter, checkpoints, *feed);
+                        }
+                        input.advance(to);
+                        *clock = input.time() as i64;
+                    }
+                    _ => input.advance(to),
+                }
+            }
         }
     }
+}
+
+/// Feeds `event` through a partition taking checkpoints: records it already sent before a
+/// restart are dropped; an announced checkpoint time is cut at (the records stamped below
+/// it go in, the cut is reported, the input moves to it, the rest follow). Returns the
+/// position the batch ends at.
+fn feed_cut(
+    input: &mut SourceInput,
+    event: SourceEvent,
+    cutter: &mut Cutter,
+    checkpoints: &Checkpoints,
+    feed: usize,
+) -> Option<crate::connector::Position> {
+    // Held while the input moves, so that no checkpoint is announced below it unseen.
+    let mut clock = checkpoints.clock(feed);
+    let due = checkpoints.next().filter(|w| *w > cutter.done);
+    let position = match event {
+        SourceEvent::Ticks { mut records, position } => {
+            let stamp = |t: &Tick| (t.seq & PARTITION_BITS, t.ts, t.wm);
+            if let Some((w, before)) = split_at_cut(&mut records, cutter, due, stamp) {
+                input.feed(SourceEvent::Ticks { records: before, position });
+                cut_at(input, w, cutter, checkpoints, feed);
+            }
+            records.iter().for_each(|t| cutter.observe_stamp(stamp(t)));
+            input.feed(SourceEvent::Ticks { records, position });
+            cutter.at(position);
+            Some(position)
+        }
+        SourceEvent::Bars { mut records, position } => {
+            let stamp = |b: &Bar| (b.seq & PARTITION_BITS, b.start, b.wm);
+            if let Some((w, before)) = split_at_cut(&mut records, cutter, due, stamp) {
+                input.feed(SourceEvent::Bars { records: before, position });
+                cut_at(input, w, cutter, checkpoints, feed);
+            }
+            records.iter().for_each(|b| cutter.observe_stamp(stamp(b)));
+            input.feed(SourceEvent::Bars { records, position });
+            cutter.at(position);
+            Some(position)
+        }
+        SourceEvent::Watermark(wm) => {
+            if let Some(w) = due.filter(|w| wm >= *w) {
+                cut_at(input, w, cutter, checkpoints, feed);
+            }
+            cutter.stamper.watermark = cutter.stamper.watermark.max(wm);
+            input.advance(wm);
+            None
+        }
+    };
+    *clock = input.time() as i64;
+    position
+}
+
+/// Drops what a restart must skip; when a due checkpoint falls inside the batch, takes
+/// out the records stamped below it (noted by the cutter) and returns them with its time,
+/// leaving the rest in `records` for after the cut.
+fn split_at_cut<D>(
+    records: &mut Vec<D>,
+    cutter: &mut Cutter,
+    due: Option<i64>,
+    stamp: impl Fn(&D) -> (u64, i64, i64),
+) -> Option<(i64, Vec<D>)> {
+    if cutter.skip > 0 {
+        let n = (cutter.skip as usize).min(records.len());
+        records.drain(..n);
+        cutter.skip -= n as u64;
+    }
+    let w = due?;
+    let split = records.iter().position(|r| stamp(r).2 >= w)?;
+    let rest = records.split_off(split);
+    let before = std::mem::replace(records, rest);
+    before.iter().for_each(|r| cutter.observe_stamp(stamp(r)));
+    Some((w, before))
+}
+
+/// Cuts the partition at checkpoint time `w`: reports where it stands and moves its input
+/// to `w`.
+fn cut_at(input: &mut SourceInput, w: i64, cutter: &mut Cutter, checkpoints: &Checkpoints, feed: usize) {
+    checkpoints.report(Part::Source {
+        feed,
+        time: w,
+        cut: cutter.cut(),
+    });
+    cutter.done = w;
+    input.advance(w);
 }
 
 /// Runs one worker to completion; returns the seconds it spent working.
@@ -206,6 +327,23 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> f64 {
             let Some((rx, acked)) = shared.take_partition(source, partition, index) else {
                 continue; // dropping the input closes it: another worker feeds it
             };
+            let mut input = input;
+            let cutter = shared.checkpoints.as_ref().and_then(|checkpoints| {
+                let feed = checkpoints.feed_index(source, partition)?;
+                let name = &shared.pipeline.sources[source].name;
+                let restored = shared.restored.as_ref().and_then(|c| {
+                    let cut = c.sources.get(&(name.clone(), partition))?;
+                    Some((c.time, serde_json::from_slice(cut).ok()?))
+                });
+                Some(match restored {
+                    Some((time, cut)) => {
+                        // Everything below the checkpoint went in before the restart.
+                        input.advance(time);
+                        (feed, Cutter::restored(&cut, time))
+                    }
+                    None => (feed, Cutter::default()),
+                })
+            });
             feeds.push(Feed {
                 source,
                 input: Some(input),
@@ -213,10 +351,18 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> f64 {
                 ack: PartitionAck::new(&shared.pipeline.sources[source].name, partition, acked),
                 idle_timeout: shared.pipeline.sources[source].spec.idle_timeout(),
                 last_event: Instant::now(),
+                cutter,
             });
         }
     }
     shared.waker.register(local);
+    let mut collector = None;
+    if let Some(checkpoints) = &shared.checkpoints {
+        checkpoints.worker_built();
+        if leader {
+            collector = shared.collector.lock().ok().and_then(|mut c| c.take());
+        }
+    }
     let cpu_at_start = thread_cpu_seconds();
     let mut drained_at = None;
     let mut last_control = Control::default();
@@ -224,7 +370,7 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> f64 {
         if !shared.flow.paused() {
             for feed in &mut feeds {
                 let name = &shared.pipeline.sources[feed.source].name;
-                feed.pump(&shared.flow, &shared.status, name);
+                feed.pump(shared, name);
             }
         }
         if let Some(handle) = &mut control {
@@ -237,6 +383,9 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> f64 {
             if probe.done() && settled(shared, &mut drained_at) {
                 control = None; // the pipeline is drained: let the control dataflow end
             }
+        }
+        if let (Some(collector), Some(checkpoints)) = (&mut collector, &shared.checkpoints) {
+            collector.step(checkpoints, &shared.sink_acks);
         }
         let acked = shared.flow.acked();
         feeds.iter_mut().for_each(|f| f.ack.acknowledged(acked));
@@ -317,10 +466,10 @@ fn build<'s>(
     for (i, op) in pipeline.operators.iter().enumerate() {
         let inputs = &pipeline.operator_inputs[i];
         let output = match inputs.as_slice() {
-            [input] => operator(shared, op, &streams[*input], inputs, false),
+            [input] => operator(shared, scope.index(), op, &streams[*input], inputs, false),
             _ => {
                 let merged = merge_inputs(scope, shared, &op.name, inputs, &streams);
-                operator(shared, op, &merged, inputs, true)
+                operator(shared, scope.index(), op, &merged, inputs, true)
             }
         };
         streams.push(output);
@@ -336,7 +485,13 @@ fn build<'s>(
             .map(|&s| streams[s].clone().records())
             .collect();
         let records = scope.concatenate(parts).probe_with(probe);
-        sink_operator(scope, records, &sink.name, sender, shared.flow.clone());
+        sink_operator(
+            scope,
+            records,
+            &sink.name,
+            sender,
+            (shared.flow.clone(), shared.checkpoints.clone()),
+        );
     }
     // Sources close last: once their streams and the sinks' inputs are done, so is the run.
     for stream in &streams[..pipeline.sources.len()] {
@@ -431,6 +586,7 @@ fn origin(pipeline: &crate::spec::Pipeline, inputs: &[usize]) -> String {
 /// input is a merge, already in window order.
 fn operator<'s>(
     shared: &Shared,
+    worker: usize,
     op: &crate::spec::Named<OperatorSpec>,
     input: &AnyStream<'s>,
     inputs: &[usize],
@@ -438,7 +594,16 @@ fn operator<'s>(
 ) -> AnyStream<'s> {
     let pipeline = &shared.pipeline;
     let input_index = inputs[0];
+    let checkpoint = |name: &str| {
+        let checkpoints = shared.checkpoints.clone()?;
+        let restored = shared.restored.as_ref().and_then(|c| {
+            let state = c.operators.get(&(name.to_owned(), worker))?;
+            Some((c.time, state.clone()))
+        });
+        Some(OperatorCheckpoint::new(checkpoints, name, worker, restored))
+    };
     let bars_stage = |name: String, interval, calendar| BarsStage {
+        checkpoint: checkpoint(&name),
         name,
         interval,
         calendar,
@@ -478,6 +643,7 @@ fn operator<'s>(
                 stream = bars(stream, stage);
             }
             let stage = IndicatorsStage {
+                checkpoint: checkpoint(&op.name),
                 name: op.name.clone(),
                 interval: *interval,
                 calendar,
@@ -519,7 +685,7 @@ fn sink_operator(
     records: StreamVec<'_, u64, Record>,
     name: &str,
     sender: Option<SinkSender>,
-    flow: Arc<Flow>,
+    (flow, checkpoints): (Arc<Flow>, Option<Arc<Checkpoints>>),
 ) {
     let label = name.to_owned();
     records.unary_frontier::<CapacityContainerBuilder<Vec<()>>, _, _, _>(
@@ -534,6 +700,7 @@ fn sink_operator(
             let mut waiting: VecDeque<SinkEvent> = VecDeque::new();
             let mut last_progress = i64::MIN;
             let mut blocked = false;
+            let mut checkpointed = i64::MIN;
             move |(input, frontier), _output| {
                 input.for_each(|capability, data| {
                     let time = capability.least().map_or(i64::MAX, |t| *t as i64);
@@ -553,6 +720,14 @@ fn sink_operator(
                     .iter()
                     .next()
                     .map_or(i64::MAX, |t| *t as i64);
+                if let Some(w) = checkpoints
+                    .as_ref()
+                    .and_then(|c| c.next())
+                    .filter(|w| *w > checkpointed && progress >= *w)
+                {
+                    checkpointed = w;
+                    waiting.push_back(SinkEvent::Checkpoint(w));
+                }
                 if progress > last_progress {
                     last_progress = progress;
                     waiting.push_back(SinkEvent::Progress(progress));

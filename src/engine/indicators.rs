@@ -11,6 +11,7 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::{Capability, Operator};
 use timely::dataflow::StreamVec;
 
+use super::checkpoint::OperatorCheckpoint;
 use crate::metrics::metrics;
 
 /// What the indicators operator needs besides its input.
@@ -21,6 +22,8 @@ pub struct IndicatorsStage {
     /// The calendar of the input bars (session VWAP resets on its days).
     pub calendar: Calendar,
     pub specs: Vec<IndicatorSpec>,
+    /// Its part in checkpoints, when the pipeline takes them.
+    pub checkpoint: Option<OperatorCheckpoint>,
 }
 
 /// One symbol's kernels, in configuration order.
@@ -42,6 +45,12 @@ pub fn indicators<'s>(
             .map(|s| (CompactString::new(s.id()), s.kind()))
             .collect();
         let mut kernels: FxHashMap<Symbol, SymbolKernels> = FxHashMap::default();
+        let mut checkpoint = stage.checkpoint.clone();
+        if let Some(state) = checkpoint.as_mut().and_then(OperatorCheckpoint::take_restored) {
+            if let Err(e) = restore(&stage, &mut kernels, &state) {
+                tracing::error!(operator = %stage.name, error = %e, "its saved state was not restored");
+            }
+        }
         let mut pending: BTreeMap<u64, (Capability<u64>, Vec<Bar>)> = BTreeMap::new();
         let records_in = metrics()
             .operator_in
@@ -61,7 +70,20 @@ pub fn indicators<'s>(
                     .or_insert_with(|| (capability.delayed(&time, 0), Vec::new()));
                 entry.1.append(data);
             });
-            while let Some(entry) = pending.first_entry() {
+            loop {
+                let due = checkpoint.as_ref().and_then(OperatorCheckpoint::due);
+                let next = pending.first_key_value().map(|(t, _)| *t as i64);
+                if let (Some(w), Some(c)) = (due, checkpoint.as_mut()) {
+                    // Everything below the checkpoint is in: save, then go on past it.
+                    if next.is_none_or(|t| t >= w) && !frontier.less_than(&(w as u64)) {
+                        c.save(w, save(&kernels));
+                        continue;
+                    }
+                    if next.is_some_and(|t| t >= w) {
+                        break;
+                    }
+                }
+                let Some(entry) = pending.first_entry() else { break };
                 if frontier.less_equal(entry.key()) {
                     break;
                 }
@@ -97,4 +119,32 @@ pub fn indicators<'s>(
             }
         }
     })
+}
+
+/// Every symbol's kernel states, by symbol.
+fn save(kernels: &FxHashMap<Symbol, SymbolKernels>) -> Vec<u8> {
+    let mut states: Vec<(&Symbol, Vec<Vec<u8>>)> = kernels
+        .iter()
+        .map(|(symbol, k)| (symbol, k.0.iter().map(|kernel| kernel.save()).collect()))
+        .collect();
+    states.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    marketflow_operators::state::encode(&states)
+}
+
+/// Kernels of `stage.specs` per symbol, in the states [`save`] gave.
+fn restore(
+    stage: &IndicatorsStage,
+    kernels: &mut FxHashMap<Symbol, SymbolKernels>,
+    state: &[u8],
+) -> Result<(), marketflow_operators::state::StateError> {
+    let states: Vec<(Symbol, Vec<Vec<u8>>)> = marketflow_operators::state::decode(state)?;
+    for (symbol, saved) in states {
+        let mut built: Vec<Box<dyn Indicator>> =
+            stage.specs.iter().map(|s| s.build(&stage.calendar)).collect();
+        for (kernel, saved) in built.iter_mut().zip(&saved) {
+            kernel.load(saved)?;
+        }
+        kernels.insert(symbol, SymbolKernels(built));
+    }
+    Ok(())
 }

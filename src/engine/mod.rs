@@ -3,6 +3,7 @@
 
 pub mod bars;
 mod bridge;
+mod checkpoint;
 mod dataflow;
 mod flow;
 pub mod indicators;
@@ -18,11 +19,12 @@ use std::time::Instant;
 use tokio::sync::{mpsc, watch};
 
 use self::bridge::{Waker, SINK_CHANNEL, SOURCE_CHANNEL};
+use self::checkpoint::{Checkpoints, Collector, SourceCut, STATE_VERSION};
 use self::dataflow::run_worker;
 use self::flow::{Control, Flow};
 use self::placement::Placement;
 use crate::connector::{
-    Acknowledger, Position, Replay, Resources, SinkContext, SinkEvent, SourceContext, SourceEvent,
+    Acknowledger, Position, Replay, Resources, Restart, SinkContext, SinkEvent, SourceContext, SourceEvent,
     SourceSender, Task, TaskError,
 };
 use crate::dead_letter::DeadLetters;
@@ -30,6 +32,7 @@ use crate::shutdown::Shutdown;
 use crate::spec::Pipeline;
 use crate::status::RunStatus;
 use crate::store::positions::Positions;
+use crate::store::recovery::{Checkpoint, Identity, RecoveryStore};
 
 /// A sink's inlet, used by the sink operator inside the dataflow.
 pub type SinkSender = mpsc::Sender<SinkEvent>;
@@ -47,6 +50,9 @@ pub struct RunOptions {
     pub status: RunStatus,
     /// `marketflow replay`: the named source's batches are narrowed and paced.
     pub replay: Option<(String, Arc<Replay>)>,
+    /// `marketflow run --resume`: continue from the newest checkpoint of the pipeline's
+    /// `recovery:` store (without it, its checkpoints are discarded).
+    pub resume: bool,
 }
 
 /// This process's place in a timely cluster.
@@ -110,6 +116,8 @@ pub enum RunError {
     },
     #[error("writing the dead-letter file: {0}")]
     DeadLetters(std::io::Error),
+    #[error("recovery: {0}")]
+    Recovery(String),
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Several(Vec<RunError>),
 }
@@ -132,6 +140,12 @@ struct Shared {
     interrupted: Arc<AtomicBool>,
     flow: Arc<Flow>,
     status: RunStatus,
+    /// The checkpoint schedule, when the pipeline takes checkpoints.
+    checkpoints: Option<Arc<Checkpoints>>,
+    /// The leader's side of checkpoints, taken by worker 0.
+    collector: Mutex<Option<Collector>>,
+    /// The checkpoint this run resumes from.
+    restored: Option<Checkpoint>,
 }
 
 impl Shared {
@@ -183,6 +197,7 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunSummary, RunE
         })?;
     }
     let placement = place(pipeline, options)?;
+    let recovery = open_recovery(pipeline, &placement, options.resume)?;
     declare_metrics(pipeline);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -197,8 +212,14 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunSummary, RunE
     let (dead_letters, dead_letter_thread) = open_dead_letters(pipeline, &placement)?;
     // Before the sinks start: a database file is set up by one connection at a time.
     let positions = runtime.block_on(open_positions(pipeline))?;
-    let (sink_tasks, sink_senders, sink_acks) =
-        start_sinks(&runtime, pipeline, &placement, &stop, &options.resources);
+    let restored = recovery.as_ref().and_then(|r| r.restored.clone());
+    let (sink_tasks, sink_senders, sink_acks) = start_sinks(
+        &runtime,
+        pipeline,
+        &placement,
+        &stop,
+        (&options.resources, restored.as_ref()),
+    );
     let waker = Waker::default();
     let (source_tasks, partitions) = start_sources(
         &runtime,
@@ -206,7 +227,7 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunSummary, RunE
         &placement,
         (&stop, &options.status),
         (&dead_letters, positions.as_ref()),
-        (&waker, options.replay.as_ref()),
+        (&waker, options.replay.as_ref(), restored.as_ref()),
     );
     watch_signals(&runtime, &stop);
 
@@ -221,6 +242,9 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunSummary, RunE
         interrupted: stop.interrupted.clone(),
         flow: Arc::new(Flow::new(pipeline.sources.len())),
         status: options.status.clone(),
+        checkpoints: recovery.as_ref().map(|r| r.checkpoints.clone()),
+        collector: Mutex::new(recovery.and_then(|r| r.collector)),
+        restored,
     });
     drop(dead_letters);
     tracing::info!(pipeline = %pipeline.name, workers = placement.threads, processes = placement.processes, "running");
@@ -261,6 +285,134 @@ pub fn declare_metrics(pipeline: &Pipeline) {
     let operators: Vec<&str> = pipeline.operators.iter().map(|o| o.name.as_str()).collect();
     let sinks: Vec<&str> = pipeline.sinks.iter().map(|s| s.name.as_str()).collect();
     crate::metrics::declare_run(&sources, &operators, &sinks);
+}
+
+/// A run's checkpoints: the schedule every worker shares, the leader's collector, and
+/// the checkpoint it resumes from.
+struct Recovery {
+    checkpoints: Arc<Checkpoints>,
+    collector: Option<Collector>,
+    restored: Option<Checkpoint>,
+}
+
+/// Opens the pipeline's recovery store, if it has one: checks that everything in the
+/// pipeline can be checkpointed and, with `resume`, that the store's checkpoints fit it.
+fn open_recovery(
+    pipeline: &Pipeline,
+    placement: &Placement,
+    resume: bool,
+) -> Result<Option<Recovery>, RunError> {
+    let Some(config) = &pipeline.recovery else {
+        if resume {
+            return Err(RunError::Recovery(
+                "--resume needs `recovery: {path: FILE}` in the pipeline".into(),
+            ));
+        }
+        return Ok(None);
+    };
+    if placement.processes > 1 {
+        return Err(RunError::Recovery(
+            "checkpoints are taken by single-process runs only, so far".into(),
+        ));
+    }
+    for source in &pipeline.sources {
+        if !source.spec.restartable() {
+            return Err(RunError::Recovery(format!(
+                "source `{}` ({}) cannot start again from a checkpoint (file sources can, so far)",
+                source.name,
+                source.spec.type_name()
+            )));
+        }
+    }
+    let identity = Identity {
+        pipeline: pipeline.name.clone(),
+        workers: placement.threads,
+        operators: state_shapes(pipeline).map_err(RunError::Recovery)?,
+    };
+    let mut store = RecoveryStore::open(&config.path).map_err(|e| RunError::Recovery(e.to_string()))?;
+    let restored = store
+        .begin(&identity, resume)
+        .map_err(|e| RunError::Recovery(e.to_string()))?;
+    match &restored {
+        Some(c) => tracing::info!(
+            time = %marketflow_operators::time::format_timestamp(c.time),
+            records = c.records,
+            committed_at = %marketflow_operators::time::format_timestamp(c.committed_at),
+            "resuming from the checkpoint: the records before it are not read again"
+        ),
+        None if resume => tracing::info!("no checkpoint to resume from: starting from the beginning"),
+        None => {}
+    }
+    let feeds: Vec<(usize, usize)> = pipeline
+        .sources
+        .iter()
+        .enumerate()
+        .flat_map(|(i, s)| (0..s.spec.partitions()).map(move |p| (i, p)))
+        .collect();
+    let start = restored.as_ref().map_or(0, |c| c.time);
+    let checkpoints = Arc::new(Checkpoints::new(
+        config.checkpoint_interval.as_std(),
+        feeds,
+        start,
+    ));
+    let collector = Collector::new(
+        store,
+        &checkpoints,
+        placement.threads,
+        pipeline.sources.iter().map(|s| s.name.clone()).collect(),
+        pipeline
+            .sinks
+            .iter()
+            .map(|s| (s.name.clone(), s.spec.resumes_at_offset()))
+            .collect(),
+    );
+    Ok(Some(Recovery {
+        checkpoints,
+        collector,
+        restored,
+    }))
+}
+
+/// What each stateful operator's saved state depends on, by name; an error names an
+/// operator whose state checkpoints do not cover yet.
+fn state_shapes(pipeline: &Pipeline) -> Result<std::collections::BTreeMap<String, String>, String> {
+    use crate::spec::operators::OperatorSpec;
+    let mut shapes = std::collections::BTreeMap::new();
+    for (i, op) in pipeline.operators.iter().enumerate() {
+        let inputs = &pipeline.operator_inputs[i];
+        if inputs.len() > 1 {
+            return Err(format!(
+                "operator `{}` merges several inputs; checkpoints do not cover merges yet",
+                op.name
+            ));
+        }
+        match &op.spec {
+            OperatorSpec::Bars(config) => {
+                shapes.insert(
+                    op.name.clone(),
+                    format!("bars of {} on {:?} (state v{STATE_VERSION})", config.interval.value, config.calendar()),
+                );
+            }
+            OperatorSpec::Indicators(config) => {
+                let ids: Vec<String> = config.indicators.value.iter().map(|e| e.spec.id()).collect();
+                let input = pipeline.streams[inputs[0]].to_string();
+                shapes.insert(
+                    op.name.clone(),
+                    format!("indicators {} on {input} (state v{STATE_VERSION})", ids.join(", ")),
+                );
+                if pipeline.is_source_stream(inputs[0]) {
+                    shapes.insert(format!("{}:order", op.name), format!("bars ordering {input} (state v{STATE_VERSION})"));
+                }
+            }
+            OperatorSpec::TickIndicators(_) => {
+                return Err(format!(
+                    "operator `{}` (tick_indicators) keeps no checkpoint state yet",
+                    op.name
+                ))
+            }
+        }
+    }
+    Ok(shapes)
 }
 
 /// Worker threads and this process's place in the cluster.
@@ -310,7 +462,7 @@ fn start_sinks(
     pipeline: &Pipeline,
     placement: &Placement,
     stop: &Stop,
-    resources: &Resources,
+    (resources, restored): (&Resources, Option<&Checkpoint>),
 ) -> (
     Vec<Running>,
     Vec<Vec<Option<SinkSender>>>,
@@ -336,6 +488,9 @@ fn start_sinks(
             shutdown: stop.shutdown.clone(),
             ack: ack.clone(),
             resources: resources.clone(),
+            resume_offset: restored
+                .filter(|_| sink.spec.resumes_at_offset())
+                .and_then(|c| c.sinks.get(&sink.name).copied()),
         };
         let component = Component::Sink {
             name: sink.name.clone(),
@@ -414,7 +569,7 @@ fn start_sources(
     placement: &Placement,
     (stop, status): (&Stop, &RunStatus),
     (dead_letters, positions): (&DeadLetters, Option<&SavedPositions>),
-    (waker, replay): (&Waker, Option<&(String, Arc<Replay>)>),
+    (waker, replay, restored): (&Waker, Option<&(String, Arc<Replay>)>, Option<&Checkpoint>),
 ) -> (Vec<Running>, PartitionChannels) {
     let mut tasks = Vec::new();
     let mut channels = PartitionChannels::new();
@@ -446,6 +601,14 @@ fn start_sources(
                 acked: acked_rx.clone(),
                 resume: None,
                 status: status.clone(),
+                restart: restored.and_then(|c| {
+                    let cut = c.sources.get(&(source.name.clone(), partition))?;
+                    let cut: SourceCut = serde_json::from_slice(cut).ok()?;
+                    Some(Restart {
+                        position: cut.position,
+                        stamper: cut.stamper,
+                    })
+                }),
             };
             let mut ctx = ctx;
             if let (Some(key), Some(p)) = (source.spec.resume_key(partition), positions) {

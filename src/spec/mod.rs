@@ -21,6 +21,7 @@ use crate::connector::{
     BackfillRange, Registry, ReplayRange, SinkConfig, SourceConfig, StreamType,
 };
 use crate::dead_letter::DeadLetterConfig;
+use crate::store::recovery::RecoveryConfig;
 
 /// A configured source of any registered type.
 pub type SourceRef = Arc<dyn SourceConfig>;
@@ -47,6 +48,8 @@ pub struct Pipeline {
     pub operators: Vec<Named<OperatorSpec>>,
     pub sinks: Vec<Named<SinkRef>>,
     pub dead_letter: Option<DeadLetterConfig>,
+    /// Where checkpoints are kept, if the pipeline takes them.
+    pub recovery: Option<RecoveryConfig>,
     /// The HTTP/WebSocket server run beside the pipeline.
     pub server: Option<ServerConfig>,
     /// The type of every stream: the sources' in order, then the operators'.
@@ -298,6 +301,9 @@ impl SourceConfig for Ended {
     fn for_replay(&self, _range: &ReplayRange) -> Option<Arc<dyn SourceConfig>> {
         None
     }
+    fn restartable(&self) -> bool {
+        true
+    }
     fn build(&self, _ctx: crate::connector::SourceContext) -> crate::connector::Task {
         crate::connector::Task::Async(Box::pin(async { Ok(()) }))
     }
@@ -310,6 +316,7 @@ const TOP_KEYS: &[&str] = &[
     "operators",
     "sinks",
     "dead_letter",
+    "recovery",
     "server",
 ];
 
@@ -419,6 +426,7 @@ pub fn load_with(
         operators,
         sinks: components.sinks,
         dead_letter: header.dead_letter,
+        recovery: header.recovery,
         server,
         streams: Vec::new(),
         operator_inputs: Vec::new(),
@@ -449,6 +457,7 @@ struct Header {
     name: String,
     workers: Option<usize>,
     dead_letter: Option<DeadLetterConfig>,
+    recovery: Option<RecoveryConfig>,
 }
 
 /// Checks the top-level keys and reads `pipeline`, `workers` and `dead_letter`; a root
@@ -509,10 +518,26 @@ fn read_header(root: &Node, errors: &mut Vec<Diagnostic>) -> Result<Header, Diag
             .map_err(|e| errors.push(Diagnostic::from_de(e, node.pos, "dead_letter")))
             .ok()
     });
+    let recovery = root.get("recovery").and_then(|node| {
+        from_node::<RecoveryConfig>(node, "recovery")
+            .map_err(|e| errors.push(Diagnostic::from_de(e, node.pos, "recovery")))
+            .ok()
+    });
+    if let Some(RecoveryConfig { checkpoint_interval, .. }) = &recovery {
+        if checkpoint_interval.0 < 100 {
+            let pos = root.get("recovery").map(|n| n.pos).unwrap_or_default();
+            errors.push(Diagnostic::new(
+                pos,
+                "recovery.checkpoint_interval",
+                "checkpoint_interval must be at least 100ms",
+            ));
+        }
+    }
     Ok(Header {
         name,
         workers,
         dead_letter,
+        recovery,
     })
 }
 

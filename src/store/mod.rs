@@ -4,6 +4,7 @@
 
 pub mod positions;
 pub mod postgres;
+pub mod recovery;
 pub mod sqlite;
 
 use std::path::PathBuf;

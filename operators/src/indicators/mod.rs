@@ -27,6 +27,10 @@ pub trait Indicator: Send {
     fn update(&mut self, bar: &Bar) -> Option<Outputs>;
     /// Back to the state of a new instance.
     fn reset(&mut self);
+    /// Its state, for a checkpoint.
+    fn save(&self) -> Vec<u8>;
+    /// Back to a state [`Indicator::save`] gave (of an instance with the same parameters).
+    fn load(&mut self, state: &[u8]) -> Result<(), crate::state::StateError>;
 }
 
 /// One value in the first slot.

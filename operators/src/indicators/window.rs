@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 
 /// The last `capacity` values, oldest first when iterated in time order.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Ring {
     values: Vec<f64>,
     next: usize,
@@ -109,7 +109,7 @@ impl Ring {
 
 /// TA-Lib's simple moving average: a running sum, added to before and trimmed after
 /// each output, in that order, so the values match TA-Lib's bit for bit.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct RollingMean {
     ring: Ring,
     period: usize,
@@ -145,7 +145,7 @@ impl RollingMean {
 
 /// TA-Lib's EMA: seeded with the mean of the first `period` values, then
 /// `ema += (x - ema) * 2 / (period + 1)`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct SeededEma {
     period: usize,
     k: f64,
@@ -195,7 +195,7 @@ impl SeededEma {
 
 /// The extreme (max or min) of the last `period` values, by a monotonic deque: O(1)
 /// amortised per update, no allocation after construction.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct RollingExtreme {
     period: usize,
     max: bool,
@@ -260,7 +260,7 @@ impl RollingExtreme {
 /// `period` updates the shift moves to the current mean and the sums are recomputed
 /// exactly, so rounding residue never builds up (on flat prices the variance is 0, as
 /// TA-Lib gives).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct SlidingMoments {
     ring: Ring,
     period: usize,
@@ -341,7 +341,7 @@ impl SlidingMoments {
 
 /// The maximum and minimum of the last `period` values: a scan of a small window
 /// (cheaper than a deque below a few dozen values), a monotonic deque above.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub enum WindowExtremes {
     Scan {
         highs: Ring,

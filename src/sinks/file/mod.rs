@@ -7,7 +7,7 @@
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Seek, Write};
 use std::path::PathBuf;
 
 use anyhow::Context as _;
@@ -28,7 +28,8 @@ use crate::metrics::metrics;
 pub struct FileSinkConfig {
     /// The streams to write.
     pub from: OneOrMany,
-    /// Output file; missing directories are created, an existing file is replaced.
+    /// Output file; missing directories are created, an existing file is replaced (with
+    /// `run --resume`, cut back to the checkpoint and continued).
     pub path: PathBuf,
     /// `jsonl` (default, or from the extension) or `csv` (one record kind per file).
     #[serde(default)]
@@ -53,23 +54,78 @@ impl Sink for FileSinkConfig {
         check_format(self.format(), &self.from, path, inputs)
     }
 
+    fn resumes_at_offset(&self) -> bool {
+        true
+    }
+
     fn build(&self, ctx: SinkContext) -> Task {
         let config = self.clone();
         Task::Blocking(Box::new(move || {
-            let create = || -> anyhow::Result<File> {
-                if let Some(parent) = config.path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(parent)
-                        .with_context(|| format!("creating {}", parent.display()))?;
-                }
-                File::create(&config.path)
-                    .with_context(|| format!("creating {}", config.path.display()))
+            let shown = config.path.display();
+            if let Some(parent) = config.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
+            }
+            let file = match ctx.resume_offset {
+                None => File::create(&config.path).with_context(|| format!("creating {shown}"))?,
+                Some(offset) => resume_file(&config.path, offset)?,
             };
-            let file = create()?;
             let format = config.format().unwrap_or(Format::Jsonl);
-            write_records(ctx, BufWriter::with_capacity(1 << 20, file), format)
-                .with_context(|| format!("writing {}", config.path.display()))
+            let out = Output {
+                offset: ctx.resume_offset.unwrap_or(0),
+                sync: |w: &mut BufWriter<File>| w.get_ref().sync_data(),
+                out: BufWriter::with_capacity(1 << 20, file),
+            };
+            write_records(ctx, out, format)
+                .with_context(|| format!("writing {shown}"))
                 .map_err(TaskError::from)
         }))
+    }
+}
+
+/// Opens the output of an interrupted run to go on after a checkpoint: what it wrote past
+/// the checkpoint's offset is cut off, so that the resumed file equals an uninterrupted one.
+fn resume_file(path: &std::path::Path, offset: u64) -> anyhow::Result<File> {
+    let shown = path.display();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("opening {shown} to resume it"))?;
+    let len = file.metadata().with_context(|| format!("reading {shown}"))?.len();
+    anyhow::ensure!(
+        len >= offset,
+        "{shown} holds {len} bytes, fewer than the {offset} the checkpoint wrote: it was replaced or cut since; run without --resume"
+    );
+    file.set_len(offset).with_context(|| format!("truncating {shown}"))?;
+    file.sync_all().with_context(|| format!("syncing {shown}"))?;
+    let mut file = file;
+    file.seek(std::io::SeekFrom::Start(offset))?;
+    Ok(file)
+}
+
+/// Where `write_records` writes: a stream, its byte offset so far, and how to make what
+/// was written durable at a checkpoint.
+pub struct Output<W: Write> {
+    pub out: W,
+    pub offset: u64,
+    pub sync: fn(&mut W) -> std::io::Result<()>,
+}
+
+impl<W: Write> Output<W> {
+    /// A stream that is never resumed (standard output).
+    pub fn plain(out: W) -> Output<W> {
+        Output {
+            out,
+            offset: 0,
+            sync: |_| Ok(()),
+        }
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.out.write_all(bytes)?;
+        self.offset += bytes.len() as u64;
+        Ok(())
     }
 }
 
@@ -96,9 +152,9 @@ pub fn check_format(
 /// Writes every record received until the channel closes, each dataflow time's records in
 /// canonical order once the watermark has passed it, flushing whenever the channel is
 /// momentarily empty (a live file can be followed) and acknowledging what was flushed.
-pub fn write_records(
+pub fn write_records<W: Write>(
     mut ctx: SinkContext,
-    mut out: impl Write,
+    mut out: Output<W>,
     format: Format,
 ) -> anyhow::Result<()> {
     let counter = metrics()
@@ -107,15 +163,15 @@ pub fn write_records(
     let batches = metrics()
         .sink_batches
         .with_label_values(&[ctx.name.as_str()]);
-    if format == Format::Csv {
+    if format == Format::Csv && out.offset == 0 {
         if let Some(kind) = ctx.kinds.first() {
-            writeln!(out, "{}", csv_header(*kind))?;
+            out.write_all(format!("{}\n", csv_header(*kind)).as_bytes())?;
         }
     }
     let mut pending: BTreeMap<i64, Vec<Record>> = BTreeMap::new();
     let mut written = i64::MIN;
     let mut buf = Vec::with_capacity(1 << 16);
-    let mut write_until = |upto: i64, pending: &mut BTreeMap<i64, Vec<Record>>, out: &mut dyn Write| -> std::io::Result<()> {
+    let mut write_until = |upto: i64, pending: &mut BTreeMap<i64, Vec<Record>>, out: &mut Output<W>| -> std::io::Result<()> {
         while let Some(entry) = pending.first_entry() {
             if *entry.key() >= upto {
                 break;
@@ -146,7 +202,7 @@ pub fn write_records(
         let event = match ctx.records.try_recv() {
             Ok(event) => event,
             Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {
-                out.flush()?;
+                out.out.flush()?;
                 ctx.ack.acknowledge(written);
                 match ctx.records.blocking_recv() {
                     Some(event) => event,
@@ -163,10 +219,16 @@ pub fn write_records(
                 write_until(progress, &mut pending, &mut out)?;
                 written = written.max(progress);
             }
+            SinkEvent::Checkpoint(time) => {
+                write_until(time, &mut pending, &mut out)?;
+                out.out.flush()?;
+                (out.sync)(&mut out.out)?;
+                ctx.ack.checkpoint(time, out.offset);
+            }
         }
     }
     write_until(i64::MAX, &mut pending, &mut out)?;
-    out.flush()?;
+    out.out.flush()?;
     ctx.ack.acknowledge(i64::MAX);
     Ok(())
 }

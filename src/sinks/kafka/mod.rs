@@ -332,6 +332,8 @@ async fn run(config: KafkaSinkConfig, mut ctx: SinkContext) -> anyhow::Result<()
                     let at = tokio::time::Instant::now();
                     writer.pending.push_back((writer.sent, p, at));
                 }
+                // Upserts downstream or at least once: it resumes by sending again.
+                Some(SinkEvent::Checkpoint(_)) => {}
                 None => break,
             },
             _ = tick.tick() => {}

@@ -34,6 +34,7 @@ impl Sink for NullSinkConfig {
                 match event {
                     SinkEvent::Records { records, .. } => counter.inc_by(records.len() as u64),
                     SinkEvent::Progress(p) => ctx.ack.acknowledge(p),
+                    SinkEvent::Checkpoint(_) => {}
                 }
             }
             ctx.ack.acknowledge(i64::MAX);

@@ -190,6 +190,8 @@ async fn run(config: PostgresSinkConfig, mut ctx: SinkContext) -> anyhow::Result
                         }
                         continue;
                     }
+                    // Upserts: a resumed run writes the same rows again.
+                    Some(SinkEvent::Checkpoint(_)) => continue,
                     Some(SinkEvent::Progress(p)) => {
                         received_progress = received_progress.max(p);
                         if !batch.is_empty() {

@@ -112,6 +112,8 @@ fn run(config: &SqliteSinkConfig, mut ctx: SinkContext) -> anyhow::Result<()> {
                     continue;
                 }
             }
+            // Upserts: a resumed run writes the same rows again.
+            Some(SinkEvent::Checkpoint(_)) => continue,
             Some(SinkEvent::Progress(p)) => {
                 progress = progress.max(p);
                 if !batch.is_empty() {

@@ -4,7 +4,7 @@ use serde::Deserialize;
 
 use schemars::JsonSchema;
 
-use super::file::{check_format, write_records};
+use super::file::{check_format, write_records, Output};
 use crate::codec::Format;
 use crate::config::de::{OneOrMany, Spanned};
 use crate::config::diagnostic::Diagnostic;
@@ -36,7 +36,7 @@ impl Sink for StdoutSinkConfig {
     fn build(&self, ctx: SinkContext) -> Task {
         let format = self.format.unwrap_or(Format::Jsonl);
         Task::Blocking(Box::new(move || {
-            write_records(ctx, std::io::stdout().lock(), format).map_err(TaskError::from)
+            write_records(ctx, Output::plain(std::io::stdout().lock()), format).map_err(TaskError::from)
         }))
     }
 }

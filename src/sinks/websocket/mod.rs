@@ -48,6 +48,8 @@ impl Sink for WebsocketSinkConfig {
                         hub.publish(records);
                     }
                     SinkEvent::Progress(p) => ctx.ack.acknowledge(p),
+                    // Clients get what follows a checkpoint again: at least once.
+                    SinkEvent::Checkpoint(_) => {}
                 }
             }
             ctx.ack.acknowledge(i64::MAX);

@@ -90,6 +90,10 @@ impl Source for FileSourceConfig {
         self.max_delay.0
     }
 
+    fn restartable(&self) -> bool {
+        true
+    }
+
     fn idle_timeout(&self) -> Option<StdDuration> {
         self.idle_timeout.map(Duration::as_std)
     }
@@ -361,6 +365,9 @@ fn open_partition(
     } else {
         (None, 0, 0)
     };
+    if let Some(restart) = &ctx.restart {
+        return restart_partition(file, ctx, (columns, header_lines, header_end, size), restart, path);
+    }
     if ctx.partitions == 1 {
         return Ok(Opened {
             input: Box::new(input),
@@ -385,6 +392,44 @@ fn open_partition(
         columns,
         first_line,
         offset: start,
+        end,
+    })
+}
+
+/// Places the reader where a checkpoint cut the partition (`run --resume`).
+fn restart_partition(
+    mut file: File,
+    ctx: &SourceContext,
+    (columns, header_lines, header_end, size): (Option<Columns>, u64, u64, u64),
+    restart: &crate::connector::Restart,
+    path: &str,
+) -> anyhow::Result<Opened> {
+    if !file.metadata()?.is_file() {
+        anyhow::bail!("source {}: {path} is not a regular file, so it cannot be resumed", ctx.name);
+    }
+    let (start, end) = if ctx.partitions == 1 {
+        (header_end, size)
+    } else {
+        (
+            partition_cut(&mut file, header_end, size, ctx.partition, ctx.partitions)?,
+            partition_cut(&mut file, header_end, size, ctx.partition + 1, ctx.partitions)?,
+        )
+    };
+    let at = restart.position.unwrap_or(start);
+    if !(start..=end).contains(&at) {
+        anyhow::bail!(
+            "source {}: the checkpoint resumes partition {} at byte {at}, outside its bytes {start} to {end} of {path}: the file changed; run without --resume",
+            ctx.name,
+            ctx.partition
+        );
+    }
+    let first_line = if at == header_end { header_lines + 1 } else { count_lines(&mut file, at)? + 1 };
+    file.seek(SeekFrom::Start(at))?;
+    Ok(Opened {
+        input: Box::new(file.take(end - at)),
+        columns,
+        first_line,
+        offset: at,
         end,
     })
 }
@@ -473,7 +518,10 @@ fn read_file(config: &FileSourceConfig, ctx: SourceContext) -> Result<(), TaskEr
     let started = Instant::now();
     let mut sender = Sender {
         ctx: &ctx,
-        stamper: Stamper::for_partition(config.max_delay.0, ctx.partition),
+        stamper: match &ctx.restart {
+            Some(restart) => Stamper::restored(config.max_delay.0, restart.stamper),
+            None => Stamper::for_partition(config.max_delay.0, ctx.partition),
+        },
         records: 0,
         rejected: 0,
         last_offset: 0,

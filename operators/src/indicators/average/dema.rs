@@ -6,7 +6,7 @@ use crate::record::Bar;
 
 /// `2 * EMA - EMA(EMA)`, each EMA TA-Lib's (seeded with the mean of its first `period`
 /// inputs). Lookback `2 * (period - 1)`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Dema {
     source: PriceSource,
     period: usize,
@@ -26,6 +26,8 @@ impl Dema {
 }
 
 impl Indicator for Dema {
+    crate::state_methods!();
+
     fn lookback(&self) -> usize {
         2 * (self.period - 1)
     }

@@ -6,7 +6,7 @@ use crate::record::Bar;
 
 /// `k = 2 / (period + 1)`, seeded with the SMA of the first `period` values;
 /// lookback `period - 1`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Ema {
     source: PriceSource,
     ema: SeededEma,
@@ -24,6 +24,8 @@ impl Ema {
 }
 
 impl Indicator for Ema {
+    crate::state_methods!();
+
     fn lookback(&self) -> usize {
         self.period - 1
     }

@@ -8,7 +8,7 @@ use crate::record::Bar;
 /// the change is at least the path, or the path is 0), smoothing constant
 /// `(er * (2/3 - 2/31) + 2/31)²` (fast 2, slow 30), and `kama += sc * (x - kama)` from the
 /// price before the first value. Lookback `period`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Kama {
     source: PriceSource,
     period: usize,
@@ -34,6 +34,8 @@ impl Kama {
 }
 
 impl Indicator for Kama {
+    crate::state_methods!();
+
     fn lookback(&self) -> usize {
         self.period
     }

@@ -5,7 +5,7 @@ use crate::indicators::{single, Indicator, Outputs, PriceSource};
 use crate::record::Bar;
 
 /// Mean of the last `period` values; lookback `period - 1`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Sma {
     source: PriceSource,
     mean: RollingMean,
@@ -23,6 +23,8 @@ impl Sma {
 }
 
 impl Indicator for Sma {
+    crate::state_methods!();
+
     fn lookback(&self) -> usize {
         self.period - 1
     }

@@ -6,7 +6,7 @@ use crate::record::Bar;
 
 /// `3 * EMA - 3 * EMA(EMA) + EMA(EMA(EMA))` with TA-Lib's EMAs. Lookback
 /// `3 * (period - 1)`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Tema {
     source: PriceSource,
     period: usize,
@@ -28,6 +28,8 @@ impl Tema {
 }
 
 impl Indicator for Tema {
+    crate::state_methods!();
+
     fn lookback(&self) -> usize {
         3 * (self.period - 1)
     }

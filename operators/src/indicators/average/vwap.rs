@@ -11,8 +11,9 @@ use crate::record::Bar;
 /// exact notional, so this is the true VWAP; bars read without a `vwap` column count at
 /// their typical price, as pandas-ta does. Integer sums make it exact and order-free.
 /// Lookback 0; no value while the session has traded no volume.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Vwap {
+    #[serde(skip, default = "utc_days")]
     sessions: Windower,
     session_start: i64,
     notional: Fixed,
@@ -31,6 +32,17 @@ impl Vwap {
 }
 
 impl Indicator for Vwap {
+    fn save(&self) -> Vec<u8> {
+        crate::state::encode(self)
+    }
+    fn load(&mut self, state: &[u8]) -> Result<(), crate::state::StateError> {
+        // The sessions is configuration, not state: it stays this instance's.
+        let mut loaded: Vwap = crate::state::decode(state)?;
+        std::mem::swap(&mut loaded.sessions, &mut self.sessions);
+        *self = loaded;
+        Ok(())
+    }
+
     fn lookback(&self) -> usize {
         0
     }
@@ -53,4 +65,9 @@ impl Indicator for Vwap {
         self.notional = Fixed::ZERO;
         self.volume = Fixed::ZERO;
     }
+}
+
+/// What a skipped `sessions` is read as before the instance's own is put back.
+fn utc_days() -> Windower {
+    Windower::new(Interval::D1, Calendar::Utc)
 }

@@ -6,7 +6,7 @@ use crate::record::Bar;
 
 /// Weights 1..=period, newest heaviest; lookback `period - 1`. Kept as TA-Lib does: a
 /// weighted sum and a plain sum, each updated in O(1).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Wma {
     source: PriceSource,
     period: usize,
@@ -32,6 +32,8 @@ impl Wma {
 }
 
 impl Indicator for Wma {
+    crate::state_methods!();
+
     fn lookback(&self) -> usize {
         self.period - 1
     }

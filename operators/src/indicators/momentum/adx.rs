@@ -8,7 +8,7 @@ use crate::record::Bar;
 /// `DX = 100 * |+DI - -DI| / (+DI + -DI)`, ADX seeded with the mean of the first
 /// `period` DX values, then Wilder-smoothed. Outputs `[adx, plus_di, minus_di]` from
 /// TA-Lib's ADX lookback `2 * period - 1`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Adx {
     period: usize,
     seen: usize,
@@ -36,6 +36,8 @@ impl Adx {
 }
 
 impl Indicator for Adx {
+    crate::state_methods!();
+
     fn lookback(&self) -> usize {
         2 * self.period - 1
     }

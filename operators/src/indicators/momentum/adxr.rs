@@ -6,7 +6,7 @@ use crate::indicators::{single, Indicator, Outputs};
 use crate::record::Bar;
 
 /// `(ADX + ADX[period - 1 bars ago]) / 2`. Lookback `3 * period - 2`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Adxr {
     period: usize,
     adx: Adx,
@@ -24,6 +24,8 @@ impl Adxr {
 }
 
 impl Indicator for Adxr {
+    crate::state_methods!();
+
     fn lookback(&self) -> usize {
         self.adx.lookback() + self.period - 1
     }

@@ -8,7 +8,7 @@ use crate::record::Bar;
 /// period`, `down` the same for the lowest low (the latest of equal extremes counts, as in
 /// TA-Lib), and `oscillator = up - down`. Outputs `[up, down, oscillator]`; lookback
 /// `period`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Aroon {
     period: usize,
     seen: usize,
@@ -63,6 +63,8 @@ fn track(
 }
 
 impl Indicator for Aroon {
+    crate::state_methods!();
+
     fn lookback(&self) -> usize {
         self.period
     }

@@ -10,7 +10,7 @@ use crate::record::Bar;
 /// The mean comes from shifted running sums (O(1)); the mean deviation has no running
 /// form, so one pass over the window computes it. A window whose spread is only
 /// rounding is flat and gives 0, as TA-Lib does.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Cci {
     period: usize,
     moments: SlidingMoments,
@@ -46,6 +46,8 @@ fn absolute_deviations(values: &[f64], mean: f64) -> f64 {
 }
 
 impl Indicator for Cci {
+    crate::state_methods!();
+
     fn lookback(&self) -> usize {
         self.period - 1
     }

@@ -7,7 +7,7 @@ use crate::record::Bar;
 
 /// `100 * (gain - loss) / (gain + loss)` of the Wilder-smoothed average gain and loss,
 /// smoothed as TA-Lib's RSI is; 0 without movement. Lookback `period`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Cmo {
     source: PriceSource,
     averages: Rsi,
@@ -23,6 +23,8 @@ impl Cmo {
 }
 
 impl Indicator for Cmo {
+    crate::state_methods!();
+
     fn lookback(&self) -> usize {
         self.averages.lookback()
     }

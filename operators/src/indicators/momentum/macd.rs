@@ -10,7 +10,7 @@ use crate::record::Bar;
 /// the first `slow` values, the fast one with the mean of the last `fast` of them (not
 /// from bar 0). The signal line is seeded with the mean of the first `signal` MACD
 /// values. Lookback `slow + signal - 2`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Macd {
     source: PriceSource,
     fast_period: usize,
@@ -62,6 +62,8 @@ impl Macd {
 }
 
 impl Indicator for Macd {
+    crate::state_methods!();
+
     fn lookback(&self) -> usize {
         self.slow_period + self.signal_period - 2
     }

@@ -5,7 +5,7 @@ use crate::indicators::{single, Indicator, Outputs, PriceSource};
 use crate::record::Bar;
 
 /// `x - x[period bars ago]`. Lookback `period`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Mom {
     source: PriceSource,
     period: usize,
@@ -23,6 +23,8 @@ impl Mom {
 }
 
 impl Indicator for Mom {
+    crate::state_methods!();
+
     fn lookback(&self) -> usize {
         self.period
     }

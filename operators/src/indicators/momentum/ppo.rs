@@ -17,7 +17,7 @@ pub enum Average {
     Sma,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 enum Mean {
     Ema(SeededEma),
     Sma(RollingMean),
@@ -49,7 +49,7 @@ impl Mean {
 
 /// `100 * (fast - slow) / slow` of two moving averages of the price, both from the first
 /// bar, 0 when the slow average is 0. Lookback `slow - 1`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Ppo {
     source: PriceSource,
     slow_period: usize,
@@ -70,6 +70,8 @@ impl Ppo {
 }
 
 impl Indicator for Ppo {
+    crate::state_methods!();
+
     fn lookback(&self) -> usize {
         self.slow_period - 1
     }

@@ -5,7 +5,7 @@ use crate::indicators::{single, Indicator, Outputs, PriceSource};
 use crate::record::Bar;
 
 /// `100 * (x / x[period bars ago] - 1)`; 0 when the old value is 0. Lookback `period`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Roc {
     source: PriceSource,
     period: usize,
@@ -23,6 +23,8 @@ impl Roc {
 }
 
 impl Indicator for Roc {
+    crate::state_methods!();
+
     fn lookback(&self) -> usize {
         self.period
     }

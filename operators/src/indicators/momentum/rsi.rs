@@ -7,7 +7,7 @@ use crate::record::Bar;
 /// Average gain and loss seeded with their means over the first `period` changes, then
 /// `avg = (avg * (period - 1) + x) / period`; `100 * gain / (gain + loss)`, 0 when there
 /// was no movement at all. Lookback `period`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Rsi {
     source: PriceSource,
     period: usize,
@@ -80,6 +80,8 @@ impl Rsi {
 }
 
 impl Indicator for Rsi {
+    crate::state_methods!();
+
     fn lookback(&self) -> usize {
         self.period
     }

@@ -8,7 +8,7 @@ use crate::record::Bar;
 /// long, with the first bar's low (long) or high (short) as the first SAR. The factor
 /// starts at `acceleration`, grows by it at each new extreme up to `maximum`, and the SAR
 /// never enters the last two bars' range. Lookback 1.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Sar {
     acceleration: f64,
     maximum: f64,
@@ -66,6 +66,8 @@ impl Sar {
 }
 
 impl Indicator for Sar {
+    crate::state_methods!();
+
     fn lookback(&self) -> usize {
         1
     }

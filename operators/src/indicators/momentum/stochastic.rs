@@ -7,7 +7,7 @@ use crate::record::Bar;
 /// Fast %K = `100 * (close - lowest low) / (highest high - lowest low)` over `k` bars
 /// (0 when the range is empty); %K = SMA(`k_smooth`) of fast %K; %D = SMA(`d`) of %K.
 /// Lookback `k + k_smooth + d - 3`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Stochastic {
     periods: (usize, usize, usize),
     extremes: WindowExtremes,
@@ -27,6 +27,8 @@ impl Stochastic {
 }
 
 impl Indicator for Stochastic {
+    crate::state_methods!();
+
     fn lookback(&self) -> usize {
         self.periods.0 + self.periods.1 + self.periods.2 - 3
     }

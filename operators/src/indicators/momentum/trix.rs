@@ -6,7 +6,7 @@ use crate::record::Bar;
 
 /// `100 * (e / e[1] - 1)` of `e = EMA(EMA(EMA(x)))` (TA-Lib's EMAs), 0 when the previous
 /// is 0. Lookback `3 * (period - 1) + 1`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Trix {
     source: PriceSource,
     period: usize,
@@ -30,6 +30,8 @@ impl Trix {
 }
 
 impl Indicator for Trix {
+    crate::state_methods!();
+
     fn lookback(&self) -> usize {
         3 * (self.period - 1) + 1
     }

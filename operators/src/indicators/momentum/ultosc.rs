@@ -8,7 +8,7 @@ use crate::record::Bar;
 /// three windows; `100 * (4 * short + 2 * medium + long) / 7` of their ratios (a window
 /// with no range adds 0). The periods are sorted, shortest weighted most. Lookback: the
 /// longest period.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Ultosc {
     /// Shortest first.
     periods: [usize; 3],
@@ -33,6 +33,8 @@ impl Ultosc {
 }
 
 impl Indicator for Ultosc {
+    crate::state_methods!();
+
     fn lookback(&self) -> usize {
         self.periods[2]
     }

@@ -6,7 +6,7 @@ use crate::record::Bar;
 
 /// `-100 * (highest high - close) / (highest high - lowest low)` over `period` bars, in
 /// [-100, 0]; 0 when the range is empty. Lookback `period - 1`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct WilliamsR {
     period: usize,
     extremes: WindowExtremes,
@@ -22,6 +22,8 @@ impl WilliamsR {
 }
 
 impl Indicator for WilliamsR {
+    crate::state_methods!();
+
     fn lookback(&self) -> usize {
         self.period - 1
     }

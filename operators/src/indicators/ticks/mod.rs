@@ -21,6 +21,10 @@ pub trait TickIndicator: Send {
     /// Folds in the next tick; the values once the warm-up is over.
     fn update(&mut self, tick: &Tick) -> Option<Outputs>;
     fn reset(&mut self);
+    /// Its state, for a checkpoint.
+    fn save(&self) -> Vec<u8>;
+    /// Back to a state [`TickIndicator::save`] gave.
+    fn load(&mut self, state: &[u8]) -> Result<(), crate::state::StateError>;
 }
 
 /// A window of the last ticks.

@@ -7,7 +7,7 @@ use crate::record::Tick;
 
 /// `100 * (p / p_first - 1)` over the last `ticks` prices (the newest against the oldest
 /// of the window: `ticks - 1` moves); 0 when the oldest is 0. Lookback `ticks - 1`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct PriceVelocity {
     prices: Ring,
 }
@@ -21,6 +21,8 @@ impl PriceVelocity {
 }
 
 impl TickIndicator for PriceVelocity {
+    crate::state_methods!();
+
     fn lookback(&self) -> usize {
         self.prices.capacity() - 1
     }

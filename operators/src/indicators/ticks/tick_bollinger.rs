@@ -8,7 +8,7 @@ use crate::record::Tick;
 /// Mean ± `stddev` × population σ of the last `ticks` prices; `bandwidth = (upper -
 /// lower) / mean`, `position = (p - lower) / (upper - lower)` (0.5 when the bands meet).
 /// Outputs `[bandwidth, position]`; lookback `ticks - 1`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct TickBollinger {
     ticks: usize,
     multiplier: f64,
@@ -26,6 +26,8 @@ impl TickBollinger {
 }
 
 impl TickIndicator for TickBollinger {
+    crate::state_methods!();
+
     fn lookback(&self) -> usize {
         self.ticks - 1
     }

@@ -8,7 +8,7 @@ use crate::record::Tick;
 /// Over the last `moves` price moves (`moves + 1` ticks): up-ticks / down-ticks; 10 when there
 /// are up-ticks and no down-tick (the predecessor's cap), 1 when the price did not move.
 /// Lookback `moves`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct TickRatio {
     /// +1, -1 or 0 per move.
     moves: Ring,
@@ -29,6 +29,8 @@ impl TickRatio {
 }
 
 impl TickIndicator for TickRatio {
+    crate::state_methods!();
+
     fn lookback(&self) -> usize {
         self.moves.capacity()
     }

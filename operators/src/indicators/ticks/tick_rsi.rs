@@ -8,7 +8,7 @@ use crate::record::Tick;
 /// Over the last `moves` price moves (`moves + 1` ticks): `100 * Σ gains / (Σ gains + Σ
 /// losses)`, 50 when the price did not move (the predecessor's all-gain case gave 99.01,
 /// not 100). Lookback `moves`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct TickRsi {
     prices: Ring,
 }
@@ -22,6 +22,8 @@ impl TickRsi {
 }
 
 impl TickIndicator for TickRsi {
+    crate::state_methods!();
+
     fn lookback(&self) -> usize {
         self.prices.capacity() - 1
     }

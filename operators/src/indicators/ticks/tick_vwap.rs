@@ -8,7 +8,7 @@ use crate::record::Tick;
 /// `Σ price × size / Σ size` over the last `ticks` ticks, each tick's own size (the
 /// predecessor weighted by the cumulative day volume); the mean price when the window
 /// has no volume (quotes, FX). Lookback `ticks - 1`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct TickVwap {
     prices: Ring,
     sizes: Ring,
@@ -24,6 +24,8 @@ impl TickVwap {
 }
 
 impl TickIndicator for TickVwap {
+    crate::state_methods!();
+
     fn lookback(&self) -> usize {
         self.prices.capacity() - 1
     }

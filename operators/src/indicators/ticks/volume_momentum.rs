@@ -8,7 +8,7 @@ use crate::record::Tick;
 /// `Σ size (last ticks) / Σ size (the ticks before them)`, two windows of `ticks` ticks; 1
 /// when neither has volume, NaN (null) when only the earlier has none (the predecessor
 /// added 1 to the divisor). Lookback `2 * ticks - 1`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct VolumeMomentum {
     ticks: usize,
     sizes: Ring,
@@ -24,6 +24,8 @@ impl VolumeMomentum {
 }
 
 impl TickIndicator for VolumeMomentum {
+    crate::state_methods!();
+
     fn lookback(&self) -> usize {
         2 * self.ticks - 1
     }

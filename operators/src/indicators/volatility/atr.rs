@@ -7,7 +7,7 @@ use crate::record::Bar;
 /// True range from the second bar on; the first ATR is the mean of the first `period`
 /// true ranges, then `atr = (atr * (period - 1) + tr) / period`. With period 1 it is
 /// the true range itself. Lookback `period`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Atr {
     period: usize,
     seen: usize,
@@ -29,6 +29,8 @@ impl Atr {
 }
 
 impl Indicator for Atr {
+    crate::state_methods!();
+
     fn lookback(&self) -> usize {
         self.period
     }

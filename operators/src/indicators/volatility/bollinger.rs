@@ -9,7 +9,7 @@ use crate::record::Bar;
 /// middle` (0 when the middle is 0) and `percent_b = (x - lower) / (upper - lower)` (0.5
 /// when the bands meet). Outputs `[upper, middle, lower, bandwidth, percent_b]`; lookback
 /// `period - 1`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Bollinger {
     source: PriceSource,
     period: usize,
@@ -29,6 +29,8 @@ impl Bollinger {
 }
 
 impl Indicator for Bollinger {
+    crate::state_methods!();
+
     fn lookback(&self) -> usize {
         self.period - 1
     }

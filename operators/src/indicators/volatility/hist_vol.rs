@@ -14,10 +14,11 @@ use crate::time::{DAY, MINUTE};
 /// the bars of a trading day (the session's length over the interval, rounded up, or a
 /// whole day's). Lookback `period`; a return from or to a price that is not positive
 /// counts as 0.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct HistVol {
     source: PriceSource,
     period: usize,
+    #[serde(skip, default = "utc")]
     calendar: Calendar,
     periods_per_year: Option<f64>,
     scale: f64,
@@ -73,6 +74,17 @@ pub fn periods_per_year(interval: Interval, calendar: &Calendar) -> f64 {
 }
 
 impl Indicator for HistVol {
+    fn save(&self) -> Vec<u8> {
+        crate::state::encode(self)
+    }
+    fn load(&mut self, state: &[u8]) -> Result<(), crate::state::StateError> {
+        // The calendar is configuration, not state: it stays this instance's.
+        let mut loaded: HistVol = crate::state::decode(state)?;
+        std::mem::swap(&mut loaded.calendar, &mut self.calendar);
+        *self = loaded;
+        Ok(())
+    }
+
     fn lookback(&self) -> usize {
         self.period
     }
@@ -128,4 +140,9 @@ mod tests {
         assert_eq!(periods_per_year(i("1d"), &Calendar::Utc), 365.25);
         assert_eq!(periods_per_year(i("1h"), &Calendar::Utc), 365.25 * 24.0);
     }
+}
+
+/// What a skipped `calendar` is read as before the instance's own is put back.
+fn utc() -> Calendar {
+    Calendar::Utc
 }

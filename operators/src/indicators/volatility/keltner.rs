@@ -9,7 +9,7 @@ use crate::record::Bar;
 /// its SMA (the predecessor's: SMA 20, ATR 14, 2); bands = middle ± `multiplier` ×
 /// ATR(`atr_period`). Each part follows TA-Lib's EMA, SMA and ATR. Outputs `[upper,
 /// middle, lower]`; lookback `max(period - 1, atr_period)`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Keltner {
     period: usize,
     multiplier: f64,
@@ -17,7 +17,7 @@ pub struct Keltner {
     atr: Atr,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 enum Middle {
     Ema(SeededEma),
     Sma(RollingMean),
@@ -43,6 +43,8 @@ impl Keltner {
 }
 
 impl Indicator for Keltner {
+    crate::state_methods!();
+
     fn lookback(&self) -> usize {
         (self.period - 1).max(self.atr.lookback())
     }

@@ -5,7 +5,7 @@ use crate::indicators::{single, Indicator, Outputs};
 use crate::record::Bar;
 
 /// `100 * ATR(period) / close`, 0 when the close is 0. Lookback `period`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Natr {
     atr: Atr,
 }
@@ -19,6 +19,8 @@ impl Natr {
 }
 
 impl Indicator for Natr {
+    crate::state_methods!();
+
     fn lookback(&self) -> usize {
         self.atr.lookback()
     }

@@ -7,7 +7,7 @@ use crate::record::Bar;
 /// `nbdev` × the population standard deviation of the last `period` values, computed
 /// around their mean in one pass (stable on flat prices); 0 when the variance is not
 /// positive. Lookback `period - 1`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct StdDev {
     source: PriceSource,
     period: usize,
@@ -27,6 +27,8 @@ impl StdDev {
 }
 
 impl Indicator for StdDev {
+    crate::state_methods!();
+
     fn lookback(&self) -> usize {
         self.period - 1
     }

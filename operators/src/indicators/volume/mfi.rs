@@ -7,7 +7,7 @@ use crate::record::Bar;
 /// Money flow = typical price × volume, positive when the typical price rose, negative
 /// when it fell, neither when it moved by 1e-14 of itself or less (TA-Lib's tolerance); `100 * positive / (positive + negative)` over the
 /// last `period` flows, 0 when their total is below 1 (TA-Lib's guard). Lookback `period`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Mfi {
     period: usize,
     previous: Option<f64>,
@@ -30,6 +30,8 @@ impl Mfi {
 }
 
 impl Indicator for Mfi {
+    crate::state_methods!();
+
     fn lookback(&self) -> usize {
         self.period
     }

@@ -5,7 +5,7 @@ use crate::record::Bar;
 
 /// Starts at the first bar's volume; adds the volume of an up-close bar, subtracts that
 /// of a down-close bar. Lookback 0.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Obv {
     started: bool,
     previous_close: f64,
@@ -13,6 +13,8 @@ pub struct Obv {
 }
 
 impl Indicator for Obv {
+    crate::state_methods!();
+
     fn lookback(&self) -> usize {
         0
     }

@@ -1,0 +1,377 @@
+//! Checkpoints inside the dataflow (`recovery:` in a pipeline; see docs/recovery.md).
+//!
+//! Every `checkpoint_interval` of wall time the leader (worker 0) announces a checkpoint
+//! time `W` above every source partition's input time, holding each partition's clock so
+//! that none moves past `W` unseen. From then on:
+//! - each partition cuts its input at `W`: the records stamped below `W` go in at their
+//!   times, the input advances to `W`, and the cut (position, records since it, stamper
+//!   state) is reported before the rest follows;
+//! - each stateful operator instance keeps input at times `>= W` aside until its frontier
+//!   reaches `W`, then reports its state (everything below `W` applied) and goes on;
+//! - each sink is sent `Checkpoint(W)` when its input is complete below `W`.
+//!
+//! The leader commits the checkpoint to the recovery store once every part is in and
+//! every sink has acknowledged `W`; only then is the next one announced. Times are
+//! watermarks, a function of the input alone, so a resumed run sends every record after
+//! the cut at the time the uninterrupted run would have, and produces the same output.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::connector::{Acknowledger, Position, StamperState};
+use crate::store::recovery::{Checkpoint, RecoveryStore};
+
+/// Bumped when an operator's saved state changes layout: older checkpoints are refused.
+pub const STATE_VERSION: u32 = 1;
+
+/// Where a source partition's input was cut at a checkpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SourceCut {
+    /// The last position the partition reported before the cut (`None`: its start).
+    pub position: Option<Position>,
+    /// Records after that position that went in before the cut.
+    pub skip: u64,
+    pub stamper: StamperState,
+    /// Records the partition had read up to the cut.
+    pub records: u64,
+}
+
+/// What the parts of the dataflow report to the leader.
+pub enum Part {
+    Source {
+        feed: usize,
+        time: i64,
+        cut: SourceCut,
+    },
+    /// A partition that has ended: its final cut holds for every later checkpoint.
+    Ended { feed: usize, cut: SourceCut },
+    Operator {
+        name: String,
+        worker: usize,
+        time: i64,
+        state: Vec<u8>,
+    },
+}
+
+/// No checkpoint announced yet.
+const NONE: i64 = i64::MIN;
+
+/// The checkpoint schedule shared by every worker of the process.
+pub struct Checkpoints {
+    interval: Duration,
+    /// The announced checkpoint time, or [`NONE`].
+    next: AtomicI64,
+    /// Each partition's input time, held while it feeds and while a time is announced.
+    clocks: Vec<Mutex<i64>>,
+    /// (source, partition) of each clock.
+    pub feeds: Vec<(usize, usize)>,
+    parts: Mutex<mpsc::Sender<Part>>,
+    inbox: Mutex<Option<mpsc::Receiver<Part>>>,
+    /// Workers whose dataflow is built (the leader waits for all before announcing).
+    built: AtomicUsize,
+    /// Stateful operator instances that will report.
+    operators: AtomicUsize,
+}
+
+impl Checkpoints {
+    /// `feeds`: every (source, partition) of the pipeline; `start`: the restored time.
+    pub fn new(interval: Duration, feeds: Vec<(usize, usize)>, start: i64) -> Checkpoints {
+        let (tx, rx) = mpsc::channel();
+        Checkpoints {
+            interval,
+            next: AtomicI64::new(NONE),
+            clocks: feeds.iter().map(|_| Mutex::new(start)).collect(),
+            feeds,
+            parts: Mutex::new(tx),
+            inbox: Mutex::new(Some(rx)),
+            built: AtomicUsize::new(0),
+            operators: AtomicUsize::new(0),
+        }
+    }
+
+    /// The announced checkpoint time, if any.
+    pub fn next(&self) -> Option<i64> {
+        Some(self.next.load(Ordering::SeqCst)).filter(|t| *t != NONE)
+    }
+
+    pub fn feed_index(&self, source: usize, partition: usize) -> Option<usize> {
+        self.feeds.iter().position(|f| *f == (source, partition))
+    }
+
+    /// Holds partition `feed`'s clock while it moves its input.
+    pub fn clock(&self, feed: usize) -> std::sync::MutexGuard<'_, i64> {
+        self.clocks[feed]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn report(&self, part: Part) {
+        if let Ok(tx) = self.parts.lock() {
+            let _ = tx.send(part);
+        }
+    }
+
+    /// An operator instance that will report its state at every checkpoint.
+    pub fn register_operator(&self) {
+        self.operators.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub fn worker_built(&self) {
+        self.built.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Announces a checkpoint above every partition's input time.
+    fn announce(&self) -> i64 {
+        let held: Vec<_> = (0..self.clocks.len()).map(|i| self.clock(i)).collect();
+        let time = held.iter().map(|t| **t).max().unwrap_or(0).max(0) + 1;
+        self.next.store(time, Ordering::SeqCst);
+        drop(held);
+        time
+    }
+}
+
+/// A partition's side: cuts its input at announced times.
+#[derive(Debug, Default)]
+pub struct Cutter {
+    pub last_position: Option<Position>,
+    /// Records since `last_position`.
+    pub since_position: u64,
+    pub stamper: StamperState,
+    pub records: u64,
+    /// The last checkpoint time it cut at.
+    pub done: i64,
+    /// Records still to drop after a restart (they went in before the cut).
+    pub skip: u64,
+}
+
+impl Cutter {
+    pub fn restored(cut: &SourceCut, time: i64) -> Cutter {
+        Cutter {
+            last_position: cut.position,
+            since_position: cut.skip,
+            stamper: cut.stamper,
+            records: cut.records,
+            done: time,
+            skip: cut.skip,
+        }
+    }
+
+    pub fn cut(&self) -> SourceCut {
+        SourceCut {
+            position: self.last_position,
+            skip: self.since_position,
+            stamper: self.stamper,
+            records: self.records,
+        }
+    }
+
+    /// Notes one record that goes in: its untagged sequence number, event time, watermark.
+    #[inline]
+    pub fn observe_stamp(&mut self, (seq, at, watermark): (u64, i64, i64)) {
+        self.stamper.seq = seq + 1;
+        self.stamper.max_seen = self.stamper.max_seen.max(at);
+        self.stamper.watermark = self.stamper.watermark.max(watermark);
+        self.since_position += 1;
+        self.records += 1;
+    }
+
+    /// A batch has gone in whole: the partition is at `position`.
+    pub fn at(&mut self, position: Position) {
+        self.last_position = Some(position);
+        self.since_position = 0;
+    }
+}
+
+/// The leader's side: gathers the parts of the announced checkpoint and commits it.
+pub struct Collector {
+    store: RecoveryStore,
+    inbox: mpsc::Receiver<Part>,
+    workers: usize,
+    last: Instant,
+    pending: Option<Pending>,
+    ended: BTreeMap<usize, SourceCut>,
+    /// Names of the sources and sinks (for the store's keys), and which sinks resume at
+    /// an offset.
+    source_names: Vec<String>,
+    sinks: Vec<(String, bool)>,
+    pub committed: u64,
+}
+
+struct Pending {
+    time: i64,
+    sources: BTreeMap<usize, SourceCut>,
+    operators: BTreeMap<(String, usize), Vec<u8>>,
+}
+
+impl Collector {
+    pub fn new(
+        store: RecoveryStore,
+        checkpoints: &Checkpoints,
+        workers: usize,
+        source_names: Vec<String>,
+        sinks: Vec<(String, bool)>,
+    ) -> Option<Collector> {
+        let inbox = checkpoints.inbox.lock().ok()?.take()?;
+        Some(Collector {
+            store,
+            inbox,
+            workers,
+            last: Instant::now(),
+            pending: None,
+            ended: BTreeMap::new(),
+            source_names,
+            sinks,
+            committed: 0,
+        })
+    }
+
+    /// Takes in what was reported; commits the pending checkpoint when complete, or
+    /// announces the next when it is time. Errors are logged: a missed checkpoint only
+    /// means a longer replay after a crash.
+    pub fn step(&mut self, checkpoints: &Checkpoints, acks: &[Acknowledger]) {
+        while let Ok(part) = self.inbox.try_recv() {
+            match part {
+                Part::Ended { feed, cut } => {
+                    self.ended.insert(feed, cut);
+                }
+                Part::Source { feed, time, cut } => {
+                    if let Some(p) = self.pending.as_mut().filter(|p| p.time == time) {
+                        p.sources.insert(feed, cut);
+                    }
+                }
+                Part::Operator {
+                    name,
+                    worker,
+                    time,
+                    state,
+                } => {
+                    if let Some(p) = self.pending.as_mut().filter(|p| p.time == time) {
+                        p.operators.insert((name, worker), state);
+                    }
+                }
+            }
+        }
+        let Some(pending) = &self.pending else {
+            let ready = checkpoints.built.load(Ordering::SeqCst) >= self.workers;
+            if ready && self.last.elapsed() >= checkpoints.interval {
+                // The interval runs from announcement to announcement: a checkpoint that
+                // takes longer to complete than it is followed at once by the next.
+                self.last = Instant::now();
+                let time = checkpoints.announce();
+                self.pending = Some(Pending {
+                    time,
+                    sources: BTreeMap::new(),
+                    operators: BTreeMap::new(),
+                });
+            }
+            return;
+        };
+        let time = pending.time;
+        let feeds = checkpoints.feeds.len();
+        let sources_in = (0..feeds)
+            .all(|f| pending.sources.contains_key(&f) || self.ended.contains_key(&f));
+        let operators_in =
+            pending.operators.len() >= checkpoints.operators.load(Ordering::SeqCst);
+        let sinks_in = self.sinks.iter().zip(acks).all(|((_, offset), ack)| {
+            ack.frontier() >= time && (!offset || ack.offset_at(time).is_some())
+        });
+        if !(sources_in && operators_in && sinks_in) {
+            return;
+        }
+        let Some(pending) = self.pending.take() else { return };
+        let mut checkpoint = Checkpoint {
+            time,
+            committed_at: chrono::Utc::now().timestamp_millis(),
+            ..Checkpoint::default()
+        };
+        for (feed, &(source, partition)) in checkpoints.feeds.iter().enumerate() {
+            let cut = pending
+                .sources
+                .get(&feed)
+                .or_else(|| self.ended.get(&feed))
+                .copied()
+                .unwrap_or_default();
+            checkpoint.records += cut.records;
+            let name = self.source_names[source].clone();
+            checkpoint
+                .sources
+                .insert((name, partition), serde_json::to_vec(&cut).unwrap_or_default());
+        }
+        checkpoint.operators = pending.operators;
+        for ((name, offset), ack) in self.sinks.iter().zip(acks) {
+            if let Some(at) = ack.offset_at(time).filter(|_| *offset) {
+                checkpoint.sinks.insert(name.clone(), at);
+            }
+        }
+        match self.store.commit(&checkpoint) {
+            Ok(()) => {
+                self.committed += 1;
+                crate::metrics::metrics().checkpoints.inc();
+                tracing::info!(
+                    time = %marketflow_operators::time::format_timestamp(time),
+                    records = checkpoint.records,
+                    "checkpoint committed"
+                );
+            }
+            Err(e) => tracing::warn!(error = %e, "a checkpoint could not be written"),
+        }
+    }
+}
+
+/// A stateful operator instance's part in checkpoints.
+#[derive(Clone)]
+pub struct OperatorCheckpoint {
+    checkpoints: std::sync::Arc<Checkpoints>,
+    name: String,
+    worker: usize,
+    restored: Option<Vec<u8>>,
+    /// The last checkpoint time it saved its state at.
+    done: i64,
+}
+
+impl OperatorCheckpoint {
+    /// Registers instance `worker` of operator `name`, restored from `restored` (its state
+    /// at checkpoint time `since`).
+    pub fn new(
+        checkpoints: std::sync::Arc<Checkpoints>,
+        name: &str,
+        worker: usize,
+        restored: Option<(i64, Vec<u8>)>,
+    ) -> OperatorCheckpoint {
+        checkpoints.register_operator();
+        let (done, restored) = match restored {
+            Some((time, state)) => (time, Some(state)),
+            None => (NONE, None),
+        };
+        OperatorCheckpoint {
+            checkpoints,
+            name: name.to_owned(),
+            worker,
+            restored,
+            done,
+        }
+    }
+
+    /// The state to start from, once.
+    pub fn take_restored(&mut self) -> Option<Vec<u8>> {
+        self.restored.take()
+    }
+
+    /// The announced checkpoint it has not saved its state at yet.
+    pub fn due(&self) -> Option<i64> {
+        self.checkpoints.next().filter(|w| *w > self.done)
+    }
+
+    /// Reports its state with everything below `time` applied.
+    pub fn save(&mut self, time: i64, state: Vec<u8>) {
+        self.done = time;
+        self.checkpoints.report(Part::Operator {
+            name: self.name.clone(),
+            worker: self.worker,
+            time,
+            state,
+        });
+    }
+}

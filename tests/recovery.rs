@@ -1,0 +1,251 @@
+//! Checkpoints and `marketflow run --resume`: a run killed with SIGKILL at random moments
+//! and resumed each time ends with the output file and database of an uninterrupted run,
+//! byte for byte; a pipeline changed since its checkpoints refuses to resume, naming what
+//! changed.
+
+mod support;
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use support::*;
+
+const TICKS: u64 = 2_000_000;
+
+/// `TICKS` ticks of 20 symbols, up to 3 s out of order against a 2 s `max_delay` (so some
+/// are late), 30 ms apart.
+fn write_ticks(path: &Path) {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    writeln!(out, "ts,symbol,price,volume").unwrap();
+    let mut rng = Lcg(11);
+    let mut prices = [100.0f64; 20];
+    let start = ms("2024-01-02T14:30:00Z");
+    for i in 0..TICKS {
+        let s = rng.below(20) as usize;
+        prices[s] = (prices[s] + (rng.below(5) as f64 - 2.0) / 100.0).max(1.0);
+        let ts = start + i as i64 * 30 - rng.below(3_000) as i64;
+        writeln!(out, "{ts},S{s:02},{:.2},{}", prices[s], 1 + rng.below(300)).unwrap();
+    }
+}
+
+fn pipeline(recovery: &str, sma: u32) -> String {
+    format!(
+        "pipeline: recovered
+workers: 2
+{recovery}sources:
+  ticks: {{type: file, path: ticks.csv, max_delay: 2s}}
+operators:
+  bars_1m: {{type: bars, from: ticks, interval: 1m}}
+  bars_5m: {{type: bars, from: bars_1m, interval: 5m}}
+  ta: {{type: indicators, from: bars_1m, indicators: [{{sma: {{period: {sma}}}}}, {{ema: {{period: 12}}}}, {{rsi: {{period: 14}}}}, {{macd: {{fast: 12, slow: 26, signal: 9}}}}, {{bollinger: {{period: 20, stddev: 2}}}}, {{atr: {{period: 14}}}}]}}
+sinks:
+  out: {{type: file, path: out/out.jsonl, from: [bars_1m, bars_5m, ta]}}
+  db: {{type: sqlite, path: out/store.db, from: [bars_1m, bars_5m, ta]}}
+"
+    )
+}
+
+const RECOVERY: &str = "recovery: {path: out/recovery.db, checkpoint_interval: 100ms}\n";
+
+fn sqlite_dump(db: &Path) -> Vec<String> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut rows = Vec::new();
+    for table in marketflow::store::Table::ALL {
+        let name = table.name();
+        let mut statement = conn.prepare(&format!("SELECT * FROM {name}")).unwrap();
+        let width = statement.column_count();
+        let found = statement
+            .query_map([], |r| {
+                let cells: Vec<String> = (0..width)
+                    .map(|i| format!("{:?}", r.get_ref(i).unwrap()))
+                    .collect();
+                Ok(format!("{name} {}", cells.join("|")))
+            })
+            .unwrap();
+        rows.extend(found.map(Result::unwrap));
+    }
+    rows.sort();
+    rows
+}
+
+/// A value `key=N` in a log line.
+fn field(line: &str, key: &str) -> Option<u64> {
+    let at = line.find(&format!("{key}="))? + key.len() + 1;
+    line[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// What one run logged about checkpoints: the records it resumed from, and those of
+/// each checkpoint it committed.
+fn checkpoints_in(log: &str) -> (Option<u64>, Vec<u64>) {
+    let resumed = log
+        .lines()
+        .find(|l| l.contains("resuming from the checkpoint"))
+        .and_then(|l| field(l, "records"));
+    let committed = log
+        .lines()
+        .filter(|l| l.contains("checkpoint committed"))
+        .filter_map(|l| field(l, "records"))
+        .collect();
+    (resumed, committed)
+}
+
+fn resumed_run(dir: &Path, log: &Path) -> std::process::Child {
+    marketflow()
+        .current_dir(dir)
+        .env("RUST_LOG", "marketflow=info")
+        .env("NO_COLOR", "1")
+        .args(["run", "pipeline.yaml", "--no-server", "--resume"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("marketflow starts")
+}
+
+#[test]
+fn killed_five_times_and_resumed_equals_an_uninterrupted_run() {
+    let dir = scratch();
+    write_ticks(&dir.path().join("ticks.csv"));
+
+    // The reference: no checkpoints, never interrupted.
+    write(dir.path(), "pipeline.yaml", &pipeline("", 20));
+    let started = Instant::now();
+    run_ok(dir.path(), &["run", "pipeline.yaml", "--no-server"]);
+    let reference_time = started.elapsed();
+    let out = dir.path().join("out");
+    let reference_out = sorted_lines(&out.join("out.jsonl"));
+    let reference_db = sqlite_dump(&out.join("store.db"));
+    assert!(reference_out.len() > 100_000, "{} lines", reference_out.len());
+    std::fs::remove_dir_all(&out).unwrap();
+
+    write(dir.path(), "pipeline.yaml", &pipeline(RECOVERY, 20));
+    let mut rng = Lcg(0x5eed);
+    let mut resumed_from = Vec::new();
+    let mut previous_commits: Vec<u64> = Vec::new();
+    let reference_ms = reference_time.as_millis().max(200) as u64;
+    for kill in 1..=5 {
+        let log = dir.path().join(format!("run{kill}.log"));
+        let mut child = resumed_run(dir.path(), &log);
+        // A random moment of the run: the point of the test, not a synchronisation.
+        let at = reference_ms / 4 + rng.below(reference_ms * 7 / 10);
+        std::thread::sleep(Duration::from_millis(at));
+        let before = std::fs::metadata(out.join("out.jsonl")).map_or(0, |m| m.len());
+        let _ = child.kill();
+        let _ = child.wait();
+        let text = std::fs::read_to_string(&log).unwrap();
+        let (resumed, commits) = checkpoints_in(&text);
+        let last = commits.last().copied().or(resumed);
+        let spacing = commits.windows(2).map(|w| w[1] - w[0]).max();
+        println!(
+            "kill {kill} at {at} ms: the run resumed from record {}, committed {} checkpoints (last at record {}), out.jsonl held {before} bytes; checkpoints were at most {} records apart",
+            resumed.unwrap_or(0),
+            commits.len(),
+            last.unwrap_or(0),
+            spacing.map_or("-".into(), |s| s.to_string())
+        );
+        if kill > 1 {
+            // It resumed from the newest checkpoint the killed run had committed.
+            let expected = previous_commits.last().copied().or(resumed_from.last().copied().flatten());
+            assert_eq!(resumed, expected, "run {kill} resumed elsewhere than the last checkpoint:\n{text}");
+        }
+        resumed_from.push(resumed);
+        previous_commits = commits;
+    }
+    let log = dir.path().join("final.log");
+    let status = resumed_run(dir.path(), &log).wait().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "the final run failed:\n{text}");
+    let (resumed, _) = checkpoints_in(&text);
+    let expected = previous_commits.last().copied().or(resumed_from.last().copied().flatten());
+    assert_eq!(resumed, expected, "the final run resumed elsewhere than the last checkpoint");
+    let reread = resumed.map_or(TICKS, |r| TICKS - r);
+    println!(
+        "final run: resumed from record {} of {TICKS}, read {reread} records",
+        resumed.unwrap_or(0)
+    );
+    assert!(
+        resumed_from.iter().chain([&resumed]).any(|r| r.is_some_and(|n| n > 0)),
+        "no run resumed from a checkpoint: {resumed_from:?}"
+    );
+
+    assert!(
+        sorted_lines(&out.join("out.jsonl")) == reference_out,
+        "the output after five kills and resumes differs from the uninterrupted run's"
+    );
+    assert!(
+        std::fs::read(out.join("out.jsonl")).unwrap().ends_with(b"\n"),
+        "the output ends in a torn line"
+    );
+    assert!(
+        sqlite_dump(&out.join("store.db")) == reference_db,
+        "the database after five kills and resumes differs from the uninterrupted run's"
+    );
+    let kept: i64 = rusqlite::Connection::open(out.join("recovery.db"))
+        .unwrap()
+        .query_row("SELECT count(*) FROM checkpoints", [], |r| r.get(0))
+        .unwrap();
+    assert!((1..=2).contains(&kept), "the recovery store keeps {kept} checkpoints");
+}
+
+#[test]
+fn a_changed_pipeline_refuses_to_resume_naming_what_changed() {
+    let dir = scratch();
+    write(
+        dir.path(),
+        "ticks.csv",
+        &tick_csv(3, &["AAPL", "MSFT"], ms("2024-01-02T14:30:00Z"), 20_000, 250, 0),
+    );
+    write(dir.path(), "pipeline.yaml", &pipeline(RECOVERY, 20));
+    run_ok(dir.path(), &["run", "pipeline.yaml", "--no-server"]);
+
+    write(dir.path(), "pipeline.yaml", &pipeline(RECOVERY, 30));
+    let out = run_in(dir.path(), &["run", "pipeline.yaml", "--no-server", "--resume"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a changed indicator resumed");
+    assert!(
+        stderr.contains("operator `ta` no longer fits") && stderr.contains("sma_30"),
+        "{stderr}"
+    );
+
+    write(dir.path(), "pipeline.yaml", &pipeline(RECOVERY, 20));
+    let out = run_in(
+        dir.path(),
+        &["run", "pipeline.yaml", "--no-server", "--resume", "--workers", "3"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "another worker count resumed");
+    assert!(stderr.contains("taken with 2 workers") && stderr.contains("--workers 2"), "{stderr}");
+
+    // Without --resume it starts over.
+    write(dir.path(), "pipeline.yaml", &pipeline(RECOVERY, 30));
+    run_ok(dir.path(), &["run", "pipeline.yaml", "--no-server"]);
+}
+
+#[test]
+fn what_checkpoints_cannot_cover_is_refused_clearly() {
+    let dir = scratch();
+    write(
+        dir.path(),
+        "synthetic.yaml",
+        &format!("pipeline: s\n{RECOVERY}sources:\n  m: {{type: synthetic, symbols: [A], count: 10}}\nsinks:\n  o: {{type: null, from: m}}\n"),
+    );
+    let out = run_in(dir.path(), &["run", "synthetic.yaml", "--no-server"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("source `m` (synthetic) cannot start again from a checkpoint"), "{stderr}");
+
+    write(
+        dir.path(),
+        "plain.yaml",
+        "pipeline: p\nsources:\n  m: {type: synthetic, symbols: [A], count: 10}\nsinks:\n  o: {type: null, from: m}\n",
+    );
+    let out = run_in(dir.path(), &["run", "plain.yaml", "--no-server", "--resume"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("--resume needs `recovery: {path: FILE}`"), "{stderr}");
+}
