@@ -120,7 +120,11 @@ fn killed_five_times_and_resumed_equals_an_uninterrupted_run() {
     let out = dir.path().join("out");
     let reference_out = sorted_lines(&out.join("out.jsonl"));
     let reference_db = sqlite_dump(&out.join("store.db"));
-    assert!(reference_out.len() > 100_000, "{} lines", reference_out.len());
+    assert!(
+        reference_out.len() > 100_000,
+        "{} lines",
+        reference_out.len()
+    );
     std::fs::remove_dir_all(&out).unwrap();
 
     write(dir.path(), "pipeline.yaml", &pipeline(RECOVERY, 20));
@@ -150,8 +154,14 @@ fn killed_five_times_and_resumed_equals_an_uninterrupted_run() {
         );
         if kill > 1 {
             // It resumed from the newest checkpoint the killed run had committed.
-            let expected = previous_commits.last().copied().or(resumed_from.last().copied().flatten());
-            assert_eq!(resumed, expected, "run {kill} resumed elsewhere than the last checkpoint:\n{text}");
+            let expected = previous_commits
+                .last()
+                .copied()
+                .or(resumed_from.last().copied().flatten());
+            assert_eq!(
+                resumed, expected,
+                "run {kill} resumed elsewhere than the last checkpoint:\n{text}"
+            );
         }
         resumed_from.push(resumed);
         previous_commits = commits;
@@ -161,15 +171,24 @@ fn killed_five_times_and_resumed_equals_an_uninterrupted_run() {
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(status.success(), "the final run failed:\n{text}");
     let (resumed, _) = checkpoints_in(&text);
-    let expected = previous_commits.last().copied().or(resumed_from.last().copied().flatten());
-    assert_eq!(resumed, expected, "the final run resumed elsewhere than the last checkpoint");
+    let expected = previous_commits
+        .last()
+        .copied()
+        .or(resumed_from.last().copied().flatten());
+    assert_eq!(
+        resumed, expected,
+        "the final run resumed elsewhere than the last checkpoint"
+    );
     let reread = resumed.map_or(TICKS, |r| TICKS - r);
     println!(
         "final run: resumed from record {} of {TICKS}, read {reread} records",
         resumed.unwrap_or(0)
     );
     assert!(
-        resumed_from.iter().chain([&resumed]).any(|r| r.is_some_and(|n| n > 0)),
+        resumed_from
+            .iter()
+            .chain([&resumed])
+            .any(|r| r.is_some_and(|n| n > 0)),
         "no run resumed from a checkpoint: {resumed_from:?}"
     );
 
@@ -178,7 +197,9 @@ fn killed_five_times_and_resumed_equals_an_uninterrupted_run() {
         "the output after five kills and resumes differs from the uninterrupted run's"
     );
     assert!(
-        std::fs::read(out.join("out.jsonl")).unwrap().ends_with(b"\n"),
+        std::fs::read(out.join("out.jsonl"))
+            .unwrap()
+            .ends_with(b"\n"),
         "the output ends in a torn line"
     );
     assert!(
@@ -189,7 +210,10 @@ fn killed_five_times_and_resumed_equals_an_uninterrupted_run() {
         .unwrap()
         .query_row("SELECT count(*) FROM checkpoints", [], |r| r.get(0))
         .unwrap();
-    assert!((1..=2).contains(&kept), "the recovery store keeps {kept} checkpoints");
+    assert!(
+        (1..=2).contains(&kept),
+        "the recovery store keeps {kept} checkpoints"
+    );
 }
 
 #[test]
@@ -198,13 +222,23 @@ fn a_changed_pipeline_refuses_to_resume_naming_what_changed() {
     write(
         dir.path(),
         "ticks.csv",
-        &tick_csv(3, &["AAPL", "MSFT"], ms("2024-01-02T14:30:00Z"), 20_000, 250, 0),
+        &tick_csv(
+            3,
+            &["AAPL", "MSFT"],
+            ms("2024-01-02T14:30:00Z"),
+            20_000,
+            250,
+            0,
+        ),
     );
     write(dir.path(), "pipeline.yaml", &pipeline(RECOVERY, 20));
     run_ok(dir.path(), &["run", "pipeline.yaml", "--no-server"]);
 
     write(dir.path(), "pipeline.yaml", &pipeline(RECOVERY, 30));
-    let out = run_in(dir.path(), &["run", "pipeline.yaml", "--no-server", "--resume"]);
+    let out = run_in(
+        dir.path(),
+        &["run", "pipeline.yaml", "--no-server", "--resume"],
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "a changed indicator resumed");
     assert!(
@@ -215,11 +249,21 @@ fn a_changed_pipeline_refuses_to_resume_naming_what_changed() {
     write(dir.path(), "pipeline.yaml", &pipeline(RECOVERY, 20));
     let out = run_in(
         dir.path(),
-        &["run", "pipeline.yaml", "--no-server", "--resume", "--workers", "3"],
+        &[
+            "run",
+            "pipeline.yaml",
+            "--no-server",
+            "--resume",
+            "--workers",
+            "3",
+        ],
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "another worker count resumed");
-    assert!(stderr.contains("taken with 2 workers") && stderr.contains("--workers 2"), "{stderr}");
+    assert!(
+        stderr.contains("taken with 2 workers") && stderr.contains("--workers 2"),
+        "{stderr}"
+    );
 
     // Without --resume it starts over.
     write(dir.path(), "pipeline.yaml", &pipeline(RECOVERY, 30));
@@ -237,15 +281,24 @@ fn what_checkpoints_cannot_cover_is_refused_clearly() {
     let out = run_in(dir.path(), &["run", "synthetic.yaml", "--no-server"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("source `m` (synthetic) cannot start again from a checkpoint"), "{stderr}");
+    assert!(
+        stderr.contains("source `m` (synthetic) cannot start again from a checkpoint"),
+        "{stderr}"
+    );
 
     write(
         dir.path(),
         "plain.yaml",
         "pipeline: p\nsources:\n  m: {type: synthetic, symbols: [A], count: 10}\nsinks:\n  o: {type: null, from: m}\n",
     );
-    let out = run_in(dir.path(), &["run", "plain.yaml", "--no-server", "--resume"]);
+    let out = run_in(
+        dir.path(),
+        &["run", "plain.yaml", "--no-server", "--resume"],
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("--resume needs `recovery: {path: FILE}`"), "{stderr}");
+    assert!(
+        stderr.contains("--resume needs `recovery: {path: FILE}`"),
+        "{stderr}"
+    );
 }

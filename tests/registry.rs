@@ -103,6 +103,8 @@ impl Sink for Memory {
                 match event {
                     SinkEvent::Records { records, .. } => KEPT.lock().unwrap().extend(records),
                     SinkEvent::Progress(p) => ctx.ack.acknowledge(p),
+                    // Checkpoints: it keeps nothing to resume from.
+                    _ => {}
                 }
             }
             Ok(())

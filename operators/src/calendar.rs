@@ -10,7 +10,9 @@ use crate::interval::Interval;
 use crate::time::{civil_from_days, days_from_civil, DAY, MINUTE};
 
 /// A half-open window `[start, end)` in milliseconds since the epoch.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct Window {
     pub start: i64,
     pub end: i64,

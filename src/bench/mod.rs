@@ -93,9 +93,14 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             other if other.starts_with("checkpoints-") => {
                 // checkpoints-MS: 2 workers, the indicators graph, a checkpoint every MS
                 // (0: none).
-                let ms: u64 = other["checkpoints-".len()..].parse().context("checkpoint interval")?;
+                let ms: u64 = other["checkpoints-".len()..]
+                    .parse()
+                    .context("checkpoint interval")?;
                 let mut graph = INDICATORS_1M.to_owned();
-                let store = std::env::temp_dir().join(format!("marketflow-bench-recovery-{}.db", std::process::id()));
+                let store = std::env::temp_dir().join(format!(
+                    "marketflow-bench-recovery-{}.db",
+                    std::process::id()
+                ));
                 if ms > 0 {
                     graph.push_str(&format!(
                         "recovery: {{path: {:?}, checkpoint_interval: {ms}ms}}\n",
@@ -175,7 +180,11 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             (m.seconds / none.seconds - 1.0) * 100.0
         );
         if m.bars != none.bars {
-            bail!("with checkpoints the engine made {} records where it made {} without", m.bars, none.bars);
+            bail!(
+                "with checkpoints the engine made {} records where it made {} without",
+                m.bars,
+                none.bars
+            );
         }
     }
     if args.dir.is_none() {

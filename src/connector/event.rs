@@ -23,8 +23,10 @@ pub enum SourceEvent {
     Watermark(i64),
 }
 
-/// One batch from the dataflow to a sink.
+/// One batch from the dataflow to a sink. A sink type outside this crate matches it with
+/// a wildcard arm: later events (such as `Checkpoint`) are ones it may ignore.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum SinkEvent {
     /// Records of one dataflow time (a watermark in ms: a lower bound of their event
     /// time), in no particular order.

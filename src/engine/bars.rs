@@ -125,9 +125,9 @@ where
             if let (Some(w), Some(c)) = (due.filter(|w| upto >= *w), checkpoint.as_mut()) {
                 close(&mut builder, &mut capabilities, w);
                 c.save(w, builder.save());
-                for (held, mut data) in std::mem::take(&mut stash) {
+                for (held, data) in std::mem::take(&mut stash) {
                     let delayed = |t: u64| held.delayed(&t);
-                    apply(&stage, &counters, &mut builder, &mut capabilities, &mut data, delayed);
+                    apply(&stage, &counters, &mut builder, &mut capabilities, &data, delayed);
                 }
             }
             close(&mut builder, &mut capabilities, upto);
@@ -149,7 +149,7 @@ fn apply<R: BarInput + Rejectable>(
     counters: &Counters,
     builder: &mut BarBuilder,
     capabilities: &mut BTreeMap<i64, Capability<u64>>,
-    data: &mut Vec<R>,
+    data: &[R],
     delayed: impl Fn(u64) -> Capability<u64>,
 ) {
     counters.records_in.inc_by(data.len() as u64);

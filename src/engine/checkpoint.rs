@@ -270,17 +270,18 @@ impl Collector {
         };
         let time = pending.time;
         let feeds = checkpoints.feeds.len();
-        let sources_in = (0..feeds)
-            .all(|f| pending.sources.contains_key(&f) || self.ended.contains_key(&f));
-        let operators_in =
-            pending.operators.len() >= checkpoints.operators.load(Ordering::SeqCst);
+        let sources_in =
+            (0..feeds).all(|f| pending.sources.contains_key(&f) || self.ended.contains_key(&f));
+        let operators_in = pending.operators.len() >= checkpoints.operators.load(Ordering::SeqCst);
         let sinks_in = self.sinks.iter().zip(acks).all(|((_, offset), ack)| {
             ack.frontier() >= time && (!offset || ack.offset_at(time).is_some())
         });
         if !(sources_in && operators_in && sinks_in) {
             return;
         }
-        let Some(pending) = self.pending.take() else { return };
+        let Some(pending) = self.pending.take() else {
+            return;
+        };
         let mut checkpoint = Checkpoint {
             time,
             committed_at: chrono::Utc::now().timestamp_millis(),
@@ -295,9 +296,10 @@ impl Collector {
                 .unwrap_or_default();
             checkpoint.records += cut.records;
             let name = self.source_names[source].clone();
-            checkpoint
-                .sources
-                .insert((name, partition), serde_json::to_vec(&cut).unwrap_or_default());
+            checkpoint.sources.insert(
+                (name, partition),
+                serde_json::to_vec(&cut).unwrap_or_default(),
+            );
         }
         checkpoint.operators = pending.operators;
         for ((name, offset), ack) in self.sinks.iter().zip(acks) {

@@ -211,7 +211,8 @@ impl Feed {
                 match (&mut self.cutter, &shared.checkpoints) {
                     (Some((feed, cutter)), Some(checkpoints)) => {
                         let mut clock = checkpoints.clock(*feed);
-                        if let Some(w) = checkpoints.next().filter(|w| *w > cutter.done && to >= *w) {
+                        if let Some(w) = checkpoints.next().filter(|w| *w > cutter.done && to >= *w)
+                        {
                             cut_at(input, w, cutter, checkpoints, *feed);
                         }
                         input.advance(to);
@@ -239,10 +240,16 @@ fn feed_cut(
     let mut clock = checkpoints.clock(feed);
     let due = checkpoints.next().filter(|w| *w > cutter.done);
     let position = match event {
-        SourceEvent::Ticks { mut records, position } => {
+        SourceEvent::Ticks {
+            mut records,
+            position,
+        } => {
             let stamp = |t: &Tick| (t.seq & PARTITION_BITS, t.ts, t.wm);
             if let Some((w, before)) = split_at_cut(&mut records, cutter, due, stamp) {
-                input.feed(SourceEvent::Ticks { records: before, position });
+                input.feed(SourceEvent::Ticks {
+                    records: before,
+                    position,
+                });
                 cut_at(input, w, cutter, checkpoints, feed);
             }
             records.iter().for_each(|t| cutter.observe_stamp(stamp(t)));
@@ -250,10 +257,16 @@ fn feed_cut(
             cutter.at(position);
             Some(position)
         }
-        SourceEvent::Bars { mut records, position } => {
+        SourceEvent::Bars {
+            mut records,
+            position,
+        } => {
             let stamp = |b: &Bar| (b.seq & PARTITION_BITS, b.start, b.wm);
             if let Some((w, before)) = split_at_cut(&mut records, cutter, due, stamp) {
-                input.feed(SourceEvent::Bars { records: before, position });
+                input.feed(SourceEvent::Bars {
+                    records: before,
+                    position,
+                });
                 cut_at(input, w, cutter, checkpoints, feed);
             }
             records.iter().for_each(|b| cutter.observe_stamp(stamp(b)));
@@ -298,7 +311,13 @@ fn split_at_cut<D>(
 
 /// Cuts the partition at checkpoint time `w`: reports where it stands and moves its input
 /// to `w`.
-fn cut_at(input: &mut SourceInput, w: i64, cutter: &mut Cutter, checkpoints: &Checkpoints, feed: usize) {
+fn cut_at(
+    input: &mut SourceInput,
+    w: i64,
+    cutter: &mut Cutter,
+    checkpoints: &Checkpoints,
+    feed: usize,
+) {
     checkpoints.report(Part::Source {
         feed,
         time: w,

@@ -139,8 +139,11 @@ fn restore(
 ) -> Result<(), marketflow_operators::state::StateError> {
     let states: Vec<(Symbol, Vec<Vec<u8>>)> = marketflow_operators::state::decode(state)?;
     for (symbol, saved) in states {
-        let mut built: Vec<Box<dyn Indicator>> =
-            stage.specs.iter().map(|s| s.build(&stage.calendar)).collect();
+        let mut built: Vec<Box<dyn Indicator>> = stage
+            .specs
+            .iter()
+            .map(|s| s.build(&stage.calendar))
+            .collect();
         for (kernel, saved) in built.iter_mut().zip(&saved) {
             kernel.load(saved)?;
         }

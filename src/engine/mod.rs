@@ -24,8 +24,8 @@ use self::dataflow::run_worker;
 use self::flow::{Control, Flow};
 use self::placement::Placement;
 use crate::connector::{
-    Acknowledger, Position, Replay, Resources, Restart, SinkContext, SinkEvent, SourceContext, SourceEvent,
-    SourceSender, Task, TaskError,
+    Acknowledger, Position, Replay, Resources, Restart, SinkContext, SinkEvent, SourceContext,
+    SourceEvent, SourceSender, Task, TaskError,
 };
 use crate::dead_letter::DeadLetters;
 use crate::shutdown::Shutdown;
@@ -49,11 +49,14 @@ pub struct RunOptions {
     /// Where the run reports its sources' state (read by the server's `/health`).
     pub status: RunStatus,
     /// `marketflow replay`: the named source's batches are narrowed and paced.
-    pub replay: Option<(String, Arc<Replay>)>,
+    pub replay: Option<Replaying>,
     /// `marketflow run --resume`: continue from the newest checkpoint of the pipeline's
     /// `recovery:` store (without it, its checkpoints are discarded).
     pub resume: bool,
 }
+
+/// The source a replay replaces, and what narrows and paces it.
+pub type Replaying = (String, Arc<Replay>);
 
 /// This process's place in a timely cluster.
 #[derive(Debug, Clone)]
@@ -329,7 +332,8 @@ fn open_recovery(
         workers: placement.threads,
         operators: state_shapes(pipeline).map_err(RunError::Recovery)?,
     };
-    let mut store = RecoveryStore::open(&config.path).map_err(|e| RunError::Recovery(e.to_string()))?;
+    let mut store =
+        RecoveryStore::open(&config.path).map_err(|e| RunError::Recovery(e.to_string()))?;
     let restored = store
         .begin(&identity, resume)
         .map_err(|e| RunError::Recovery(e.to_string()))?;
@@ -340,7 +344,9 @@ fn open_recovery(
             committed_at = %marketflow_operators::time::format_timestamp(c.committed_at),
             "resuming from the checkpoint: the records before it are not read again"
         ),
-        None if resume => tracing::info!("no checkpoint to resume from: starting from the beginning"),
+        None if resume => {
+            tracing::info!("no checkpoint to resume from: starting from the beginning")
+        }
         None => {}
     }
     let feeds: Vec<(usize, usize)> = pipeline
@@ -390,18 +396,33 @@ fn state_shapes(pipeline: &Pipeline) -> Result<std::collections::BTreeMap<String
             OperatorSpec::Bars(config) => {
                 shapes.insert(
                     op.name.clone(),
-                    format!("bars of {} on {:?} (state v{STATE_VERSION})", config.interval.value, config.calendar()),
+                    format!(
+                        "bars of {} on {:?} (state v{STATE_VERSION})",
+                        config.interval.value,
+                        config.calendar()
+                    ),
                 );
             }
             OperatorSpec::Indicators(config) => {
-                let ids: Vec<String> = config.indicators.value.iter().map(|e| e.spec.id()).collect();
+                let ids: Vec<String> = config
+                    .indicators
+                    .value
+                    .iter()
+                    .map(|e| e.spec.id())
+                    .collect();
                 let input = pipeline.streams[inputs[0]].to_string();
                 shapes.insert(
                     op.name.clone(),
-                    format!("indicators {} on {input} (state v{STATE_VERSION})", ids.join(", ")),
+                    format!(
+                        "indicators {} on {input} (state v{STATE_VERSION})",
+                        ids.join(", ")
+                    ),
                 );
                 if pipeline.is_source_stream(inputs[0]) {
-                    shapes.insert(format!("{}:order", op.name), format!("bars ordering {input} (state v{STATE_VERSION})"));
+                    shapes.insert(
+                        format!("{}:order", op.name),
+                        format!("bars ordering {input} (state v{STATE_VERSION})"),
+                    );
                 }
             }
             OperatorSpec::TickIndicators(_) => {
@@ -569,7 +590,7 @@ fn start_sources(
     placement: &Placement,
     (stop, status): (&Stop, &RunStatus),
     (dead_letters, positions): (&DeadLetters, Option<&SavedPositions>),
-    (waker, replay, restored): (&Waker, Option<&(String, Arc<Replay>)>, Option<&Checkpoint>),
+    (waker, replay, restored): (&Waker, Option<&Replaying>, Option<&Checkpoint>),
 ) -> (Vec<Running>, PartitionChannels) {
     let mut tasks = Vec::new();
     let mut channels = PartitionChannels::new();

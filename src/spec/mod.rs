@@ -523,7 +523,11 @@ fn read_header(root: &Node, errors: &mut Vec<Diagnostic>) -> Result<Header, Diag
             .map_err(|e| errors.push(Diagnostic::from_de(e, node.pos, "recovery")))
             .ok()
     });
-    if let Some(RecoveryConfig { checkpoint_interval, .. }) = &recovery {
+    if let Some(RecoveryConfig {
+        checkpoint_interval,
+        ..
+    }) = &recovery
+    {
         if checkpoint_interval.0 < 100 {
             let pos = root.get("recovery").map(|n| n.pos).unwrap_or_default();
             errors.push(Diagnostic::new(

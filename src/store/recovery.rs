@@ -143,7 +143,9 @@ impl RecoveryStore {
             }
             if let Some(written) = written {
                 let before: Identity = serde_json::from_str(&written).map_err(|e| {
-                    RecoveryError::Changed(format!("the store's pipeline description is unreadable ({e})"))
+                    RecoveryError::Changed(format!(
+                        "the store's pipeline description is unreadable ({e})"
+                    ))
                 })?;
                 check_same(&before, identity)?;
                 let latest = self.latest()?;
@@ -177,7 +179,13 @@ impl RecoveryStore {
             .query_row(
                 "SELECT time, committed_at, records FROM checkpoints ORDER BY time DESC LIMIT 1",
                 [],
-                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)),
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, i64>(2)?,
+                    ))
+                },
             )
             .optional()
             .map_err(|e| self.sqlite(e))?;
@@ -230,10 +238,13 @@ impl RecoveryStore {
     /// transaction.
     pub fn commit(&mut self, checkpoint: &Checkpoint) -> Result<(), RecoveryError> {
         let path = self.path.clone();
-        let tx = self.conn.transaction().map_err(|error| RecoveryError::Sqlite {
-            path: path.clone(),
-            error,
-        })?;
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|error| RecoveryError::Sqlite {
+                path: path.clone(),
+                error,
+            })?;
         let result = (|| {
             let t = checkpoint.time;
             {
@@ -247,7 +258,13 @@ impl RecoveryStore {
                     part.execute(params![t, "operator", name, *index as i64, value])?;
                 }
                 for (name, offset) in &checkpoint.sinks {
-                    part.execute(params![t, "sink", name, 0i64, offset.to_le_bytes().to_vec()])?;
+                    part.execute(params![
+                        t,
+                        "sink",
+                        name,
+                        0i64,
+                        offset.to_le_bytes().to_vec()
+                    ])?;
                 }
             }
             tx.execute(
@@ -307,7 +324,11 @@ fn check_same(before: &Identity, now: &Identity) -> Result<(), RecoveryError> {
             Some(_) => {}
         }
     }
-    if let Some(name) = now.operators.keys().find(|n| !before.operators.contains_key(*n)) {
+    if let Some(name) = now
+        .operators
+        .keys()
+        .find(|n| !before.operators.contains_key(*n))
+    {
         return Err(RecoveryError::Changed(format!(
             "operator `{name}` is new: it has no saved state"
         )));
