@@ -438,3 +438,222 @@ fn serve_live_streams_each_bar_once_from_kafka() {
     assert!(status.success(), "the engine: {status}");
     drop(server);
 }
+
+/// Every message of `topic` now, read from the start until each partition reports its
+/// end (tansu's end offsets can lag what a fetch returns; the fetch's end is exact).
+fn read_topic(broker: &kafka::Broker, topic: &str) -> Vec<Value> {
+    let consumer: BaseConsumer = broker
+        .client()
+        .set("group.id", "test-topic-reader")
+        .set("enable.partition.eof", "true")
+        .create()
+        .unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let mut assignment = TopicPartitionList::new();
+    let partitions: Vec<i32> = metadata.topics()[0]
+        .partitions()
+        .iter()
+        .map(|p| p.id())
+        .collect();
+    for p in &partitions {
+        assignment
+            .add_partition_offset(topic, *p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut out = Vec::new();
+    let mut at_end = std::collections::BTreeSet::new();
+    while at_end.len() < partitions.len() {
+        assert!(
+            Instant::now() < deadline,
+            "read {} messages of {topic}; {} of {} partitions reported their end within 60 s",
+            out.len(),
+            at_end.len(),
+            partitions.len()
+        );
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                at_end.remove(&m.partition());
+                out.push(serde_json::from_slice(m.payload().unwrap()).unwrap());
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// A record's identity in an output topic: what a later copy of it must repeat exactly.
+fn record_key(record: &Value) -> String {
+    format!(
+        "{} {} {} {}",
+        record["symbol"],
+        record["interval"],
+        record.get("start").unwrap_or(&record["ts"]),
+        record.get("id").unwrap_or(&Value::Null)
+    )
+}
+
+#[test]
+fn killed_three_times_and_resumed_the_database_equals_an_uninterrupted_run() {
+    let Some(broker) = kafka::start() else { return };
+    let messages = ticks(1_000_000, 20);
+    broker.create_topic("chaos", 4);
+    broker.produce("chaos", &messages);
+    let dir = scratch();
+    let pipeline = |name: &str, recovery: &str| {
+        format!(
+            "pipeline: {name}\nworkers: 2\n{recovery}sources:\n  ticks: {{type: kafka, brokers: \"{b}\", topic: chaos, group: {name}, start: earliest, stop: end, max_delay: 5s}}\noperators:\n  bars_1m: {{type: bars, from: ticks, interval: 1m}}\n  bars_5m: {{type: bars, from: bars_1m, interval: 5m}}\n  ta_1m: {{type: indicators, from: bars_1m, indicators: [{{sma: {{period: 20}}}}, {{rsi: {{period: 14}}}}, {{macd: {{fast: 12, slow: 26, signal: 9}}}}]}}\nsinks:\n  topic: {{type: kafka, brokers: \"{b}\", from: [bars_1m, bars_5m, ta_1m], topic: \"{name}.{{kind}}.{{interval}}\"}}\n  db: {{type: sqlite, path: {name}.db, from: [ticks, bars_1m, bars_5m, ta_1m]}}\n",
+            b = broker.address
+        )
+    };
+    write(dir.path(), "reference.yaml", &pipeline("reference", ""));
+    let started = Instant::now();
+    run_ok(dir.path(), &["run", "reference.yaml", "--no-server"]);
+    let reference_ms = started.elapsed().as_millis().max(300) as u64;
+    println!("the uninterrupted run took {reference_ms} ms");
+    let dump = |db: &str| {
+        let conn = rusqlite::Connection::open(dir.path().join(db)).unwrap();
+        let mut rows = Vec::new();
+        for table in marketflow::store::Table::ALL {
+            let name = table.name();
+            let mut statement = conn.prepare(&format!("SELECT * FROM {name}")).unwrap();
+            let width = statement.column_count();
+            let found: Vec<String> = statement
+                .query_map([], |r| {
+                    Ok((0..width)
+                        .map(|i| format!("{:?}", r.get_ref(i).unwrap()))
+                        .collect::<Vec<_>>()
+                        .join("|"))
+                })
+                .unwrap()
+                .map(|r| format!("{name} {}", r.unwrap()))
+                .collect();
+            rows.extend(found);
+        }
+        rows.sort();
+        rows
+    };
+    let reference_db = dump("reference.db");
+    let topics = ["bars.1m", "bars.5m", "indicators.1m"];
+    let mut reference_records: Vec<String> = topics
+        .iter()
+        .flat_map(|t| read_topic(&broker, &format!("reference.{t}")))
+        .map(|v| v.to_string())
+        .collect();
+    reference_records.sort();
+    assert!(
+        reference_records.len() > 10_000,
+        "{} records",
+        reference_records.len()
+    );
+
+    write(
+        dir.path(),
+        "chaos.yaml",
+        &pipeline(
+            "chaos",
+            "recovery: {path: chaos-recovery.db, checkpoint_interval: 100ms}\n",
+        ),
+    );
+    let mut rng = Lcg(0xc4a05);
+    for kill in 1..=3 {
+        let log = dir.path().join(format!("chaos{kill}.log"));
+        let mut child = marketflow()
+            .current_dir(dir.path())
+            .env("RUST_LOG", "marketflow=info")
+            .env("NO_COLOR", "1")
+            .args(["run", "chaos.yaml", "--no-server", "--resume"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        // A random moment of the run: the point of the test, not a synchronisation.
+        let at = reference_ms * 2 / 5 + rng.below(reference_ms / 2);
+        std::thread::sleep(Duration::from_millis(at));
+        let _ = child.kill();
+        let _ = child.wait();
+        let text = std::fs::read_to_string(&log).unwrap();
+        let committed_checkpoints = text.matches("checkpoint committed").count();
+        let resumed = text
+            .lines()
+            .find(|l| l.contains("resuming from the checkpoint"))
+            .and_then(|l| l.split("records=").nth(1))
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap_or("0");
+        println!("kill {kill} at {at} ms: resumed from record {resumed}, committed {committed_checkpoints} checkpoints");
+        // The group's offsets never pass what the sinks acknowledged: at most everything.
+        assert!(committed(&broker, "chaos", "chaos", 4) <= messages.len() as i64);
+    }
+    run_ok(
+        dir.path(),
+        &["run", "chaos.yaml", "--no-server", "--resume"],
+    );
+    let chaos_db = dump("chaos.db");
+    if chaos_db != reference_db {
+        let missing: Vec<_> = reference_db
+            .iter()
+            .filter(|r| !chaos_db.contains(r))
+            .take(3)
+            .collect();
+        let extra: Vec<_> = chaos_db
+            .iter()
+            .filter(|r| !reference_db.contains(r))
+            .take(3)
+            .collect();
+        panic!(
+            "the database after three kills differs from the uninterrupted run's ({} rows against {}): missing {missing:?}, extra {extra:?}",
+            chaos_db.len(),
+            reference_db.len()
+        );
+    }
+    let mut by_key: BTreeMap<String, String> = BTreeMap::new();
+    let mut copies = 0;
+    for record in topics
+        .iter()
+        .flat_map(|t| read_topic(&broker, &format!("chaos.{t}")))
+    {
+        copies += 1;
+        let text = record.to_string();
+        if let Some(before) = by_key.insert(record_key(&record), text.clone()) {
+            assert_eq!(
+                before, text,
+                "a record sent again differs from its first copy"
+            );
+        }
+    }
+    let mut distinct: Vec<String> = by_key.into_values().collect();
+    distinct.sort();
+    if distinct != reference_records {
+        let missing: Vec<_> = reference_records
+            .iter()
+            .filter(|r| !distinct.contains(r))
+            .take(2)
+            .collect();
+        let extra: Vec<_> = distinct
+            .iter()
+            .filter(|r| !reference_records.contains(r))
+            .take(2)
+            .collect();
+        panic!(
+            "the output topics lost or changed records: {} distinct against {}; missing {missing:?}, extra {extra:?}",
+            distinct.len(),
+            reference_records.len()
+        );
+    }
+    println!(
+        "output topics: {copies} messages, {} distinct, equal to the uninterrupted run's ({} duplicates, at least once)",
+        distinct.len(),
+        copies - distinct.len()
+    );
+    assert_eq!(
+        committed(&broker, "chaos", "chaos", 4),
+        messages.len() as i64,
+        "final committed offsets"
+    );
+}

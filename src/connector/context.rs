@@ -177,8 +177,9 @@ pub struct SourceContext {
 pub struct Restart {
     /// The position to read from (`None`: the partition's beginning).
     pub position: Option<Position>,
-    /// The stamper's state at the cut.
-    pub stamper: super::StamperState,
+    /// The stamper's state at the cut (`None`: it had stamped nothing yet, so it starts
+    /// afresh).
+    pub stamper: Option<super::StamperState>,
 }
 
 /// A sink's acknowledgements: the progress (a watermark from [`SinkEvent::Progress`]) up to

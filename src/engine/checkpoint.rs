@@ -33,9 +33,13 @@ pub struct SourceCut {
     pub position: Option<Position>,
     /// Records after that position that went in before the cut.
     pub skip: u64,
+    /// The stamper at the cut.
     pub stamper: StamperState,
     /// Records the partition had read up to the cut.
     pub records: u64,
+    /// The stamper and the records read at `position`: where the source starts again
+    /// (it stamps the `skip` records again, as before, and the engine drops them).
+    pub at_position: (StamperState, u64),
 }
 
 /// What the parts of the dataflow report to the leader.
@@ -133,7 +137,7 @@ impl Checkpoints {
 }
 
 /// A partition's side: cuts its input at announced times.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Cutter {
     pub last_position: Option<Position>,
     /// Records since `last_position`.
@@ -144,6 +148,31 @@ pub struct Cutter {
     pub done: i64,
     /// Records still to drop after a restart (they went in before the cut).
     pub skip: u64,
+    /// The stamper and records read when the partition was last at a position.
+    at_position: (StamperState, u64),
+}
+
+impl Default for Cutter {
+    fn default() -> Cutter {
+        Cutter {
+            last_position: None,
+            since_position: 0,
+            stamper: StamperState {
+                max_seen: i64::MIN,
+                ..StamperState::default()
+            },
+            records: 0,
+            done: i64::MIN,
+            skip: 0,
+            at_position: (
+                StamperState {
+                    max_seen: i64::MIN,
+                    ..StamperState::default()
+                },
+                0,
+            ),
+        }
+    }
 }
 
 impl Cutter {
@@ -155,6 +184,7 @@ impl Cutter {
             records: cut.records,
             done: time,
             skip: cut.skip,
+            at_position: cut.at_position,
         }
     }
 
@@ -164,6 +194,7 @@ impl Cutter {
             skip: self.since_position,
             stamper: self.stamper,
             records: self.records,
+            at_position: self.at_position,
         }
     }
 
@@ -177,10 +208,14 @@ impl Cutter {
         self.records += 1;
     }
 
-    /// A batch has gone in whole: the partition is at `position`.
+    /// A batch has gone in whole: the partition is at `position` (a batch that did not
+    /// move it, an empty one, leaves the count since the position as it is).
     pub fn at(&mut self, position: Position) {
-        self.last_position = Some(position);
-        self.since_position = 0;
+        if self.last_position != Some(position) {
+            self.last_position = Some(position);
+            self.since_position = 0;
+            self.at_position = (self.stamper, self.records);
+        }
     }
 }
 

@@ -627,7 +627,7 @@ fn start_sources(
                     let cut: SourceCut = serde_json::from_slice(cut).ok()?;
                     Some(Restart {
                         position: cut.position,
-                        stamper: cut.stamper,
+                        stamper: (cut.at_position.1 > 0).then_some(cut.at_position.0),
                     })
                 }),
             };

@@ -518,8 +518,8 @@ fn read_file(config: &FileSourceConfig, ctx: SourceContext) -> Result<(), TaskEr
     let started = Instant::now();
     let mut sender = Sender {
         ctx: &ctx,
-        stamper: match &ctx.restart {
-            Some(restart) => Stamper::restored(config.max_delay.0, restart.stamper),
+        stamper: match ctx.restart.and_then(|r| r.stamper) {
+            Some(state) => Stamper::restored(config.max_delay.0, state),
             None => Stamper::for_partition(config.max_delay.0, ctx.partition),
         },
         records: 0,

@@ -253,6 +253,10 @@ impl Source for KafkaSourceConfig {
         self.max_delay.0
     }
 
+    fn restartable(&self) -> bool {
+        true
+    }
+
     /// The topic again from `from` (or the earliest offset) to the end offsets it has now,
     /// in a group of its own so that the live group's offsets stay where they are.
     fn for_replay(&self, range: &ReplayRange) -> Option<Self> {
@@ -284,6 +288,9 @@ impl Source for KafkaSourceConfig {
     }
 }
 
+/// How far before a checkpoint's cut a resumed partition fetches from.
+const REWIND: i64 = 1 << 16;
+
 /// One topic partition being read.
 struct PartitionReader<'a> {
     config: &'a KafkaSourceConfig,
@@ -300,6 +307,8 @@ struct PartitionReader<'a> {
     stamper: Stamper,
     /// The next offset to read (the position of the last message read, plus one).
     position: Option<i64>,
+    /// No message has been read yet (a gap before the first is the broker's doing).
+    first_read: bool,
     /// The position of the last batch handed to the worker.
     sent: Option<Position>,
     committed: Option<Position>,
@@ -321,9 +330,20 @@ impl<'a> PartitionReader<'a> {
         let (low, high) = consumer
             .fetch_watermarks(&topic, partition, REQUEST_TIMEOUT)
             .with_context(|| format!("reading the offsets of {topic}/{partition}"))?;
-        let start = start_offset(config, &consumer, &topic, partition, (low, high))?;
+        // After a checkpoint, where it cut the partition; otherwise as configured.
+        let start = match ctx.restart.and_then(|r| r.position) {
+            Some(position) => position.min(i64::MAX as u64) as i64,
+            None => start_offset(config, &consumer, &topic, partition, (low, high))?,
+        };
+        // After a checkpoint, fetch from a little before the cut and drop what precedes it:
+        // some brokers (tansu) answer a fetch inside a stored batch from the next batch.
+        let fetch_from = if ctx.restart.is_some() {
+            start.saturating_sub(REWIND).max(low)
+        } else {
+            start
+        };
         let mut assignment = TopicPartitionList::new();
-        assignment.add_partition_offset(&topic, partition, Offset::Offset(start))?;
+        assignment.add_partition_offset(&topic, partition, Offset::Offset(fetch_from))?;
         consumer.assign(&assignment)?;
         tracing::info!(source = %ctx.name, topic = %topic, partition, start, end = high, "reading");
         let partition_label = partition.to_string();
@@ -331,8 +351,12 @@ impl<'a> PartitionReader<'a> {
         Ok(PartitionReader {
             end: (config.stop == StopAt::End).then_some(high),
             at_partition_end: false,
-            stamper: Stamper::for_partition(config.max_delay.0, ctx.partition),
+            stamper: match ctx.restart.and_then(|r| r.stamper) {
+                Some(state) => Stamper::restored(config.max_delay.0, state),
+                None => Stamper::for_partition(config.max_delay.0, ctx.partition),
+            },
             position: Some(start),
+            first_read: true,
             sent: None,
             committed: None,
             lag: m
@@ -349,6 +373,9 @@ impl<'a> PartitionReader<'a> {
 
     /// Reads until the end (`stop: end`), the run stops, or an error.
     fn run(mut self) -> Result<(), TaskError> {
+        // The starting offset first, so that a checkpoint cut before any message still
+        // knows where the partition began.
+        self.send(Vec::new(), Vec::new())?;
         let mut last_lag = Instant::now();
         loop {
             self.commit_acknowledged(CommitMode::Async);
@@ -396,6 +423,15 @@ impl<'a> PartitionReader<'a> {
                 }
             };
             let offset = message.offset();
+            // A message before the position was read already (a broker may answer a fetch
+            // from the start of the batch holding the asked offset, or again).
+            if self.position.is_some_and(|p| offset < p) {
+                continue;
+            }
+            if self.position.is_some_and(|p| offset > p) && self.first_read {
+                tracing::warn!(source = %self.ctx.name, topic = %self.topic, partition = self.partition, expected = ?self.position, offset, "the broker skipped offsets; those messages are missing");
+            }
+            self.first_read = false;
             self.position = Some(offset + 1);
             self.at_partition_end = false;
             let payload = message.payload().unwrap_or_default();
