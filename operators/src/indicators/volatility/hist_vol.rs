@@ -119,6 +119,11 @@ impl Indicator for HistVol {
     }
 }
 
+/// What a skipped `calendar` is read as before the instance's own is put back.
+fn utc() -> Calendar {
+    Calendar::Utc
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,9 +145,4 @@ mod tests {
         assert_eq!(periods_per_year(i("1d"), &Calendar::Utc), 365.25);
         assert_eq!(periods_per_year(i("1h"), &Calendar::Utc), 365.25 * 24.0);
     }
-}
-
-/// What a skipped `calendar` is read as before the instance's own is put back.
-fn utc() -> Calendar {
-    Calendar::Utc
 }
