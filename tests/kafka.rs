@@ -517,28 +517,7 @@ fn killed_three_times_and_resumed_the_database_equals_an_uninterrupted_run() {
     run_ok(dir.path(), &["run", "reference.yaml", "--no-server"]);
     let reference_ms = started.elapsed().as_millis().max(300) as u64;
     println!("the uninterrupted run took {reference_ms} ms");
-    let dump = |db: &str| {
-        let conn = rusqlite::Connection::open(dir.path().join(db)).unwrap();
-        let mut rows = Vec::new();
-        for table in marketflow::store::Table::ALL {
-            let name = table.name();
-            let mut statement = conn.prepare(&format!("SELECT * FROM {name}")).unwrap();
-            let width = statement.column_count();
-            let found: Vec<String> = statement
-                .query_map([], |r| {
-                    Ok((0..width)
-                        .map(|i| format!("{:?}", r.get_ref(i).unwrap()))
-                        .collect::<Vec<_>>()
-                        .join("|"))
-                })
-                .unwrap()
-                .map(|r| format!("{name} {}", r.unwrap()))
-                .collect();
-            rows.extend(found);
-        }
-        rows.sort();
-        rows
-    };
+    let dump = |db: &str| sqlite_dump(&dir.path().join(db));
     let reference_db = dump("reference.db");
     let topics = ["bars.1m", "bars.5m", "indicators.1m"];
     let mut reference_records: Vec<String> = topics

@@ -49,27 +49,6 @@ sinks:
 
 const RECOVERY: &str = "recovery: {path: out/recovery.db, checkpoint_interval: 100ms}\n";
 
-fn sqlite_dump(db: &Path) -> Vec<String> {
-    let conn = rusqlite::Connection::open(db).unwrap();
-    let mut rows = Vec::new();
-    for table in marketflow::store::Table::ALL {
-        let name = table.name();
-        let mut statement = conn.prepare(&format!("SELECT * FROM {name}")).unwrap();
-        let width = statement.column_count();
-        let found = statement
-            .query_map([], |r| {
-                let cells: Vec<String> = (0..width)
-                    .map(|i| format!("{:?}", r.get_ref(i).unwrap()))
-                    .collect();
-                Ok(format!("{name} {}", cells.join("|")))
-            })
-            .unwrap();
-        rows.extend(found.map(Result::unwrap));
-    }
-    rows.sort();
-    rows
-}
-
 /// A value `key=N` in a log line.
 fn field(line: &str, key: &str) -> Option<u64> {
     let at = line.find(&format!("{key}="))? + key.len() + 1;

@@ -47,27 +47,6 @@ const DERIVED: [&str; 5] = [
     "daily_analytics",
 ];
 
-fn sqlite_dump(db: &Path) -> Vec<String> {
-    let conn = rusqlite::Connection::open(db).unwrap();
-    let mut rows = Vec::new();
-    for table in marketflow::store::Table::ALL {
-        let name = table.name();
-        let mut statement = conn.prepare(&format!("SELECT * FROM {name}")).unwrap();
-        let width = statement.column_count();
-        let found = statement
-            .query_map([], |r| {
-                let cells: Vec<String> = (0..width)
-                    .map(|i| format!("{:?}", r.get_ref(i).unwrap()))
-                    .collect();
-                Ok(format!("{name} {}", cells.join("|")))
-            })
-            .unwrap();
-        rows.extend(found.map(Result::unwrap));
-    }
-    rows.sort();
-    rows
-}
-
 fn sqlite_clear_derived(db: &Path) {
     let conn = rusqlite::Connection::open(db).unwrap();
     for table in DERIVED {

@@ -71,6 +71,8 @@ pub enum RecoveryError {
         path: String,
         error: rusqlite::Error,
     },
+    #[error("creating {path} for the recovery store: {error}")]
+    Directory { path: String, error: std::io::Error },
     #[error("recovery store {path} was written by marketflow's store format {found}, this one reads {FORMAT_VERSION}; run without --resume to start over")]
     Format { path: String, found: String },
     #[error("cannot resume: {0}; run without --resume to start over (the checkpoints are then discarded)")]
@@ -92,9 +94,9 @@ impl RecoveryStore {
             error,
         };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| RecoveryError::Sqlite {
-                path: shown.clone(),
-                error: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
+            std::fs::create_dir_all(parent).map_err(|error| RecoveryError::Directory {
+                path: parent.display().to_string(),
+                error,
             })?;
         }
         let conn = Connection::open(path).map_err(sqlite)?;

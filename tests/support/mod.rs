@@ -220,3 +220,27 @@ impl Drop for Watchdog {
         }
     }
 }
+
+/// Every row of the marketflow tables of a SQLite store, as sorted text: for comparing two
+/// stores byte for byte.
+pub fn sqlite_dump(db: &Path) -> Vec<String> {
+    let conn =
+        rusqlite::Connection::open(db).unwrap_or_else(|e| panic!("opening {}: {e}", db.display()));
+    let mut rows = Vec::new();
+    for table in marketflow::store::Table::ALL {
+        let name = table.name();
+        let mut statement = conn.prepare(&format!("SELECT * FROM {name}")).unwrap();
+        let width = statement.column_count();
+        let found = statement
+            .query_map([], |r| {
+                let cells: Vec<String> = (0..width)
+                    .map(|i| format!("{:?}", r.get_ref(i).unwrap()))
+                    .collect();
+                Ok(format!("{name} {}", cells.join("|")))
+            })
+            .unwrap();
+        rows.extend(found.map(Result::unwrap));
+    }
+    rows.sort();
+    rows
+}
