@@ -197,6 +197,58 @@ fn killed_five_times_and_resumed_equals_an_uninterrupted_run() {
 }
 
 #[test]
+fn a_synthetic_market_killed_and_resumed_equals_an_uninterrupted_run() {
+    let dir = scratch();
+    let yaml = |recovery: &str| {
+        format!(
+            "pipeline: synthetic\nworkers: 2\n{recovery}sources:\n  m: {{type: synthetic, symbols: [A, B, C, D], seed: 5, rate: 50, count: 1500000, max_delay: 1s, disorder: 2s}}\noperators:\n  bars_1m: {{type: bars, from: m, interval: 1m}}\n  ta: {{type: indicators, from: bars_1m, indicators: [{{ema: {{period: 12}}}}, {{rsi: {{period: 14}}}}]}}\nsinks:\n  out: {{type: file, path: out/out.jsonl, from: [bars_1m, ta]}}\n  db: {{type: sqlite, path: out/store.db, from: [m, bars_1m, ta]}}\n"
+        )
+    };
+    write(dir.path(), "pipeline.yaml", &yaml(""));
+    let started = Instant::now();
+    run_ok(dir.path(), &["run", "pipeline.yaml", "--no-server"]);
+    let reference_ms = started.elapsed().as_millis().max(200) as u64;
+    let out = dir.path().join("out");
+    let reference_out = sorted_lines(&out.join("out.jsonl"));
+    let reference_db = sqlite_dump(&out.join("store.db"));
+    std::fs::remove_dir_all(&out).unwrap();
+
+    write(dir.path(), "pipeline.yaml", &yaml(RECOVERY));
+    let mut rng = Lcg(0x51);
+    for kill in 1..=2 {
+        let log = dir.path().join(format!("run{kill}.log"));
+        let mut child = resumed_run(dir.path(), &log);
+        // A random moment of the run: the point of the test, not a synchronisation.
+        std::thread::sleep(Duration::from_millis(
+            reference_ms / 3 + rng.below(reference_ms / 2),
+        ));
+        let _ = child.kill();
+        let _ = child.wait();
+        let (resumed, commits) = checkpoints_in(&std::fs::read_to_string(&log).unwrap());
+        println!(
+            "synthetic kill {kill}: resumed from record {}, committed {} checkpoints",
+            resumed.unwrap_or(0),
+            commits.len()
+        );
+    }
+    let log = dir.path().join("final.log");
+    let status = resumed_run(dir.path(), &log).wait().unwrap();
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    assert!(
+        sorted_lines(&out.join("out.jsonl")) == reference_out,
+        "the synthetic market's output after kills differs"
+    );
+    assert!(
+        sqlite_dump(&out.join("store.db")) == reference_db,
+        "the synthetic market's database after kills differs"
+    );
+}
+
+#[test]
 fn a_changed_pipeline_refuses_to_resume_naming_what_changed() {
     let dir = scratch();
     write(
@@ -256,7 +308,7 @@ fn what_checkpoints_cannot_cover_is_refused_clearly() {
     write(
         dir.path(),
         "synthetic.yaml",
-        &format!("pipeline: s\n{RECOVERY}sources:\n  m: {{type: synthetic, symbols: [A], count: 10}}\nsinks:\n  o: {{type: null, from: m}}\n"),
+        &format!("pipeline: s\n{RECOVERY}sources:\n  m: {{type: synthetic, symbols: [A], pace: realtime, start: now-1h}}\nsinks:\n  o: {{type: null, from: m}}\n"),
     );
     let out = run_in(dir.path(), &["run", "synthetic.yaml", "--no-server"]);
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -321,7 +321,7 @@ fn open_recovery(
     for source in &pipeline.sources {
         if !source.spec.restartable() {
             return Err(RunError::Recovery(format!(
-                "source `{}` ({}) cannot start again from a checkpoint (file sources can, so far)",
+                "source `{}` ({}) cannot start again from a checkpoint (file and Kafka sources can, and the synthetic market at `pace: max` from a fixed `start`)",
                 source.name,
                 source.spec.type_name()
             )));

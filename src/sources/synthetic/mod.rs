@@ -159,6 +159,12 @@ impl Source for SyntheticConfig {
         self.count.is_some() || self.duration.is_some()
     }
 
+    /// At `pace: max` from a fixed `start` the market is the same every run, so a partition
+    /// restarts by generating again the ticks before the cut without sending them.
+    fn restartable(&self) -> bool {
+        self.pace == Pace::Max && !matches!(self.start.as_ref().map(|s| s.value), Some(Start::BeforeNow(_)))
+    }
+
     fn max_delay(&self) -> i64 {
         self.max_delay.0
     }
@@ -601,6 +607,21 @@ impl Generator<'_> {
         (batch, self.sent >= self.limit)
     }
 
+    /// Generates the first `position` ticks again without sending them (a restart).
+    fn skip_to(&mut self, position: u64) {
+        while self.sent < position.min(self.limit) {
+            match self.market.next_arrival(i64::MAX) {
+                Some(tick) if tick.ts < self.end => self.sent += 1,
+                Some(_) => {
+                    if self.market.next_event_time() >= self.end && self.market.in_flight.is_empty() {
+                        return;
+                    }
+                }
+                None => return,
+            }
+        }
+    }
+
     fn send(&self, batch: Vec<Tick>) -> Result<(), TaskError> {
         if batch.is_empty() {
             return Ok(());
@@ -654,6 +675,12 @@ fn generate(config: &SyntheticConfig, ctx: SourceContext) -> Result<(), TaskErro
         clock_origin: Instant::now(),
         ctx,
     };
+    if let Some(restart) = generator.ctx.restart {
+        generator.skip_to(restart.position.unwrap_or(0));
+        if let Some(state) = restart.stamper {
+            generator.stamper = Stamper::restored(config.max_delay.0, state);
+        }
+    }
     let mut last_progress = Instant::now();
     while !generator.ctx.shutdown.is_triggered() {
         let now = generator.event_now();
