@@ -432,6 +432,16 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The instant a `--from`/`--to` flag names (a date, an RFC 3339 time, `-30d`), if given.
+fn time_flag(flag: &str, text: Option<&str>, now: i64) -> anyhow::Result<Option<i64>> {
+    text.map(|t| {
+        t.parse::<marketflow::config::values::TimePoint>()
+            .map(|p| p.resolve(now))
+            .with_context(|| format!("--{flag}"))
+    })
+    .transpose()
+}
+
 /// `marketflow backfill`: the history sources of a pipeline into its sinks, with progress.
 fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
     let pipeline = match load(&args.file) {
@@ -439,15 +449,7 @@ fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     let now = chrono::Utc::now().timestamp_millis();
-    let time = |flag: &str, text: &Option<String>| -> anyhow::Result<Option<i64>> {
-        text.as_deref()
-            .map(|t| {
-                t.parse::<marketflow::config::values::TimePoint>()
-                    .map(|p| p.resolve(now))
-                    .with_context(|| format!("--{flag}"))
-            })
-            .transpose()
-    };
+    let time = |flag: &str, text: &Option<String>| time_flag(flag, text.as_deref(), now);
     let range = marketflow::connector::BackfillRange {
         symbols: (!args.symbols.is_empty()).then(|| args.symbols.clone()),
         from: time("from", &args.from)?,
@@ -511,15 +513,7 @@ fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         .parse()
         .map_err(|e: String| anyhow::anyhow!("--source: {e}"))?;
     let now = chrono::Utc::now().timestamp_millis();
-    let time = |flag: &str, text: &Option<String>| -> anyhow::Result<Option<i64>> {
-        text.as_deref()
-            .map(|t| {
-                t.parse::<marketflow::config::values::TimePoint>()
-                    .map(|p| p.resolve(now))
-                    .with_context(|| format!("--{flag}"))
-            })
-            .transpose()
-    };
+    let time = |flag: &str, text: &Option<String>| time_flag(flag, text.as_deref(), now);
     let range = marketflow::connector::ReplayRange {
         from: time("from", &args.from)?,
         to: time("to", &args.to)?,
