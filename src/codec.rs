@@ -131,6 +131,10 @@ pub fn write_indicator_json(out: &mut Vec<u8>, row: &IndicatorRow) {
     write_json_str(out, row.kind.name());
     out.extend_from_slice(b",\"values\":");
     write_indicator_values(out, row);
+    if row.revision > 0 {
+        out.extend_from_slice(b",\"revision\":");
+        write_u64(out, u64::from(row.revision));
+    }
     out.push(b'}');
 }
 

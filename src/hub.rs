@@ -185,6 +185,12 @@ impl Recent {
         self.frames[format.index()].get_or_insert_with(|| {
             scratch.clear();
             match format {
+                Format::Native if revision_of(record) > 0 => {
+                    // A bar or indicator row given again after late records.
+                    scratch.extend_from_slice(b"{\"type\":\"revised\",\"record\":");
+                    write_record_json(scratch, record);
+                    scratch.push(b'}');
+                }
                 Format::Native => write_record_json(scratch, record),
                 Format::Predecessor => crate::seed::write_message(scratch, record),
             }
@@ -192,6 +198,14 @@ impl Recent {
             put_text_frame(&mut out, scratch);
             out.freeze()
         })
+    }
+}
+
+fn revision_of(record: &Record) -> u32 {
+    match record {
+        Record::Tick(_) => 0,
+        Record::Bar(b) => b.revision,
+        Record::Indicator(i) => i.revision,
     }
 }
 
@@ -339,6 +353,9 @@ impl Hub {
         let before = records.len();
         let mut state = self.state();
         records.retain(|record| {
+            if revision_of(record) > 0 {
+                return true; // a revision of an older record: its time says nothing
+            }
             let stream = state.streams.entry(StreamKey::of(record)).or_default();
             let (time, id) = identity(record);
             if stream.newest.has_seen(time, &id) {
@@ -915,6 +932,20 @@ mod tests {
         client.take();
         hub.publish(vec![bar(0), bar(1)]);
         assert_eq!(received(&client).len(), 2);
+
+        // A revision comes as a `revised` message, and passes the repeat filter of a feed.
+        let Record::Bar(mut revised) = bar(0) else {
+            unreachable!()
+        };
+        revised.revision = 1;
+        assert_eq!(hub.publish_new(vec![bar(5), Record::Bar(revised)]), 0);
+        let got = received(&client);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(
+            got[1].starts_with(r#"{"type":"revised","record":{"type":"bar""#)
+                && got[1].contains(r#""revision":1}}"#),
+            "{got:?}"
+        );
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub struct Metrics {
     pub operator_in: IntCounterVec,
     pub operator_out: IntCounterVec,
     pub late_records: IntCounterVec,
+    pub revised_records: IntCounterVec,
     pub outside_session: IntCounterVec,
     pub discarded_at_shutdown: IntCounterVec,
     pub dead_letters: IntCounterVec,
@@ -219,6 +220,12 @@ impl Metrics {
                 r,
                 "marketflow_late_records_total",
                 "Records behind the watermark of their window.",
+                &["operator"],
+            ),
+            revised_records: counter(
+                r,
+                "marketflow_revised_records_total",
+                "Bars and indicator rows given again with a higher revision after late records.",
                 &["operator"],
             ),
             outside_session: counter(

@@ -172,9 +172,11 @@ fn killed_five_times_and_resumed_equals_an_uninterrupted_run() {
         "no run resumed from a checkpoint: {resumed_from:?}"
     );
 
+    let got = sorted_lines(&out.join("out.jsonl"));
     assert!(
-        sorted_lines(&out.join("out.jsonl")) == reference_out,
-        "the output after five kills and resumes differs from the uninterrupted run's"
+        got == reference_out,
+        "the output after five kills and resumes differs from the uninterrupted run's: {}",
+        line_differences(&got, &reference_out)
     );
     assert!(
         std::fs::read(out.join("out.jsonl"))

@@ -259,7 +259,18 @@ impl BarBuilder {
 
     /// Closes every window ending at or before `upto`, oldest first, handing each one's
     /// bars (sorted by symbol) to `emit`.
-    pub fn close_until(&mut self, upto: i64, mut emit: impl FnMut(Window, &mut Vec<Bar>)) {
+    pub fn close_until(&mut self, upto: i64, emit: impl FnMut(Window, &mut Vec<Bar>)) {
+        self.close_keeping(upto, None, emit);
+    }
+
+    /// As [`BarBuilder::close_until`], keeping the closed bars in `revisions` (when given)
+    /// so that late records can still revise them.
+    pub fn close_keeping(
+        &mut self,
+        upto: i64,
+        mut revisions: Option<&mut crate::revise::Revisions>,
+        mut emit: impl FnMut(Window, &mut Vec<Bar>),
+    ) {
         let closing = self
             .open
             .iter()
@@ -269,6 +280,9 @@ impl BarBuilder {
         for mut open in self.open.drain(..closing) {
             self.scratch.extend(open.bars.drain());
             self.scratch.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            if let Some(revisions) = revisions.as_deref_mut() {
+                revisions.keep(open.window, &self.scratch);
+            }
             out.extend(
                 self.scratch
                     .drain(..)
@@ -289,7 +303,21 @@ impl BarBuilder {
     }
 }
 
-fn finish(symbol: Symbol, interval: Interval, window: Window, state: BarState) -> Bar {
+/// The bar of `window` made of finer `bars` of one symbol (in any order), as a
+/// [`BarBuilder`] of `interval` would build it from them; `None` without bars.
+pub fn aggregate<'a>(
+    interval: Interval,
+    window: Window,
+    bars: impl IntoIterator<Item = &'a Bar>,
+) -> Option<Bar> {
+    let mut bars = bars.into_iter();
+    let first = bars.next()?;
+    let mut state = first.start_bar();
+    bars.for_each(|b| b.fold_into(&mut state));
+    Some(finish(first.symbol.clone(), interval, window, state))
+}
+
+pub(crate) fn finish(symbol: Symbol, interval: Interval, window: Window, state: BarState) -> Bar {
     Bar {
         symbol,
         interval,

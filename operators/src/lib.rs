@@ -8,14 +8,16 @@ pub mod fixed;
 pub mod indicators;
 pub mod interval;
 pub mod record;
+pub mod revise;
 pub mod state;
 pub mod symbol;
 pub mod time;
 
-pub use bars::{BarBuilder, BarInput, Placement};
+pub use bars::{aggregate, BarBuilder, BarInput, Placement};
 pub use calendar::{Calendar, Session, Window, Windower};
 pub use fixed::Fixed;
 pub use indicators::IndicatorKind;
 pub use interval::Interval;
 pub use record::{Bar, IndicatorRow, Record, Tick};
+pub use revise::Revisions;
 pub use symbol::Symbol;

@@ -50,6 +50,10 @@ pub struct BenchArgs {
     /// Only measure the cost of checkpoints (every 1 s and 100 ms against none).
     #[arg(long)]
     pub checkpoints_only: bool,
+    /// Only measure late-record policies: `late: drop` against `late: revise` (1 worker,
+    /// 1m -> 5m -> 1d bars and 9 indicators on the 1m bars).
+    #[arg(long)]
+    pub late_only: bool,
     /// Internal: measure one mode in this process and print JSON.
     #[arg(long, hide = true)]
     pub child: Option<String>,
@@ -90,6 +94,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             "baseline" => baseline(file)?,
             "bars-1m" => engine_run(file, 1, 1, BARS_1M)?,
             "indicators" => engine_run(file, 1, 1, INDICATORS_1M)?,
+            "late-drop" => engine_run(file, 1, 1, &late_graph(""))?,
+            "late-revise" => engine_run(file, 1, 1, &late_graph(", late: revise, revise_for: 1m"))?,
             other if other.starts_with("checkpoints-") => {
                 // checkpoints-MS: 2 workers, the indicators graph, a checkpoint every MS
                 // (0: none).
@@ -164,6 +170,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         );
     };
     report("baseline (plain loop)", &base);
+    if args.late_only {
+        return late_section(args, &file, &report);
+    }
     if !args.checkpoints_only {
         engine_sections(args, &file, &base, &report)?;
     }
@@ -239,6 +248,26 @@ fn engine_sections(
         "indicator overhead: {:+.1}% over bars alone ({} records out: bars and indicator rows)",
         (with_indicators.seconds / bars_only.seconds - 1.0) * 100.0,
         thousands(with_indicators.bars)
+    );
+    Ok(())
+}
+
+/// `late: drop` against `late: revise` on the same graph.
+fn late_section(
+    args: &BenchArgs,
+    file: &Path,
+    report: &dyn Fn(&str, &Measurement),
+) -> anyhow::Result<()> {
+    println!("late records, 1 worker: ticks -> 1m -> 5m -> 1d bars, 9 indicators on the 1m bars:");
+    let drop = best_of(args.repeat, || child("late-drop", file))?;
+    report("late: drop", &drop);
+    let revise = best_of(args.repeat, || child("late-revise", file))?;
+    report("late: revise, revise_for: 1m", &revise);
+    println!(
+        "revise costs {:+.1}% over drop ({} and {} records out)",
+        (revise.seconds / drop.seconds - 1.0) * 100.0,
+        thousands(revise.bars),
+        thousands(drop.bars)
     );
     Ok(())
 }
@@ -425,13 +454,9 @@ sinks:
   out: {type: null, from: bars_1m}
 ";
 /// The default set of architecture.md's example pipeline.
-const INDICATORS_1M: &str = "
-operators:
-  bars_1m: {type: bars, from: ticks, interval: 1m}
-  ta_1m:
-    type: indicators
-    from: bars_1m
-    indicators:
+macro_rules! default_indicators {
+    () => {
+        "    indicators:
       - sma: {period: 20}
       - ema: {period: 20}
       - rsi: {period: 14}
@@ -441,9 +466,39 @@ operators:
       - stochastic: {k: 14, k_smooth: 3, d: 3}
       - stddev: {period: 20}
       - vwap: {}
-sinks:
+"
+    };
+}
+const INDICATORS_1M: &str = concat!(
+    "
+operators:
+  bars_1m: {type: bars, from: ticks, interval: 1m}
+  ta_1m:
+    type: indicators
+    from: bars_1m
+",
+    default_indicators!(),
+    "sinks:
   out: {type: null, from: [bars_1m, ta_1m]}
-";
+"
+);
+
+/// The cascade with indicators, its 1m bars taking `late` settings.
+fn late_graph(late: &str) -> String {
+    format!(
+        "operators:
+  bars_1m: {{type: bars, from: ticks, interval: 1m{late}}}
+  bars_5m: {{type: bars, from: bars_1m, interval: 5m}}
+  bars_1d: {{type: bars, from: bars_5m, interval: 1d}}
+  ta_1m:
+    type: indicators
+    from: bars_1m
+{}sinks:
+  out: {{type: null, from: [bars_1m, bars_5m, bars_1d, ta_1m]}}
+",
+        default_indicators!()
+    )
+}
 
 fn engine_run(
     path: &Path,

@@ -9,8 +9,11 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use marketflow_operators::revise::Revise;
 use marketflow_operators::time::format_timestamp;
-use marketflow_operators::{Bar, BarBuilder, BarInput, Calendar, Interval, Placement, Tick};
+use marketflow_operators::{
+    Bar, BarBuilder, BarInput, Calendar, Interval, Placement, Revisions, Tick,
+};
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::{Capability, Operator};
 use timely::dataflow::StreamVec;
@@ -33,7 +36,12 @@ pub struct BarsStage {
     pub interrupted: Arc<AtomicBool>,
     /// Its part in checkpoints, when the pipeline takes them.
     pub checkpoint: Option<OperatorCheckpoint>,
+    /// With `late: revise`: how long closed bars stay revisable (ms).
+    pub revise_for: Option<i64>,
 }
+
+/// Late records that will revise closed bars, by the time the revision is given at.
+type LateRecords<R> = BTreeMap<u64, (Capability<u64>, Vec<R>)>;
 
 /// A record the bars operator can report to the dead-letter path.
 pub trait Rejectable {
@@ -78,12 +86,17 @@ where
         drop(capability);
         // Input at or after an announced checkpoint, kept aside until the state is saved.
         let mut stash: Vec<(Capability<u64>, Vec<R>)> = Vec::new();
+        let mut revisions = stage
+            .revise_for
+            .map(|rf| Revisions::new(stage.interval, stage.calendar.clone(), rf));
+        let mut late: LateRecords<R> = BTreeMap::new();
         let m = metrics();
         let counters = Counters {
             records_in: m.operator_in.with_label_values(&[stage.name.as_str()]),
             late: m.late_records.with_label_values(&[stage.name.as_str()]),
             outside: m.outside_session.with_label_values(&[stage.name.as_str()]),
         };
+        let revised = m.revised_records.with_label_values(&[stage.name.as_str()]);
         let records_out = m.operator_out.with_label_values(&[stage.name.as_str()]);
         let discarded = m
             .discarded_at_shutdown
@@ -100,7 +113,8 @@ where
                     return;
                 }
                 let delayed = |t: u64| capability.delayed(&t, 0);
-                apply(&stage, &counters, &mut builder, &mut capabilities, data, delayed);
+                let revising = revisions.as_ref().map(|r| (r, &mut late));
+                apply(&stage, &counters, &mut builder, &mut capabilities, (time, data), delayed, revising);
             });
 
             let upto = match frontier.frontier().iter().next() {
@@ -112,8 +126,8 @@ where
                 }
                 None => i64::MAX,
             };
-            let mut close = |builder: &mut BarBuilder, capabilities: &mut BTreeMap<i64, Capability<u64>>, upto: i64| {
-                builder.close_until(upto, |window, bars| {
+            let mut close = |builder: &mut BarBuilder, capabilities: &mut BTreeMap<i64, Capability<u64>>, revisions: Option<&mut Revisions>, upto: i64| {
+                builder.close_keeping(upto, revisions, |window, bars| {
                     if let Some(capability) = capabilities.remove(&window.end) {
                         records_out.inc_by(bars.len() as u64);
                         bars.iter_mut()
@@ -123,14 +137,34 @@ where
                 });
             };
             if let (Some(w), Some(c)) = (due.filter(|w| upto >= *w), checkpoint.as_mut()) {
-                close(&mut builder, &mut capabilities, w);
+                close(&mut builder, &mut capabilities, None, w);
                 c.save(w, builder.save());
                 for (held, data) in std::mem::take(&mut stash) {
                     let delayed = |t: u64| held.delayed(&t);
-                    apply(&stage, &counters, &mut builder, &mut capabilities, &data, delayed);
+                    apply(&stage, &counters, &mut builder, &mut capabilities, (*held.time(), &data), delayed, None);
                 }
             }
-            close(&mut builder, &mut capabilities, upto);
+            close(&mut builder, &mut capabilities, revisions.as_mut(), upto);
+            if let Some(revisions) = &mut revisions {
+                // The windows of the late records given before `upto` are closed: revise.
+                while let Some(entry) = late.first_entry().filter(|e| (*e.key() as i64) < upto) {
+                    let (capability, records) = entry.remove();
+                    for record in &records {
+                        if revisions.fold(record) == Revise::OutsideSession {
+                            counters.outside.inc();
+                        }
+                    }
+                    let mut bars = Vec::new();
+                    revisions.take_revised(|mut bar| {
+                        bar.source.clone_from(&stage.origin);
+                        bars.push(bar);
+                    });
+                    revised.inc_by(bars.len() as u64);
+                    records_out.inc_by(bars.len() as u64);
+                    output.session(&capability).give_container(&mut bars);
+                }
+                revisions.expire(upto);
+            }
         }
     })
 }
@@ -143,14 +177,16 @@ struct Counters {
 }
 
 /// Folds `data` into the open windows; `delayed` gives a capability at a time at or after
-/// the data's.
-fn apply<R: BarInput + Rejectable>(
+/// the data's. With `revising`, late records still in time are set aside to revise their
+/// bars at the later of their time and their window's end (once the window has closed).
+fn apply<R: BarInput + Rejectable + Clone>(
     stage: &BarsStage,
     counters: &Counters,
     builder: &mut BarBuilder,
     capabilities: &mut BTreeMap<i64, Capability<u64>>,
-    data: &[R],
+    (time, data): (u64, &[R]),
     delayed: impl Fn(u64) -> Capability<u64>,
+    mut revising: Option<(&Revisions, &mut LateRecords<R>)>,
 ) {
     counters.records_in.inc_by(data.len() as u64);
     let mut last_end = i64::MIN;
@@ -166,9 +202,24 @@ fn apply<R: BarInput + Rejectable>(
                 }
             }
             Placement::Late { window } => {
+                if let Some((revisions, late)) = revising.as_mut() {
+                    if revisions.in_time(window.end, record.watermark()) {
+                        let at = time.max(window.end as u64);
+                        late.entry(at)
+                            .or_insert_with(|| (delayed(at), Vec::new()))
+                            .1
+                            .push(record.clone());
+                        continue;
+                    }
+                }
                 late_count += 1;
+                let past = if revising.is_some() {
+                    " and can no longer be revised"
+                } else {
+                    ""
+                };
                 let detail = format!(
-                    "window {} to {} had closed (watermark {})",
+                    "window {} to {} had closed{past} (watermark {})",
                     format_timestamp(window.start),
                     format_timestamp(window.end),
                     format_timestamp(record.watermark())

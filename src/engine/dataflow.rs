@@ -22,6 +22,7 @@ use super::checkpoint::{Checkpoints, Cutter, OperatorCheckpoint, Part};
 use super::flow::{Control, Flow, PartitionAck};
 use super::indicators::{indicators, IndicatorsStage};
 use super::merge::merge_bars;
+use super::revise::{cascade, revised_indicators, CascadeStage};
 use super::tick_indicators::{tick_indicators, TickIndicatorsStage};
 use super::{Shared, SinkSender};
 use crate::connector::{SinkEvent, SourceEvent, StreamType};
@@ -621,7 +622,7 @@ fn operator<'s>(
         });
         Some(OperatorCheckpoint::new(checkpoints, name, worker, restored))
     };
-    let bars_stage = |name: String, interval, calendar| BarsStage {
+    let bars_stage = |name: String, interval, calendar, revise_for| BarsStage {
         checkpoint: checkpoint(&name),
         name,
         interval,
@@ -629,11 +630,19 @@ fn operator<'s>(
         origin: origin(pipeline, inputs).into(),
         dead_letters: shared.dead_letters.clone(),
         interrupted: shared.interrupted.clone(),
+        revise_for,
     };
+    // The input is revised by late records: so is everything built from it.
+    let revised_input = pipeline.revise_for(input_index);
     match (&op.spec, input.clone()) {
         (OperatorSpec::Bars(config), AnyStream::Ticks(s)) => AnyStream::Bars(bars(
             s,
-            bars_stage(op.name.clone(), config.interval.value, config.calendar()),
+            bars_stage(
+                op.name.clone(),
+                config.interval.value,
+                config.calendar(),
+                config.revise_for(),
+            ),
         )),
         // A merge of bars of its own interval: one bar per window already, each saying
         // which input it came from.
@@ -644,10 +653,28 @@ fn operator<'s>(
         {
             AnyStream::Bars(s)
         }
-        (OperatorSpec::Bars(config), AnyStream::Bars(s)) => AnyStream::Bars(bars(
-            s,
-            bars_stage(op.name.clone(), config.interval.value, config.calendar()),
-        )),
+        (OperatorSpec::Bars(config), AnyStream::Bars(s)) => match revised_input {
+            Some(upstream) => AnyStream::Bars(cascade(
+                s,
+                CascadeStage {
+                    name: op.name.clone(),
+                    interval: config.interval.value,
+                    calendar: config.calendar(),
+                    origin: origin(pipeline, inputs).into(),
+                    revise_for: config.revise_for().max(Some(upstream)).unwrap_or(upstream),
+                    dead_letters: shared.dead_letters.clone(),
+                },
+            )),
+            None => AnyStream::Bars(bars(
+                s,
+                bars_stage(
+                    op.name.clone(),
+                    config.interval.value,
+                    config.calendar(),
+                    config.revise_for(),
+                ),
+            )),
+        },
         (OperatorSpec::Indicators(config), AnyStream::Bars(mut stream)) => {
             let StreamType::Bars { interval, session } = &pipeline.streams[input_index] else {
                 return AnyStream::Bars(stream);
@@ -658,7 +685,12 @@ fn operator<'s>(
             if pipeline.is_source_stream(input_index) && !ordered {
                 // Bars read from a source may arrive out of order: pass them through a
                 // bars operator of their own interval, which orders them by watermark.
-                let stage = bars_stage(format!("{}:order", op.name), *interval, calendar.clone());
+                let stage = bars_stage(
+                    format!("{}:order", op.name),
+                    *interval,
+                    calendar.clone(),
+                    None,
+                );
                 stream = bars(stream, stage);
             }
             let stage = IndicatorsStage {
@@ -673,7 +705,12 @@ fn operator<'s>(
                     .map(|e| e.spec.clone())
                     .collect(),
             };
-            AnyStream::Indicators(indicators(stream, stage))
+            match revised_input {
+                Some(revise_for) => {
+                    AnyStream::Indicators(revised_indicators(stream, stage, revise_for))
+                }
+                None => AnyStream::Indicators(indicators(stream, stage)),
+            }
         }
         (OperatorSpec::TickIndicators(config), AnyStream::Ticks(stream)) => {
             let stage = TickIndicatorsStage {

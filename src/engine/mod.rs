@@ -9,6 +9,7 @@ mod flow;
 pub mod indicators;
 mod merge;
 mod placement;
+mod revise;
 pub mod tick_indicators;
 
 use std::collections::HashMap;
@@ -393,6 +394,12 @@ fn state_shapes(pipeline: &Pipeline) -> Result<std::collections::BTreeMap<String
             ));
         }
         match &op.spec {
+            OperatorSpec::Bars(config) if config.revise_for().is_some() => {
+                return Err(format!(
+                    "operator `{}` (bars with `late: revise`) keeps no checkpoint state for its revisions yet",
+                    op.name
+                ))
+            }
             OperatorSpec::Bars(config) => {
                 shapes.insert(
                     op.name.clone(),

@@ -351,8 +351,9 @@ struct TableSql {
     columns: &'static str,
     types: &'static [Type],
     key: &'static str,
-    /// `SET` list of the upsert; bars keep a newer revision over an older one.
+    /// `SET` list of the upsert.
     update: &'static str,
+    /// When the upsert replaces a row: bars and indicator rows keep a newer revision.
     condition: &'static str,
 }
 
@@ -442,7 +443,11 @@ fn analytics_sql(table: Table) -> TableSql {
         types: ANALYTICS_TYPES,
         key: ANALYTICS_KEY,
         update: ANALYTICS_UPDATE,
-        condition: "",
+        condition: match table {
+            Table::RealtimeAnalytics => "WHERE realtime_analytics.revision <= EXCLUDED.revision",
+            Table::DailyAnalytics => "WHERE daily_analytics.revision <= EXCLUDED.revision",
+            _ => "WHERE intraday_analytics.revision <= EXCLUDED.revision",
+        },
     }
 }
 

@@ -102,11 +102,12 @@ fn daily_upsert() -> String {
 
 fn analytics_upsert(table: Table) -> String {
     format!(
-        "INSERT INTO {} (symbol, interval, ts, indicator_id, indicator, outputs, revision) \
+        "INSERT INTO {table} (symbol, interval, ts, indicator_id, indicator, outputs, revision) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
          ON CONFLICT (symbol, interval, indicator_id, ts) DO UPDATE SET \
-         indicator = excluded.indicator, outputs = excluded.outputs, revision = excluded.revision",
-        table.name()
+         indicator = excluded.indicator, outputs = excluded.outputs, revision = excluded.revision \
+         WHERE {table}.revision <= excluded.revision",
+        table = table.name()
     )
 }
 

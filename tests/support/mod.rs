@@ -108,6 +108,24 @@ pub fn sorted_lines(path: &Path) -> Vec<String> {
     lines
 }
 
+/// How two sorted line lists differ: counts and the first few lines only one has.
+pub fn line_differences(got: &[String], expected: &[String]) -> String {
+    let only = |a: &[String], b: &[String]| -> Vec<String> {
+        a.iter()
+            .filter(|l| b.binary_search(l).is_err())
+            .take(5)
+            .cloned()
+            .collect()
+    };
+    format!(
+        "{} lines against {} expected; missing {:#?}; extra {:#?}",
+        got.len(),
+        expected.len(),
+        only(expected, got),
+        only(got, expected)
+    )
+}
+
 /// A deterministic pseudo-random sequence (splitmix64).
 pub struct Lcg(pub u64);
 

@@ -1,13 +1,13 @@
 //! Operator `bars`: its configuration and the type checks of its input.
 
-use marketflow_operators::time::MINUTE;
+use marketflow_operators::time::{DAY, MINUTE};
 use marketflow_operators::{Calendar, Interval};
 use serde::Deserialize;
 
 use crate::config::de::{OneOrMany, Spanned};
 use crate::config::diagnostic::Diagnostic;
 use crate::config::session::SessionSpec;
-use crate::config::values::Parsed;
+use crate::config::values::{Duration, Parsed};
 use crate::connector::StreamType;
 
 /// Builds OHLCV bars from ticks, or from bars of a finer interval.
@@ -23,10 +23,16 @@ pub struct BarsConfig {
     /// Exchange trading hours; without it windows are aligned on UTC (daily bars are UTC days).
     #[serde(default)]
     pub session: Option<Spanned<SessionSpec>>,
-    /// A record whose window has already closed: `drop` counts it and sends it to the
-    /// dead-letter path.
+    /// A record whose window has already closed: `drop` (default) counts it and sends it
+    /// to the dead-letter path; `revise` folds it into the closed bar, given again with a
+    /// higher `revision`, while the watermark is less than `revise_for` past the window's
+    /// end (later ones are dropped).
     #[serde(default)]
-    pub late: LatePolicy,
+    pub late: Option<Spanned<LatePolicy>>,
+    /// With `late: revise`: how long after a window closes late records may still revise
+    /// its bar (up to 1d).
+    #[serde(default)]
+    pub revise_for: Option<Spanned<Duration>>,
 }
 
 /// What happens to late records.
@@ -35,9 +41,46 @@ pub struct BarsConfig {
 pub enum LatePolicy {
     #[default]
     Drop,
+    Revise,
 }
 
 impl BarsConfig {
+    /// How long closed bars stay revisable, when late records revise them.
+    pub fn revise_for(&self) -> Option<i64> {
+        match self.late.as_ref().map(|l| l.value) {
+            Some(LatePolicy::Revise) => self.revise_for.as_ref().map(|d| d.value.0),
+            _ => None,
+        }
+    }
+
+    /// Checks of `late` and `revise_for` together.
+    pub fn check(&self, path: &str) -> Vec<Diagnostic> {
+        let late = self.late.as_ref();
+        match (late.map(|l| l.value), &self.revise_for) {
+            (Some(LatePolicy::Revise), None) => vec![Diagnostic::new(
+                late.map(|l| l.pos).unwrap_or_default(),
+                format!("{path}.late"),
+                "`late: revise` needs `revise_for`: how long after a window closes late records may revise its bar",
+            )
+            .help("add e.g. `revise_for: 1m`")],
+            (Some(LatePolicy::Revise), Some(d)) if !(1..=DAY).contains(&d.value.0) => {
+                vec![Diagnostic::new(
+                    d.pos,
+                    format!("{path}.revise_for"),
+                    format!("must be between 1ms and 1d (got {})", d.value),
+                )]
+            }
+            (Some(LatePolicy::Revise), Some(_)) => Vec::new(),
+            (_, Some(d)) => vec![Diagnostic::new(
+                d.pos,
+                format!("{path}.revise_for"),
+                "`revise_for` applies with `late: revise` only",
+            )
+            .help("set `late: revise`, or remove `revise_for`")],
+            (_, None) => Vec::new(),
+        }
+    }
+
     pub fn calendar(&self) -> Calendar {
         match &self.session {
             Some(s) => Calendar::Session(s.value.session.clone()),

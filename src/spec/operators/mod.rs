@@ -102,7 +102,7 @@ impl OperatorSpec {
     /// Checks of the operator's own settings.
     pub fn check(&self, path: &str) -> Vec<Diagnostic> {
         let mut problems = match self {
-            OperatorSpec::Bars(_) => Vec::new(),
+            OperatorSpec::Bars(c) => c.check(path),
             OperatorSpec::Indicators(c) => c.check(path),
             OperatorSpec::TickIndicators(c) => c.check(path),
         };
