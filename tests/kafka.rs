@@ -499,6 +499,38 @@ fn record_key(record: &Value) -> String {
     )
 }
 
+/// Fails naming what `got` lacks and has beyond `expected` (both sorted).
+fn assert_same_rows(what: &str, got: &[String], expected: &[String]) {
+    assert!(
+        got == expected,
+        "{what} differs from the uninterrupted run's: {}",
+        line_differences(got, expected)
+    );
+}
+
+/// The records of `prefix.TOPIC` for each of `topics`: how many messages, and the distinct
+/// records, sorted; a record sent again must repeat its first copy exactly.
+fn distinct_records(broker: &kafka::Broker, prefix: &str, topics: &[&str]) -> (usize, Vec<String>) {
+    let mut by_key: BTreeMap<String, String> = BTreeMap::new();
+    let mut copies = 0;
+    for record in topics
+        .iter()
+        .flat_map(|t| read_topic(broker, &format!("{prefix}.{t}")))
+    {
+        copies += 1;
+        let text = record.to_string();
+        if let Some(before) = by_key.insert(record_key(&record), text.clone()) {
+            assert_eq!(
+                before, text,
+                "a record sent again differs from its first copy"
+            );
+        }
+    }
+    let mut distinct: Vec<String> = by_key.into_values().collect();
+    distinct.sort();
+    (copies, distinct)
+}
+
 #[test]
 fn killed_three_times_and_resumed_the_database_equals_an_uninterrupted_run() {
     let Some(broker) = kafka::start() else { return };
@@ -573,58 +605,17 @@ fn killed_three_times_and_resumed_the_database_equals_an_uninterrupted_run() {
         dir.path(),
         &["run", "chaos.yaml", "--no-server", "--resume"],
     );
-    let chaos_db = dump("chaos.db");
-    if chaos_db != reference_db {
-        let missing: Vec<_> = reference_db
-            .iter()
-            .filter(|r| !chaos_db.contains(r))
-            .take(3)
-            .collect();
-        let extra: Vec<_> = chaos_db
-            .iter()
-            .filter(|r| !reference_db.contains(r))
-            .take(3)
-            .collect();
-        panic!(
-            "the database after three kills differs from the uninterrupted run's ({} rows against {}): missing {missing:?}, extra {extra:?}",
-            chaos_db.len(),
-            reference_db.len()
-        );
-    }
-    let mut by_key: BTreeMap<String, String> = BTreeMap::new();
-    let mut copies = 0;
-    for record in topics
-        .iter()
-        .flat_map(|t| read_topic(&broker, &format!("chaos.{t}")))
-    {
-        copies += 1;
-        let text = record.to_string();
-        if let Some(before) = by_key.insert(record_key(&record), text.clone()) {
-            assert_eq!(
-                before, text,
-                "a record sent again differs from its first copy"
-            );
-        }
-    }
-    let mut distinct: Vec<String> = by_key.into_values().collect();
-    distinct.sort();
-    if distinct != reference_records {
-        let missing: Vec<_> = reference_records
-            .iter()
-            .filter(|r| !distinct.contains(r))
-            .take(2)
-            .collect();
-        let extra: Vec<_> = distinct
-            .iter()
-            .filter(|r| !reference_records.contains(r))
-            .take(2)
-            .collect();
-        panic!(
-            "the output topics lost or changed records: {} distinct against {}; missing {missing:?}, extra {extra:?}",
-            distinct.len(),
-            reference_records.len()
-        );
-    }
+    assert_same_rows(
+        "the database after three kills",
+        &dump("chaos.db"),
+        &reference_db,
+    );
+    let (copies, distinct) = distinct_records(&broker, "chaos", &topics);
+    assert_same_rows(
+        "the output topics after three kills",
+        &distinct,
+        &reference_records,
+    );
     println!(
         "output topics: {copies} messages, {} distinct, equal to the uninterrupted run's ({} duplicates, at least once)",
         distinct.len(),
@@ -632,6 +623,101 @@ fn killed_three_times_and_resumed_the_database_equals_an_uninterrupted_run() {
     );
     assert_eq!(
         committed(&broker, "chaos", "chaos", 4),
+        messages.len() as i64,
+        "final committed offsets"
+    );
+}
+
+#[test]
+fn a_broker_cut_off_for_10_s_mid_run_loses_nothing() {
+    let Some((broker, proxy)) = kafka::start_behind_proxy() else {
+        return;
+    };
+    let messages = ticks(1_000_000, 20);
+    broker.create_topic("outage", 4);
+    broker.produce("outage", &messages);
+    let dir = scratch();
+    let pipeline = |name: &str| {
+        format!(
+            "pipeline: {name}\nworkers: 2\nsources:\n  ticks: {{type: kafka, brokers: \"{b}\", topic: outage, group: {name}, start: earliest, stop: end, max_delay: 5s}}\noperators:\n  bars_1m: {{type: bars, from: ticks, interval: 1m}}\n  bars_5m: {{type: bars, from: bars_1m, interval: 5m}}\n  ta_1m: {{type: indicators, from: bars_1m, indicators: [{{sma: {{period: 20}}}}, {{rsi: {{period: 14}}}}]}}\nsinks:\n  topic: {{type: kafka, brokers: \"{b}\", from: [bars_1m, bars_5m, ta_1m], topic: \"{name}.{{kind}}.{{interval}}\"}}\n  db: {{type: sqlite, path: {name}.db, from: [ticks, bars_1m, bars_5m, ta_1m]}}\n  progress: {{type: file, path: {name}.jsonl, from: [bars_1m]}}\n",
+            b = proxy.address
+        )
+    };
+    write(dir.path(), "reference.yaml", &pipeline("reference"));
+    let started = Instant::now();
+    run_ok(dir.path(), &["run", "reference.yaml", "--no-server"]);
+    let reference_time = started.elapsed();
+    let reference_db = sqlite_dump(&dir.path().join("reference.db"));
+    let bars_1m = sorted_lines(&dir.path().join("reference.jsonl")).len();
+    let topics = ["bars.1m", "bars.5m", "indicators.1m"];
+    let (_, reference_records) = distinct_records(&broker, "reference", &topics);
+    assert!(bars_1m > 5_000, "{bars_1m} bars");
+
+    write(dir.path(), "outage.yaml", &pipeline("outage"));
+    let log = dir.path().join("outage.log");
+    let started = Instant::now();
+    let child = marketflow()
+        .current_dir(dir.path())
+        .env("RUST_LOG", "marketflow=info,rdkafka=warn")
+        .env("NO_COLOR", "1")
+        .args(["run", "outage.yaml", "--no-server"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    // Cut the broker off once the first bars are out, well before the last.
+    let progress = dir.path().join("outage.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let written = loop {
+        let lines = std::fs::read_to_string(&progress).map_or(0, |t| t.lines().count());
+        if lines > 0 {
+            break lines;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the pipeline wrote no bar within 60 s:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    proxy.cut();
+    assert!(
+        written < bars_1m / 2,
+        "the run was past half its bars ({written} of {bars_1m}) before the broker was cut off"
+    );
+    // The outage itself: ten seconds without a broker.
+    std::thread::sleep(Duration::from_secs(10));
+    let during = std::fs::read_to_string(&progress).map_or(0, |t| t.lines().count());
+    proxy.restore();
+    println!(
+        "broker cut off at {written} of {bars_1m} 1m bars for 10 s ({during} written by its end)"
+    );
+    let status = wait_with_deadline(child, Duration::from_secs(180));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "the run failed after the outage:\n{text}");
+    println!(
+        "the run took {:.1} s with the outage, {:.1} s without",
+        started.elapsed().as_secs_f64(),
+        reference_time.as_secs_f64()
+    );
+
+    assert_same_rows(
+        "the database after the outage",
+        &sqlite_dump(&dir.path().join("outage.db")),
+        &reference_db,
+    );
+    let (copies, distinct) = distinct_records(&broker, "outage", &topics);
+    assert_same_rows(
+        "the output topics after the outage",
+        &distinct,
+        &reference_records,
+    );
+    println!(
+        "output topics: {copies} messages, {} distinct, equal to the uninterrupted run's",
+        distinct.len()
+    );
+    assert_eq!(
+        committed(&broker, "outage", "outage", 4),
         messages.len() as i64,
         "final committed offsets"
     );

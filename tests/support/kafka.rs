@@ -1,9 +1,12 @@
 //! A real Kafka-protocol broker for the tests: `tansu` (installed by scripts/setup.sh)
 //! with its in-memory storage, on a free loopback port, stopped when dropped.
 
-use std::net::TcpStream;
+use std::io::Read as _;
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -40,6 +43,20 @@ fn tansu() -> Option<PathBuf> {
 
 /// Starts a broker, or `None` (with a skip note; a failure on CI) when tansu is missing.
 pub fn start() -> Option<Broker> {
+    start_advertising(None)
+}
+
+/// A broker that clients reach only through a [`Proxy`], which can cut it off: the broker
+/// tells clients the proxy's address, so every connection after the first goes through it.
+pub fn start_behind_proxy() -> Option<(Broker, Proxy)> {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a free port for the proxy");
+    let proxy_address = listener.local_addr().expect("its address").to_string();
+    let broker = start_advertising(Some(&proxy_address))?;
+    let proxy = Proxy::start(listener, broker.address.clone());
+    Some((broker, proxy))
+}
+
+fn start_advertising(advertised: Option<&str>) -> Option<Broker> {
     let binary = tansu();
     if !super::tool_present(binary.is_some(), "tansu (a Kafka-protocol broker)") {
         return None;
@@ -50,13 +67,14 @@ pub fn start() -> Option<Broker> {
         .port();
     let address = format!("127.0.0.1:{port}");
     let url = format!("tcp://{address}");
+    let advertised = format!("tcp://{}", advertised.unwrap_or(&address));
     let child = Command::new(binary.expect("checked above"))
         .args([
             "broker",
             "--listener-url",
             &url,
             "--advertised-listener-url",
-            &url,
+            &advertised,
         ])
         .args(["--storage-engine", "memory://tansu/"])
         .env("RUST_LOG", "warn")
@@ -123,5 +141,67 @@ impl Broker {
         producer
             .flush(Duration::from_secs(60))
             .expect("every test message delivered within 60 s");
+    }
+}
+
+/// A TCP relay to a broker that can cut it off, as a stopped broker would be: open
+/// connections are closed and new ones closed as soon as they are accepted, until
+/// [`Proxy::restore`].
+pub struct Proxy {
+    /// `127.0.0.1:PORT`: the address the broker advertises.
+    pub address: String,
+    cut: Arc<AtomicBool>,
+    open: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Proxy {
+    fn start(listener: TcpListener, target: String) -> Proxy {
+        let address = listener.local_addr().expect("its address").to_string();
+        let cut = Arc::new(AtomicBool::new(false));
+        let open: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (cut_flag, connections) = (cut.clone(), open.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if cut_flag.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let Ok(upstream) = TcpStream::connect(&target) else {
+                    continue;
+                };
+                let mut ends = connections.lock().unwrap();
+                for (from, to) in [(&client, &upstream), (&upstream, &client)] {
+                    let (Ok(mut from), Ok(mut to)) = (from.try_clone(), to.try_clone()) else {
+                        continue;
+                    };
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 64 * 1024];
+                        while let Ok(n) = from.read(&mut buf) {
+                            if n == 0 || std::io::Write::write_all(&mut to, &buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                        let _ = from.shutdown(Shutdown::Both);
+                        let _ = to.shutdown(Shutdown::Both);
+                    });
+                }
+                ends.push(client);
+                ends.push(upstream);
+            }
+        });
+        Proxy { address, cut, open }
+    }
+
+    /// Cuts the broker off: every open connection is closed, new ones are refused.
+    pub fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        for stream in self.open.lock().unwrap().drain(..) {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// Lets clients reach the broker again.
+    pub fn restore(&self) {
+        self.cut.store(false, Ordering::SeqCst);
     }
 }

@@ -196,6 +196,22 @@ struct Writer {
     buf: Vec<u8>,
 }
 
+/// Errors of a broker that is away or busy, which a retry may get past.
+fn transient(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::BrokerTransportFailure
+            | RDKafkaErrorCode::AllBrokersDown
+            | RDKafkaErrorCode::RequestTimedOut
+            | RDKafkaErrorCode::OperationTimedOut
+            | RDKafkaErrorCode::NotController
+            | RDKafkaErrorCode::BrokerNotAvailable
+            | RDKafkaErrorCode::LeaderNotAvailable
+            | RDKafkaErrorCode::NetworkException
+            | RDKafkaErrorCode::CoordinatorNotAvailable
+    )
+}
+
 impl Writer {
     fn open(config: KafkaSinkConfig, name: &str) -> anyhow::Result<Writer> {
         let mut client = ClientConfig::new();
@@ -250,16 +266,30 @@ impl Writer {
         )
         .set("cleanup.policy", "delete");
         let options = AdminOptions::new().operation_timeout(Some(StdDuration::from_secs(30)));
-        let results = self
-            .admin
-            .create_topics([&new], &options)
-            .await
-            .with_context(|| format!("creating topic {topic}"))?;
-        for result in results {
-            match result {
-                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((_, code)) => anyhow::bail!("creating topic {topic}: {code}"),
+        // A broker that is away (restarting, unreachable) is waited for, as deliveries
+        // are, up to `delivery_timeout`; a refusal fails at once.
+        let give_up = tokio::time::Instant::now() + self.config.delivery_timeout.as_std();
+        let mut backoff = StdDuration::from_millis(100);
+        loop {
+            let failure = match self.admin.create_topics([&new], &options).await {
+                Ok(results) => match results.into_iter().find_map(Result::err) {
+                    None | Some((_, RDKafkaErrorCode::TopicAlreadyExists)) => break,
+                    Some((_, code)) if !transient(code) => {
+                        anyhow::bail!("creating topic {topic}: {code}")
+                    }
+                    Some((_, code)) => code.to_string(),
+                },
+                Err(e) => e.to_string(),
+            };
+            if tokio::time::Instant::now() + backoff > give_up {
+                anyhow::bail!(
+                    "creating topic {topic}: {failure} (still failing after delivery_timeout {})",
+                    self.config.delivery_timeout
+                );
             }
+            tracing::warn!(sink = %self.name, %topic, error = %failure, "cannot create the topic yet; retrying");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(StdDuration::from_secs(2));
         }
         self.topics.insert(topic.to_owned());
         Ok(())
