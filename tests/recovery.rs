@@ -200,6 +200,26 @@ fn killed_five_times_and_resumed_equals_an_uninterrupted_run() {
 
 #[test]
 fn a_synthetic_market_killed_and_resumed_equals_an_uninterrupted_run() {
+    synthetic_killed_twice(RECOVERY);
+}
+
+#[test]
+fn checkpoints_kept_in_postgres_resume_as_from_sqlite() {
+    let db = pg::TestDb::new("recovery");
+    synthetic_killed_twice(&format!(
+        "recovery: {{database: \"{}\", checkpoint_interval: 100ms}}\n",
+        db.url
+    ));
+    let kept = db.count("marketflow_checkpoints");
+    assert!(
+        (1..=2).contains(&kept),
+        "the PostgreSQL recovery store keeps {kept} checkpoints"
+    );
+}
+
+/// The synthetic market killed at two random moments and resumed, its checkpoints kept as
+/// `recovery` says: the output and database equal an uninterrupted run's.
+fn synthetic_killed_twice(recovery: &str) {
     let dir = scratch();
     let yaml = |recovery: &str| {
         format!(
@@ -215,8 +235,9 @@ fn a_synthetic_market_killed_and_resumed_equals_an_uninterrupted_run() {
     let reference_db = sqlite_dump(&out.join("store.db"));
     std::fs::remove_dir_all(&out).unwrap();
 
-    write(dir.path(), "pipeline.yaml", &yaml(RECOVERY));
+    write(dir.path(), "pipeline.yaml", &yaml(recovery));
     let mut rng = Lcg(0x51);
+    let mut resumed_any = false;
     for kill in 1..=2 {
         let log = dir.path().join(format!("run{kill}.log"));
         let mut child = resumed_run(dir.path(), &log);
@@ -227,6 +248,7 @@ fn a_synthetic_market_killed_and_resumed_equals_an_uninterrupted_run() {
         let _ = child.kill();
         let _ = child.wait();
         let (resumed, commits) = checkpoints_in(&std::fs::read_to_string(&log).unwrap());
+        resumed_any |= resumed.is_some_and(|r| r > 0);
         println!(
             "synthetic kill {kill}: resumed from record {}, committed {} checkpoints",
             resumed.unwrap_or(0),
@@ -235,14 +257,15 @@ fn a_synthetic_market_killed_and_resumed_equals_an_uninterrupted_run() {
     }
     let log = dir.path().join("final.log");
     let status = resumed_run(dir.path(), &log).wait().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "{text}");
+    resumed_any |= checkpoints_in(&text).0.is_some_and(|r| r > 0);
+    assert!(resumed_any, "no run resumed from a checkpoint");
+    let got = sorted_lines(&out.join("out.jsonl"));
     assert!(
-        status.success(),
-        "{}",
-        std::fs::read_to_string(&log).unwrap()
-    );
-    assert!(
-        sorted_lines(&out.join("out.jsonl")) == reference_out,
-        "the synthetic market's output after kills differs"
+        got == reference_out,
+        "the synthetic market's output after kills differs: {}",
+        line_differences(&got, &reference_out)
     );
     assert!(
         sqlite_dump(&out.join("store.db")) == reference_db,
@@ -335,4 +358,29 @@ fn what_checkpoints_cannot_cover_is_refused_clearly() {
         stderr.contains("--resume needs `recovery: {path: FILE}`"),
         "{stderr}"
     );
+
+    for (recovery, expected) in [
+        (
+            "{checkpoint_interval: 1s}",
+            "`path`) or a PostgreSQL database (`database`)",
+        ),
+        (
+            "{path: a.db, database: \"postgres://x@127.0.0.1/db\"}",
+            "one of the two",
+        ),
+        (
+            "{database: \"mysql://x@127.0.0.1/db\"}",
+            "recovery.database",
+        ),
+    ] {
+        write(
+            dir.path(),
+            "store.yaml",
+            &format!("pipeline: p\nrecovery: {recovery}\nsources:\n  m: {{type: synthetic, symbols: [A], count: 10}}\nsinks:\n  o: {{type: null, from: m}}\n"),
+        );
+        let out = run_in(dir.path(), &["run", "store.yaml", "--no-server"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{recovery} was accepted");
+        assert!(stderr.contains(expected), "{recovery}: {stderr}");
+    }
 }

@@ -309,7 +309,7 @@ fn open_recovery(
     let Some(config) = &pipeline.recovery else {
         if resume {
             return Err(RunError::Recovery(
-                "--resume needs `recovery: {path: FILE}` in the pipeline".into(),
+                "--resume needs `recovery: {path: FILE}` (or `{database: postgres://…}`) in the pipeline".into(),
             ));
         }
         return Ok(None);
@@ -333,8 +333,8 @@ fn open_recovery(
         workers: placement.threads,
         operators: state_shapes(pipeline).map_err(RunError::Recovery)?,
     };
-    let mut store =
-        RecoveryStore::open(&config.path).map_err(|e| RunError::Recovery(e.to_string()))?;
+    let mut store = RecoveryStore::open(config, &pipeline.name)
+        .map_err(|e| RunError::Recovery(e.to_string()))?;
     let restored = store
         .begin(&identity, resume)
         .map_err(|e| RunError::Recovery(e.to_string()))?;

@@ -542,16 +542,36 @@ fn read_header(root: &Node, errors: &mut Vec<Diagnostic>) -> Result<Header, Diag
     });
     if let Some(RecoveryConfig {
         checkpoint_interval,
-        ..
+        path,
+        database,
     }) = &recovery
     {
+        let pos = root.get("recovery").map(|n| n.pos).unwrap_or_default();
         if checkpoint_interval.0 < 100 {
-            let pos = root.get("recovery").map(|n| n.pos).unwrap_or_default();
             errors.push(Diagnostic::new(
                 pos,
                 "recovery.checkpoint_interval",
                 "checkpoint_interval must be at least 100ms",
             ));
+        }
+        let postgres =
+            |url: &str| url.starts_with("postgres://") || url.starts_with("postgresql://");
+        match (path, database) {
+            (None, Some(url)) if postgres(url.expose()) => {}
+            (None, Some(_)) => errors.push(Diagnostic::new(
+                pos,
+                "recovery.database",
+                "the recovery database is a PostgreSQL URL (`postgres://user@host/db`)",
+            )),
+            (Some(_), None) => {}
+            _ => errors.push(
+                Diagnostic::new(
+                    pos,
+                    "recovery",
+                    "keep checkpoints in a SQLite file (`path`) or a PostgreSQL database (`database`), one of the two",
+                )
+                .help("e.g. `recovery: {path: state/recovery.db}`"),
+            ),
         }
     }
     Ok(Header {

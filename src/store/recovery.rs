@@ -1,5 +1,6 @@
 //! The recovery store: checkpoints of a running pipeline (`recovery:` in its file), kept
-//! in a SQLite file so that `marketflow run --resume` continues after a crash.
+//! in a SQLite file or a PostgreSQL database so that `marketflow run --resume` continues
+//! after a crash.
 //!
 //! A checkpoint at time `W` holds, for every source partition, where its input was cut
 //! (everything with a watermark below `W` read, nothing after); for every stateful
@@ -13,14 +14,19 @@ use std::path::{Path, PathBuf};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Deserialize;
 
-use crate::config::values::Duration;
+use crate::config::values::{Duration, Secret};
 
 /// `recovery:` in a pipeline.
 #[derive(Deserialize, Debug, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RecoveryConfig {
     /// The SQLite file that keeps the checkpoints (created if missing).
-    pub path: PathBuf,
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// Or a PostgreSQL database (`postgres://…`, the password as `${VAR}`), such as the
+    /// postgres sink's: its `marketflow_checkpoints` tables, keyed by pipeline name.
+    #[serde(default)]
+    pub database: Option<Secret>,
     /// Wall-clock time between checkpoints (default 10s).
     #[serde(default = "ten_seconds")]
     pub checkpoint_interval: Duration,
@@ -71,23 +77,74 @@ pub enum RecoveryError {
         path: String,
         error: rusqlite::Error,
     },
+    #[error("recovery store {path}: {error}")]
+    Postgres {
+        path: String,
+        error: tokio_postgres::Error,
+    },
     #[error("creating {path} for the recovery store: {error}")]
     Directory { path: String, error: std::io::Error },
     #[error("recovery store {path} was written by marketflow's store format {found}, this one reads {FORMAT_VERSION}; run without --resume to start over")]
     Format { path: String, found: String },
     #[error("cannot resume: {0}; run without --resume to start over (the checkpoints are then discarded)")]
     Changed(String),
+    #[error("recovery: {0}")]
+    Config(String),
+}
+
+/// One row of a checkpoint: a source cut, an operator state or a sink offset.
+type Part = (String, String, i64, Vec<u8>);
+
+/// Where the checkpoints are kept.
+enum Backend {
+    Sqlite(Connection),
+    /// A PostgreSQL database, used from the worker thread that commits checkpoints
+    /// through a runtime of its own; rows carry the pipeline's name.
+    Postgres {
+        runtime: tokio::runtime::Runtime,
+        client: tokio_postgres::Client,
+        pipeline: String,
+    },
 }
 
 /// The store of one pipeline's checkpoints.
 pub struct RecoveryStore {
-    conn: Connection,
+    backend: Backend,
+    /// The file, or the database without its credentials, for messages.
     path: String,
 }
 
+const SQLITE_TABLES: &str = "
+    CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS checkpoints (time INTEGER PRIMARY KEY,
+        committed_at INTEGER NOT NULL, records INTEGER NOT NULL);
+    CREATE TABLE IF NOT EXISTS parts (time INTEGER NOT NULL, kind TEXT NOT NULL,
+        name TEXT NOT NULL, idx INTEGER NOT NULL, value BLOB NOT NULL,
+        PRIMARY KEY (time, kind, name, idx));";
+
+const POSTGRES_TABLES: &str = "
+    CREATE TABLE IF NOT EXISTS marketflow_recovery_meta (pipeline TEXT NOT NULL,
+        key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (pipeline, key));
+    CREATE TABLE IF NOT EXISTS marketflow_checkpoints (pipeline TEXT NOT NULL,
+        time BIGINT NOT NULL, committed_at BIGINT NOT NULL, records BIGINT NOT NULL,
+        PRIMARY KEY (pipeline, time));
+    CREATE TABLE IF NOT EXISTS marketflow_checkpoint_parts (pipeline TEXT NOT NULL,
+        time BIGINT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL, idx BIGINT NOT NULL,
+        value BYTEA NOT NULL, PRIMARY KEY (pipeline, time, kind, name, idx));";
+
 impl RecoveryStore {
-    /// Opens (or creates) the store at `path`.
-    pub fn open(path: &Path) -> Result<RecoveryStore, RecoveryError> {
+    /// Opens (or creates) the store `config` names, for pipeline `pipeline`.
+    pub fn open(config: &RecoveryConfig, pipeline: &str) -> Result<RecoveryStore, RecoveryError> {
+        match (&config.path, &config.database) {
+            (Some(path), None) => RecoveryStore::open_sqlite(path),
+            (None, Some(url)) => RecoveryStore::open_postgres(url.expose(), pipeline),
+            _ => Err(RecoveryError::Config(
+                "give `path` (a SQLite file) or `database` (a postgres:// URL)".into(),
+            )),
+        }
+    }
+
+    fn open_sqlite(path: &Path) -> Result<RecoveryStore, RecoveryError> {
         let shown = path.display().to_string();
         let sqlite = |error| RecoveryError::Sqlite {
             path: shown.clone(),
@@ -101,23 +158,73 @@ impl RecoveryStore {
         }
         let conn = Connection::open(path).map_err(sqlite)?;
         // FULL: a committed checkpoint survives a power cut, not only a crash.
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
-             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-             CREATE TABLE IF NOT EXISTS checkpoints (time INTEGER PRIMARY KEY,
-                 committed_at INTEGER NOT NULL, records INTEGER NOT NULL);
-             CREATE TABLE IF NOT EXISTS parts (time INTEGER NOT NULL, kind TEXT NOT NULL,
-                 name TEXT NOT NULL, idx INTEGER NOT NULL, value BLOB NOT NULL,
-                 PRIMARY KEY (time, kind, name, idx));",
-        )
-        .map_err(sqlite)?;
-        Ok(RecoveryStore { conn, path: shown })
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
+            .and_then(|()| conn.execute_batch(SQLITE_TABLES))
+            .map_err(sqlite)?;
+        Ok(RecoveryStore {
+            backend: Backend::Sqlite(conn),
+            path: shown,
+        })
+    }
+
+    fn open_postgres(url: &str, pipeline: &str) -> Result<RecoveryStore, RecoveryError> {
+        let shown = without_password(url);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| RecoveryError::Config(format!("starting its runtime: {e}")))?;
+        let client = runtime
+            .block_on(async {
+                let client = crate::store::postgres::connect(url).await?;
+                client.batch_execute(POSTGRES_TABLES).await?;
+                Ok(client)
+            })
+            .map_err(|error| RecoveryError::Postgres {
+                path: shown.clone(),
+                error,
+            })?;
+        Ok(RecoveryStore {
+            backend: Backend::Postgres {
+                runtime,
+                client,
+                pipeline: pipeline.to_owned(),
+            },
+            path: shown,
+        })
     }
 
     fn sqlite(&self, error: rusqlite::Error) -> RecoveryError {
         RecoveryError::Sqlite {
             path: self.path.clone(),
             error,
+        }
+    }
+
+    fn postgres(&self, error: tokio_postgres::Error) -> RecoveryError {
+        RecoveryError::Postgres {
+            path: self.path.clone(),
+            error,
+        }
+    }
+
+    /// A value of the store's metadata.
+    fn meta(&self, key: &str) -> Result<Option<String>, RecoveryError> {
+        match &self.backend {
+            Backend::Sqlite(conn) => conn
+                .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+                .optional()
+                .map_err(|e| self.sqlite(e)),
+            Backend::Postgres {
+                runtime,
+                client,
+                pipeline,
+            } => runtime
+                .block_on(client.query_opt(
+                    "SELECT value FROM marketflow_recovery_meta WHERE pipeline = $1 AND key = $2",
+                    &[pipeline, &key],
+                ))
+                .map(|row| row.map(|r| r.get(0)))
+                .map_err(|e| self.postgres(e)),
         }
     }
 
@@ -129,13 +236,8 @@ impl RecoveryStore {
         identity: &Identity,
         resume: bool,
     ) -> Result<Option<Checkpoint>, RecoveryError> {
-        let meta = |key: &str| -> Result<Option<String>, rusqlite::Error> {
-            self.conn
-                .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-                .optional()
-        };
-        let format = meta("format_version").map_err(|e| self.sqlite(e))?;
-        let written = meta("identity").map_err(|e| self.sqlite(e))?;
+        let format = self.meta("format_version")?;
+        let written = self.meta("identity")?;
         if resume {
             if let Some(found) = format.filter(|f| f != FORMAT_VERSION) {
                 return Err(RecoveryError::Format {
@@ -156,41 +258,103 @@ impl RecoveryStore {
                 }
             }
         }
-        let tx = self.conn.transaction().map_err(|e| RecoveryError::Sqlite {
-            path: self.path.clone(),
-            error: e,
-        })?;
         let identity_json = serde_json::to_string(identity).unwrap_or_default();
-        let result = (|| {
-            tx.execute("DELETE FROM parts", [])?;
-            tx.execute("DELETE FROM checkpoints", [])?;
-            tx.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES ('format_version', ?1), ('identity', ?2)",
-                params![FORMAT_VERSION, identity_json],
-            )?;
-            tx.commit()
-        })();
-        result.map_err(|e| self.sqlite(e))?;
+        match &mut self.backend {
+            Backend::Sqlite(conn) => {
+                let result = conn.transaction().and_then(|tx| {
+                    tx.execute("DELETE FROM parts", [])?;
+                    tx.execute("DELETE FROM checkpoints", [])?;
+                    tx.execute(
+                        "INSERT OR REPLACE INTO meta (key, value) VALUES ('format_version', ?1), ('identity', ?2)",
+                        params![FORMAT_VERSION, identity_json],
+                    )?;
+                    tx.commit()
+                });
+                result.map_err(|e| self.sqlite(e))?;
+            }
+            Backend::Postgres {
+                runtime,
+                client,
+                pipeline,
+            } => {
+                let result = runtime.block_on(async {
+                    let tx = client.transaction().await?;
+                    let p: &String = pipeline;
+                    tx.execute("DELETE FROM marketflow_checkpoint_parts WHERE pipeline = $1", &[p]).await?;
+                    tx.execute("DELETE FROM marketflow_checkpoints WHERE pipeline = $1", &[p]).await?;
+                    for (key, value) in [("format_version", FORMAT_VERSION), ("identity", identity_json.as_str())] {
+                        tx.execute(
+                            "INSERT INTO marketflow_recovery_meta (pipeline, key, value) VALUES ($1, $2, $3) \
+                             ON CONFLICT (pipeline, key) DO UPDATE SET value = EXCLUDED.value",
+                            &[p, &key, &value],
+                        )
+                        .await?;
+                    }
+                    tx.commit().await
+                });
+                result.map_err(|e| self.postgres(e))?;
+            }
+        }
         Ok(None)
     }
 
     /// The newest committed checkpoint.
     pub fn latest(&self) -> Result<Option<Checkpoint>, RecoveryError> {
-        let row = self
-            .conn
-            .query_row(
-                "SELECT time, committed_at, records FROM checkpoints ORDER BY time DESC LIMIT 1",
-                [],
-                |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, i64>(1)?,
-                        r.get::<_, i64>(2)?,
-                    ))
-                },
-            )
-            .optional()
-            .map_err(|e| self.sqlite(e))?;
+        let (row, parts): (Option<(i64, i64, i64)>, Vec<Part>) = match &self.backend {
+            Backend::Sqlite(conn) => {
+                let read = || -> rusqlite::Result<_> {
+                    let row = conn
+                        .query_row(
+                            "SELECT time, committed_at, records FROM checkpoints ORDER BY time DESC LIMIT 1",
+                            [],
+                            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                        )
+                        .optional()?;
+                    let Some(row) = row else {
+                        return Ok((None, Vec::new()));
+                    };
+                    let mut statement =
+                        conn.prepare("SELECT kind, name, idx, value FROM parts WHERE time = ?1")?;
+                    let parts = statement
+                        .query_map([row.0], |r| {
+                            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                        })?
+                        .collect::<rusqlite::Result<Vec<Part>>>()?;
+                    Ok((Some(row), parts))
+                };
+                read().map_err(|e| self.sqlite(e))?
+            }
+            Backend::Postgres {
+                runtime,
+                client,
+                pipeline,
+            } => runtime
+                .block_on(async {
+                    let row: Option<(i64, i64, i64)> = client
+                        .query_opt(
+                            "SELECT time, committed_at, records FROM marketflow_checkpoints \
+                             WHERE pipeline = $1 ORDER BY time DESC LIMIT 1",
+                            &[pipeline],
+                        )
+                        .await?
+                        .map(|r| (r.get(0), r.get(1), r.get(2)));
+                    let Some(row) = row else {
+                        return Ok((None, Vec::new()));
+                    };
+                    let parts = client
+                        .query(
+                            "SELECT kind, name, idx, value FROM marketflow_checkpoint_parts \
+                             WHERE pipeline = $1 AND time = $2",
+                            &[pipeline, &row.0],
+                        )
+                        .await?
+                        .iter()
+                        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+                        .collect();
+                    Ok((Some(row), parts))
+                })
+                .map_err(|e| self.postgres(e))?,
+        };
         let Some((time, committed_at, records)) = row else {
             return Ok(None);
         };
@@ -200,22 +364,7 @@ impl RecoveryStore {
             records: records.max(0) as u64,
             ..Checkpoint::default()
         };
-        let mut statement = self
-            .conn
-            .prepare("SELECT kind, name, idx, value FROM parts WHERE time = ?1")
-            .map_err(|e| self.sqlite(e))?;
-        let rows = statement
-            .query_map([time], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, Vec<u8>>(3)?,
-                ))
-            })
-            .map_err(|e| self.sqlite(e))?;
-        for row in rows {
-            let (kind, name, index, value) = row.map_err(|e| self.sqlite(e))?;
+        for (kind, name, index, value) in parts {
             let index = index.max(0) as usize;
             match kind.as_str() {
                 "source" => {
@@ -239,61 +388,138 @@ impl RecoveryStore {
     /// Writes `checkpoint` and drops those older than the [`KEPT`] before it, in one
     /// transaction.
     pub fn commit(&mut self, checkpoint: &Checkpoint) -> Result<(), RecoveryError> {
-        let path = self.path.clone();
-        let tx = self
-            .conn
-            .transaction()
-            .map_err(|error| RecoveryError::Sqlite {
-                path: path.clone(),
-                error,
-            })?;
-        let result = (|| {
-            let t = checkpoint.time;
-            {
-                let mut part = tx.prepare(
-                    "INSERT OR REPLACE INTO parts (time, kind, name, idx, value) VALUES (?1, ?2, ?3, ?4, ?5)",
-                )?;
-                for ((name, index), value) in &checkpoint.sources {
-                    part.execute(params![t, "source", name, *index as i64, value])?;
-                }
-                for ((name, index), value) in &checkpoint.operators {
-                    part.execute(params![t, "operator", name, *index as i64, value])?;
-                }
-                for (name, offset) in &checkpoint.sinks {
-                    part.execute(params![
-                        t,
-                        "sink",
-                        name,
-                        0i64,
-                        offset.to_le_bytes().to_vec()
-                    ])?;
-                }
+        let t = checkpoint.time;
+        let records = checkpoint.records.min(i64::MAX as u64) as i64;
+        let mut parts: Vec<Part> = Vec::new();
+        for ((name, index), value) in &checkpoint.sources {
+            parts.push(("source".into(), name.clone(), *index as i64, value.clone()));
+        }
+        for ((name, index), value) in &checkpoint.operators {
+            parts.push((
+                "operator".into(),
+                name.clone(),
+                *index as i64,
+                value.clone(),
+            ));
+        }
+        for (name, offset) in &checkpoint.sinks {
+            parts.push((
+                "sink".into(),
+                name.clone(),
+                0,
+                offset.to_le_bytes().to_vec(),
+            ));
+        }
+        match &mut self.backend {
+            Backend::Sqlite(conn) => {
+                let result = conn.transaction().and_then(|tx| {
+                    {
+                        let mut part = tx.prepare(
+                            "INSERT OR REPLACE INTO parts (time, kind, name, idx, value) VALUES (?1, ?2, ?3, ?4, ?5)",
+                        )?;
+                        for (kind, name, index, value) in &parts {
+                            part.execute(params![t, kind, name, index, value])?;
+                        }
+                    }
+                    tx.execute(
+                        "INSERT OR REPLACE INTO checkpoints (time, committed_at, records) VALUES (?1, ?2, ?3)",
+                        params![t, checkpoint.committed_at, records],
+                    )?;
+                    let oldest_kept: Option<i64> = tx
+                        .query_row(
+                            "SELECT time FROM checkpoints ORDER BY time DESC LIMIT 1 OFFSET ?1",
+                            [KEPT],
+                            |r| r.get(0),
+                        )
+                        .optional()?;
+                    if let Some(oldest) = oldest_kept {
+                        tx.execute("DELETE FROM parts WHERE time < ?1", [oldest])?;
+                        tx.execute("DELETE FROM checkpoints WHERE time < ?1", [oldest])?;
+                    }
+                    tx.commit()
+                });
+                result.map_err(|e| self.sqlite(e))
             }
-            tx.execute(
-                "INSERT OR REPLACE INTO checkpoints (time, committed_at, records) VALUES (?1, ?2, ?3)",
-                params![t, checkpoint.committed_at, checkpoint.records.min(i64::MAX as u64) as i64],
-            )?;
-            let oldest_kept: Option<i64> = tx
-                .query_row(
-                    "SELECT time FROM checkpoints ORDER BY time DESC LIMIT 1 OFFSET ?1",
-                    [KEPT],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if let Some(oldest) = oldest_kept {
-                tx.execute("DELETE FROM parts WHERE time < ?1", [oldest])?;
-                tx.execute("DELETE FROM checkpoints WHERE time < ?1", [oldest])?;
+            Backend::Postgres {
+                runtime,
+                client,
+                pipeline,
+            } => {
+                let result = runtime.block_on(async {
+                    let tx = client.transaction().await?;
+                    let p: &String = pipeline;
+                    let insert = tx
+                        .prepare(
+                            "INSERT INTO marketflow_checkpoint_parts (pipeline, time, kind, name, idx, value) \
+                             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (pipeline, time, kind, name, idx) \
+                             DO UPDATE SET value = EXCLUDED.value",
+                        )
+                        .await?;
+                    for (kind, name, index, value) in &parts {
+                        tx.execute(&insert, &[p, &t, kind, name, index, value]).await?;
+                    }
+                    tx.execute(
+                        "INSERT INTO marketflow_checkpoints (pipeline, time, committed_at, records) \
+                         VALUES ($1, $2, $3, $4) ON CONFLICT (pipeline, time) DO UPDATE SET \
+                         committed_at = EXCLUDED.committed_at, records = EXCLUDED.records",
+                        &[p, &t, &checkpoint.committed_at, &records],
+                    )
+                    .await?;
+                    let oldest_kept: Option<i64> = tx
+                        .query_opt(
+                            "SELECT time FROM marketflow_checkpoints WHERE pipeline = $1 \
+                             ORDER BY time DESC LIMIT 1 OFFSET $2",
+                            &[p, &KEPT],
+                        )
+                        .await?
+                        .map(|r| r.get(0));
+                    if let Some(oldest) = oldest_kept {
+                        for table in ["marketflow_checkpoint_parts", "marketflow_checkpoints"] {
+                            tx.execute(
+                                &format!("DELETE FROM {table} WHERE pipeline = $1 AND time < $2"),
+                                &[p, &oldest],
+                            )
+                            .await?;
+                        }
+                    }
+                    tx.commit().await
+                });
+                result.map_err(|e| self.postgres(e))
             }
-            tx.commit()
-        })();
-        result.map_err(|error| RecoveryError::Sqlite { path, error })
+        }
     }
 
     /// How many checkpoints it holds (pruning keeps this small).
     pub fn count(&self) -> Result<i64, RecoveryError> {
-        self.conn
-            .query_row("SELECT count(*) FROM checkpoints", [], |r| r.get(0))
-            .map_err(|e| self.sqlite(e))
+        match &self.backend {
+            Backend::Sqlite(conn) => conn
+                .query_row("SELECT count(*) FROM checkpoints", [], |r| r.get(0))
+                .map_err(|e| self.sqlite(e)),
+            Backend::Postgres {
+                runtime,
+                client,
+                pipeline,
+            } => runtime
+                .block_on(client.query_one(
+                    "SELECT count(*) FROM marketflow_checkpoints WHERE pipeline = $1",
+                    &[pipeline],
+                ))
+                .map(|r| r.get(0))
+                .map_err(|e| self.postgres(e)),
+        }
+    }
+}
+
+/// A database URL fit for messages: `postgres://user@host/db` without its password.
+fn without_password(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let (userinfo, host) = rest.rsplit_once('@').unwrap_or(("", rest));
+            let user = userinfo.split(':').next().unwrap_or_default();
+            let at = if userinfo.is_empty() { "" } else { "@" };
+            format!("{scheme}://{user}{at}{host}")
+        }
+        None => "the PostgreSQL database".to_owned(),
     }
 }
 
