@@ -3,9 +3,9 @@
 #   docker build -t marketflow .
 #   docker run --rm -p 8000:8000 marketflow            # the embedded demo on http://localhost:8000/
 FROM rust:1.95-bookworm AS build
-# rdkafka builds its bundled librdkafka with CMake, against libcurl.
+# rdkafka builds its bundled librdkafka with CMake, against libcurl and OpenSSL.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends cmake libcurl4-openssl-dev pkg-config \
+    && apt-get install -y --no-install-recommends cmake libcurl4-openssl-dev libssl-dev pkg-config \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -14,7 +14,7 @@ RUN cargo build --release --locked --bin marketflow \
 
 FROM debian:bookworm-slim
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates curl libcurl4 zlib1g \
+    && apt-get install -y --no-install-recommends ca-certificates curl libcurl4 libssl3 zlib1g \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --create-home --home-dir /var/lib/marketflow marketflow
 COPY --from=build /src/target/release/marketflow /usr/local/bin/marketflow

@@ -22,6 +22,8 @@ command -v docker-compose >/dev/null || need+=(docker-compose)
 command -v cmake >/dev/null || need+=(cmake)
 [ -f /usr/include/x86_64-linux-gnu/curl/curl.h ] || [ -f /usr/include/curl/curl.h ] \
     || need+=(libcurl4-openssl-dev)
+# and against OpenSSL, for SASL_SSL and SCRAM.
+[ -f /usr/include/openssl/ssl.h ] || need+=(libssl-dev)
 
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""

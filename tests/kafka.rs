@@ -722,3 +722,58 @@ fn a_broker_cut_off_for_10_s_mid_run_loses_nothing() {
         "final committed offsets"
     );
 }
+
+#[test]
+fn sasl_and_ssl_options_reach_librdkafka_with_credentials_from_the_environment() {
+    // tansu 0.6 speaks neither TLS (its acceptor is built and unused) nor SASL users it can
+    // be given in memory, so no handshake can succeed here: what this shows is that the
+    // client is built with OpenSSL and takes SASL_SSL and SCRAM, that the credentials come
+    // from the environment, and that a failed handshake stops the run with an error naming
+    // the source and broker, the password never printed.
+    let Some(broker) = kafka::start() else { return };
+    broker.create_topic("secured", 1);
+    let dir = scratch();
+    let pipeline = |protocol: &str| {
+        format!(
+            "pipeline: secured\nsources:\n  ticks: {{type: kafka, brokers: \"{}\", topic: secured, stop: end, options: {{security.protocol: {protocol}, sasl.mechanisms: SCRAM-SHA-256, sasl.username: \"${{KAFKA_USER}}\", sasl.password: \"${{KAFKA_PASSWORD}}\"}}}}\nsinks:\n  out: {{type: null, from: ticks}}\n",
+            broker.address
+        )
+    };
+    let run = |yaml: &str| {
+        write(dir.path(), "secured.yaml", yaml);
+        let output = marketflow()
+            .current_dir(dir.path())
+            .env("KAFKA_USER", "alice")
+            .env("KAFKA_PASSWORD", "hunter2-not-for-logs")
+            .env("RUST_LOG", "debug")
+            .args(["run", "secured.yaml", "--no-server"])
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(!output.status.success(), "the run succeeded:\n{text}");
+        assert!(
+            !text.contains("hunter2"),
+            "the password reached the output:\n{text}"
+        );
+        text
+    };
+    let text = run(&pipeline("SASL_SSL"));
+    assert!(
+        text.contains("source ticks") && text.contains(&broker.address),
+        "the error names neither the source nor the broker:\n{text}"
+    );
+    assert!(
+        !text.contains("OpenSSL not available") && !text.contains("Unsupported value"),
+        "the client does not take SASL_SSL:\n{text}"
+    );
+    // A misspelt property is librdkafka's to refuse: the options do reach it.
+    let text = run(&pipeline("SASL_SSSL"));
+    assert!(
+        text.contains("security.protocol"),
+        "a wrong security.protocol is not named:\n{text}"
+    );
+}
