@@ -74,6 +74,15 @@ fn checkpoints_in(log: &str) -> (Option<u64>, Vec<u64>) {
     (resumed, committed)
 }
 
+/// A run's log lines about checkpoints (resumed from, committed), for failure messages.
+fn checkpoint_lines(run: usize, log: &str) -> String {
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("checkpoint") || l.contains("truncat"))
+        .collect();
+    format!("run {run}:\n  {}", lines.join("\n  "))
+}
+
 fn resumed_run(dir: &Path, log: &Path) -> std::process::Child {
     marketflow()
         .current_dir(dir)
@@ -110,6 +119,8 @@ fn killed_five_times_and_resumed_equals_an_uninterrupted_run() {
     let mut rng = Lcg(0x5eed);
     let mut resumed_from = Vec::new();
     let mut previous_commits: Vec<u64> = Vec::new();
+    // What each run logged about checkpoints, for a failure to show.
+    let mut history: Vec<String> = Vec::new();
     let reference_ms = reference_time.as_millis().max(200) as u64;
     for kill in 1..=5 {
         let log = dir.path().join(format!("run{kill}.log"));
@@ -121,6 +132,7 @@ fn killed_five_times_and_resumed_equals_an_uninterrupted_run() {
         let _ = child.kill();
         let _ = child.wait();
         let text = std::fs::read_to_string(&log).unwrap();
+        history.push(checkpoint_lines(kill, &text));
         let (resumed, commits) = checkpoints_in(&text);
         let last = commits.last().copied().or(resumed);
         let spacing = commits.windows(2).map(|w| w[1] - w[0]).max();
@@ -149,6 +161,7 @@ fn killed_five_times_and_resumed_equals_an_uninterrupted_run() {
     let log = dir.path().join("final.log");
     let status = resumed_run(dir.path(), &log).wait().unwrap();
     let text = std::fs::read_to_string(&log).unwrap();
+    history.push(checkpoint_lines(6, &text));
     assert!(status.success(), "the final run failed:\n{text}");
     let (resumed, _) = checkpoints_in(&text);
     let logged = previous_commits
@@ -173,11 +186,15 @@ fn killed_five_times_and_resumed_equals_an_uninterrupted_run() {
     );
 
     let got = sorted_lines(&out.join("out.jsonl"));
-    assert!(
-        got == reference_out,
-        "the output after five kills and resumes differs from the uninterrupted run's: {}",
-        line_differences(&got, &reference_out)
-    );
+    if got != reference_out {
+        let kept = dir.keep();
+        panic!(
+            "the output after five kills and resumes differs from the uninterrupted run's: {}\nruns:\n{}\n(files kept in {})",
+            line_differences(&got, &reference_out),
+            history.join("\n"),
+            kept.display()
+        );
+    }
     assert!(
         std::fs::read(out.join("out.jsonl"))
             .unwrap()
