@@ -62,6 +62,9 @@ pub enum Part {
 /// No checkpoint announced yet.
 const NONE: i64 = i64::MIN;
 
+/// The clock of a partition whose input has ended.
+const ENDED: i64 = i64::MAX;
+
 /// The checkpoint schedule shared by every worker of the process.
 pub struct Checkpoints {
     interval: Duration,
@@ -126,13 +129,28 @@ impl Checkpoints {
         self.built.fetch_add(1, Ordering::SeqCst);
     }
 
-    /// Announces a checkpoint above every partition's input time.
-    fn announce(&self) -> i64 {
+    /// Marks partition `feed` as ended, under its clock: its input is closed, so the
+    /// operators downstream may already have gone past any time.
+    pub fn feed_ended(&self, feed: usize) {
+        *self.clock(feed) = ENDED;
+    }
+
+    /// Announces a checkpoint above every partition's input time; none once every
+    /// partition of some source has ended, as operators fed only by it may have closed
+    /// every window (their state would be ahead of any time announced).
+    fn announce(&self) -> Option<i64> {
         let held: Vec<_> = (0..self.clocks.len()).map(|i| self.clock(i)).collect();
+        let mut sources: BTreeMap<usize, bool> = BTreeMap::new();
+        for ((source, _), clock) in self.feeds.iter().zip(&held) {
+            *sources.entry(*source).or_insert(true) &= **clock == ENDED;
+        }
+        if sources.values().any(|ended| *ended) {
+            return None;
+        }
         let time = held.iter().map(|t| **t).max().unwrap_or(0).max(0) + 1;
         self.next.store(time, Ordering::SeqCst);
         drop(held);
-        time
+        Some(time)
     }
 }
 
@@ -294,7 +312,9 @@ impl Collector {
                 // The interval runs from announcement to announcement: a checkpoint that
                 // takes longer to complete than it is followed at once by the next.
                 self.last = Instant::now();
-                let time = checkpoints.announce();
+                let Some(time) = checkpoints.announce() else {
+                    return;
+                };
                 self.pending = Some(Pending {
                     time,
                     sources: BTreeMap::new(),

@@ -195,6 +195,7 @@ impl Feed {
                             feed: *feed,
                             cut: cutter.cut(),
                         });
+                        checkpoints.feed_ended(*feed);
                     }
                     self.input = None;
                     return;
