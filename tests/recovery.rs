@@ -7,8 +7,7 @@ mod support;
 
 use std::io::Write as _;
 use std::path::Path;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use support::*;
 
@@ -49,52 +48,6 @@ sinks:
 
 const RECOVERY: &str = "recovery: {path: out/recovery.db, checkpoint_interval: 100ms}\n";
 
-/// A value `key=N` in a log line.
-fn field(line: &str, key: &str) -> Option<u64> {
-    let at = line.find(&format!("{key}="))? + key.len() + 1;
-    line[at..]
-        .split(|c: char| !c.is_ascii_digit())
-        .next()?
-        .parse()
-        .ok()
-}
-
-/// What one run logged about checkpoints: the records it resumed from, and those of
-/// each checkpoint it committed.
-fn checkpoints_in(log: &str) -> (Option<u64>, Vec<u64>) {
-    let resumed = log
-        .lines()
-        .find(|l| l.contains("resuming from the checkpoint"))
-        .and_then(|l| field(l, "records"));
-    let committed = log
-        .lines()
-        .filter(|l| l.contains("checkpoint committed"))
-        .filter_map(|l| field(l, "records"))
-        .collect();
-    (resumed, committed)
-}
-
-/// A run's log lines about checkpoints (resumed from, committed), for failure messages.
-fn checkpoint_lines(run: usize, log: &str) -> String {
-    let lines: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("checkpoint") || l.contains("truncat"))
-        .collect();
-    format!("run {run}:\n  {}", lines.join("\n  "))
-}
-
-fn resumed_run(dir: &Path, log: &Path) -> std::process::Child {
-    marketflow()
-        .current_dir(dir)
-        .env("RUST_LOG", "marketflow=info")
-        .env("NO_COLOR", "1")
-        .args(["run", "pipeline.yaml", "--no-server", "--resume"])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .expect("marketflow starts")
-}
-
 #[test]
 fn killed_five_times_and_resumed_equals_an_uninterrupted_run() {
     let dir = scratch();
@@ -116,73 +69,16 @@ fn killed_five_times_and_resumed_equals_an_uninterrupted_run() {
     std::fs::remove_dir_all(&out).unwrap();
 
     write(dir.path(), "pipeline.yaml", &pipeline(RECOVERY, 20));
-    let mut rng = Lcg(0x5eed);
-    let mut resumed_from = Vec::new();
-    let mut previous_commits: Vec<u64> = Vec::new();
-    // What each run logged about checkpoints, for a failure to show.
-    let mut history: Vec<String> = Vec::new();
-    let reference_ms = reference_time.as_millis().max(200) as u64;
-    for kill in 1..=5 {
-        let log = dir.path().join(format!("run{kill}.log"));
-        let mut child = resumed_run(dir.path(), &log);
-        // A random moment of the run: the point of the test, not a synchronisation.
-        let at = reference_ms / 4 + rng.below(reference_ms * 7 / 10);
-        std::thread::sleep(Duration::from_millis(at));
-        let before = std::fs::metadata(out.join("out.jsonl")).map_or(0, |m| m.len());
-        let _ = child.kill();
-        let _ = child.wait();
-        let text = std::fs::read_to_string(&log).unwrap();
-        history.push(checkpoint_lines(kill, &text));
-        let (resumed, commits) = checkpoints_in(&text);
-        let last = commits.last().copied().or(resumed);
-        let spacing = commits.windows(2).map(|w| w[1] - w[0]).max();
-        println!(
-            "kill {kill} at {at} ms: the run resumed from record {}, committed {} checkpoints (last at record {}), out.jsonl held {before} bytes; checkpoints were at most {} records apart",
-            resumed.unwrap_or(0),
-            commits.len(),
-            last.unwrap_or(0),
-            spacing.map_or("-".into(), |s| s.to_string())
-        );
-        if kill > 1 {
-            // It resumed from the newest checkpoint the killed run had committed: at least
-            // the last it logged (a kill may fall between a commit and its log line).
-            let logged = previous_commits
-                .last()
-                .copied()
-                .or(resumed_from.last().copied().flatten());
-            assert!(
-                resumed >= logged,
-                "run {kill} resumed from {resumed:?}, before the checkpoint at {logged:?}:\n{text}"
-            );
-        }
-        resumed_from.push(resumed);
-        previous_commits = commits;
-    }
-    let log = dir.path().join("final.log");
-    let status = resumed_run(dir.path(), &log).wait().unwrap();
-    let text = std::fs::read_to_string(&log).unwrap();
-    history.push(checkpoint_lines(6, &text));
-    assert!(status.success(), "the final run failed:\n{text}");
-    let (resumed, _) = checkpoints_in(&text);
-    let logged = previous_commits
-        .last()
-        .copied()
-        .or(resumed_from.last().copied().flatten());
-    assert!(
-        resumed >= logged,
-        "the final run resumed from {resumed:?}, before the checkpoint at {logged:?}"
-    );
-    let reread = resumed.map_or(TICKS, |r| TICKS - r);
+    let runs = resume::killed_and_resumed(dir.path(), 5, reference_time, 0x5eed);
+    let reread = runs.final_resumed.map_or(TICKS, |r| TICKS - r);
     println!(
         "final run: resumed from record {} of {TICKS}, read {reread} records",
-        resumed.unwrap_or(0)
+        runs.final_resumed.unwrap_or(0)
     );
     assert!(
-        resumed_from
-            .iter()
-            .chain([&resumed])
-            .any(|r| r.is_some_and(|n| n > 0)),
-        "no run resumed from a checkpoint: {resumed_from:?}"
+        runs.any_resumed(),
+        "no run resumed from a checkpoint: {:?}",
+        runs.resumed_from
     );
 
     let got = sorted_lines(&out.join("out.jsonl"));
@@ -191,7 +87,7 @@ fn killed_five_times_and_resumed_equals_an_uninterrupted_run() {
         panic!(
             "the output after five kills and resumes differs from the uninterrupted run's: {}\nruns:\n{}\n(files kept in {})",
             line_differences(&got, &reference_out),
-            history.join("\n"),
+            runs.history.join("\n"),
             kept.display()
         );
     }
@@ -246,38 +142,15 @@ fn synthetic_killed_twice(recovery: &str) {
     write(dir.path(), "pipeline.yaml", &yaml(""));
     let started = Instant::now();
     run_ok(dir.path(), &["run", "pipeline.yaml", "--no-server"]);
-    let reference_ms = started.elapsed().as_millis().max(200) as u64;
+    let reference_time = started.elapsed();
     let out = dir.path().join("out");
     let reference_out = sorted_lines(&out.join("out.jsonl"));
     let reference_db = sqlite_dump(&out.join("store.db"));
     std::fs::remove_dir_all(&out).unwrap();
 
     write(dir.path(), "pipeline.yaml", &yaml(recovery));
-    let mut rng = Lcg(0x51);
-    let mut resumed_any = false;
-    for kill in 1..=2 {
-        let log = dir.path().join(format!("run{kill}.log"));
-        let mut child = resumed_run(dir.path(), &log);
-        // A random moment of the run: the point of the test, not a synchronisation.
-        std::thread::sleep(Duration::from_millis(
-            reference_ms / 3 + rng.below(reference_ms / 2),
-        ));
-        let _ = child.kill();
-        let _ = child.wait();
-        let (resumed, commits) = checkpoints_in(&std::fs::read_to_string(&log).unwrap());
-        resumed_any |= resumed.is_some_and(|r| r > 0);
-        println!(
-            "synthetic kill {kill}: resumed from record {}, committed {} checkpoints",
-            resumed.unwrap_or(0),
-            commits.len()
-        );
-    }
-    let log = dir.path().join("final.log");
-    let status = resumed_run(dir.path(), &log).wait().unwrap();
-    let text = std::fs::read_to_string(&log).unwrap();
-    assert!(status.success(), "{text}");
-    resumed_any |= checkpoints_in(&text).0.is_some_and(|r| r > 0);
-    assert!(resumed_any, "no run resumed from a checkpoint");
+    let runs = resume::killed_and_resumed(dir.path(), 2, reference_time, 0x51);
+    assert!(runs.any_resumed(), "no run resumed from a checkpoint");
     let got = sorted_lines(&out.join("out.jsonl"));
     assert!(
         got == reference_out,

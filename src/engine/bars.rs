@@ -72,24 +72,22 @@ where
         let mut builder = BarBuilder::new(stage.interval, stage.calendar.clone());
         // One capability per open window end, at `end - 1`.
         let mut capabilities: BTreeMap<i64, Capability<u64>> = BTreeMap::new();
+        let mut revisions = stage
+            .revise_for
+            .map(|rf| Revisions::new(stage.interval, stage.calendar.clone(), rf));
+        let mut late: LateRecords<R> = BTreeMap::new();
         let mut checkpoint = stage.checkpoint.clone();
-        if let Some(c) = &mut checkpoint {
-            if let Some(state) = c.take_restored() {
-                if let Err(e) = builder.load(&state) {
-                    tracing::error!(operator = %stage.name, error = %e, "its saved state was not restored");
-                }
-                for end in builder.open_window_ends() {
-                    capabilities.insert(end, capability.delayed(&((end - 1).max(0) as u64)));
-                }
+        if let Some(state) = checkpoint.as_mut().and_then(OperatorCheckpoint::take_restored) {
+            if let Err(e) = restore(&mut builder, revisions.as_mut(), &mut late, &capability, &state) {
+                tracing::error!(operator = %stage.name, error = %e, "its saved state was not restored");
+            }
+            for end in builder.open_window_ends() {
+                capabilities.insert(end, capability.delayed(&((end - 1).max(0) as u64)));
             }
         }
         drop(capability);
         // Input at or after an announced checkpoint, kept aside until the state is saved.
         let mut stash: Vec<(Capability<u64>, Vec<R>)> = Vec::new();
-        let mut revisions = stage
-            .revise_for
-            .map(|rf| Revisions::new(stage.interval, stage.calendar.clone(), rf));
-        let mut late: LateRecords<R> = BTreeMap::new();
         let m = metrics();
         let counters = Counters {
             records_in: m.operator_in.with_label_values(&[stage.name.as_str()]),
@@ -122,12 +120,16 @@ where
                 None if stage.interrupted.load(Ordering::SeqCst) => {
                     discarded.inc_by(builder.discard_open() as u64);
                     capabilities.clear();
+                    late.clear();
                     return;
                 }
                 None => i64::MAX,
             };
-            let mut close = |builder: &mut BarBuilder, capabilities: &mut BTreeMap<i64, Capability<u64>>, revisions: Option<&mut Revisions>, upto: i64| {
-                builder.close_keeping(upto, revisions, |window, bars| {
+            // Closes the windows ending by `upto` and revises the bars of the late records
+            // given before it.
+            let mut advance = |builder: &mut BarBuilder, capabilities: &mut BTreeMap<i64, Capability<u64>>, revisions: Option<&mut Revisions>, late: &mut LateRecords<R>, upto: i64| {
+                let mut revisions = revisions;
+                builder.close_keeping(upto, revisions.as_deref_mut(), |window, bars| {
                     if let Some(capability) = capabilities.remove(&window.end) {
                         records_out.inc_by(bars.len() as u64);
                         bars.iter_mut()
@@ -135,18 +137,7 @@ where
                         output.session(&capability).give_container(bars);
                     }
                 });
-            };
-            if let (Some(w), Some(c)) = (due.filter(|w| upto >= *w), checkpoint.as_mut()) {
-                close(&mut builder, &mut capabilities, None, w);
-                c.save(w, builder.save());
-                for (held, data) in std::mem::take(&mut stash) {
-                    let delayed = |t: u64| held.delayed(&t);
-                    apply(&stage, &counters, &mut builder, &mut capabilities, (*held.time(), &data), delayed, None);
-                }
-            }
-            close(&mut builder, &mut capabilities, revisions.as_mut(), upto);
-            if let Some(revisions) = &mut revisions {
-                // The windows of the late records given before `upto` are closed: revise.
+                let Some(revisions) = revisions else { return };
                 while let Some(entry) = late.first_entry().filter(|e| (*e.key() as i64) < upto) {
                     let (capability, records) = entry.remove();
                     for record in &records {
@@ -164,9 +155,55 @@ where
                     output.session(&capability).give_container(&mut bars);
                 }
                 revisions.expire(upto);
+            };
+            if let (Some(w), Some(c)) = (due.filter(|w| upto >= *w), checkpoint.as_mut()) {
+                advance(&mut builder, &mut capabilities, revisions.as_mut(), &mut late, w);
+                c.save(w, save(&builder, revisions.as_ref(), &late));
+                for (held, data) in std::mem::take(&mut stash) {
+                    let delayed = |t: u64| held.delayed(&t);
+                    let revising = revisions.as_ref().map(|r| (r, &mut late));
+                    apply(&stage, &counters, &mut builder, &mut capabilities, (*held.time(), &data), delayed, revising);
+                }
             }
+            advance(&mut builder, &mut capabilities, revisions.as_mut(), &mut late, upto);
         }
     })
+}
+
+/// The operator's state for a checkpoint: the open windows and, with `late: revise`, the
+/// closed windows kept and the late records waiting to revise them.
+fn save<R: serde::Serialize>(
+    builder: &BarBuilder,
+    revisions: Option<&Revisions>,
+    late: &LateRecords<R>,
+) -> Vec<u8> {
+    let Some(revisions) = revisions else {
+        return builder.save();
+    };
+    let late: Vec<(u64, &Vec<R>)> = late.iter().map(|(t, (_, r))| (*t, r)).collect();
+    marketflow_operators::state::encode(&(builder.save(), revisions.save(), late))
+}
+
+/// Restores what [`save`] gave; `capability` (the operator's first) gives the late
+/// records' capabilities back.
+fn restore<R: serde::de::DeserializeOwned>(
+    builder: &mut BarBuilder,
+    revisions: Option<&mut Revisions>,
+    late: &mut LateRecords<R>,
+    capability: &Capability<u64>,
+    state: &[u8],
+) -> Result<(), marketflow_operators::state::StateError> {
+    let Some(revisions) = revisions else {
+        return builder.load(state);
+    };
+    type Saved<R> = (Vec<u8>, Vec<u8>, Vec<(u64, Vec<R>)>);
+    let (open, kept, records): Saved<R> = marketflow_operators::state::decode(state)?;
+    builder.load(&open)?;
+    revisions.load(&kept)?;
+    for (time, records) in records {
+        late.insert(time, (capability.delayed(&time), records));
+    }
+    Ok(())
 }
 
 /// The bars operator's input counters.

@@ -411,6 +411,11 @@ impl OperatorCheckpoint {
         }
     }
 
+    /// The checkpoint time its state was restored from, if it was.
+    pub fn restored_time(&self) -> Option<i64> {
+        Some(self.done).filter(|t| *t != NONE)
+    }
+
     /// The state to start from, once.
     pub fn take_restored(&mut self) -> Option<Vec<u8>> {
         self.restored.take()

@@ -664,6 +664,8 @@ fn operator<'s>(
                     origin: origin(pipeline, inputs).into(),
                     revise_for: config.revise_for().max(Some(upstream)).unwrap_or(upstream),
                     dead_letters: shared.dead_letters.clone(),
+                    checkpoints: checkpoint(&format!("{}:changes", op.name))
+                        .zip(checkpoint(&format!("{}:upserts", op.name))),
                 },
             )),
             None => AnyStream::Bars(bars(

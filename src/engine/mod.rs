@@ -394,21 +394,32 @@ fn state_shapes(pipeline: &Pipeline) -> Result<std::collections::BTreeMap<String
             ));
         }
         match &op.spec {
-            OperatorSpec::Bars(config) if config.revise_for().is_some() => {
-                return Err(format!(
-                    "operator `{}` (bars with `late: revise`) keeps no checkpoint state for its revisions yet",
-                    op.name
-                ))
-            }
             OperatorSpec::Bars(config) => {
-                shapes.insert(
-                    op.name.clone(),
-                    format!(
-                        "bars of {} on {:?} (state v{STATE_VERSION})",
-                        config.interval.value,
-                        config.calendar()
-                    ),
+                let of = format!(
+                    "bars of {} on {:?}",
+                    config.interval.value,
+                    config.calendar()
                 );
+                match pipeline.revise_for(inputs[0]) {
+                    // A cascade on revised bars: the finer bars it holds and what it gave.
+                    Some(upstream) => {
+                        let revise_for = config.revise_for().unwrap_or(upstream).max(upstream);
+                        let shape =
+                            format!("revised {of} for {revise_for} ms (state v{STATE_VERSION})");
+                        shapes.insert(format!("{}:changes", op.name), shape.clone());
+                        shapes.insert(format!("{}:upserts", op.name), shape);
+                    }
+                    None => {
+                        let revised = config
+                            .revise_for()
+                            .map(|r| format!(", revised for {r} ms"))
+                            .unwrap_or_default();
+                        shapes.insert(
+                            op.name.clone(),
+                            format!("{of}{revised} (state v{STATE_VERSION})"),
+                        );
+                    }
+                }
             }
             OperatorSpec::Indicators(config) => {
                 let ids: Vec<String> = config
@@ -418,10 +429,14 @@ fn state_shapes(pipeline: &Pipeline) -> Result<std::collections::BTreeMap<String
                     .map(|e| e.spec.id())
                     .collect();
                 let input = pipeline.streams[inputs[0]].to_string();
+                let revised = pipeline
+                    .revise_for(inputs[0])
+                    .map(|r| format!(", revised for {r} ms"))
+                    .unwrap_or_default();
                 shapes.insert(
                     op.name.clone(),
                     format!(
-                        "indicators {} on {input} (state v{STATE_VERSION})",
+                        "indicators {} on {input}{revised} (state v{STATE_VERSION})",
                         ids.join(", ")
                     ),
                 );

@@ -8,6 +8,7 @@ pub mod kafka;
 pub mod pg;
 pub mod queries;
 pub mod rest;
+pub mod resume;
 pub mod rows;
 
 use std::path::{Path, PathBuf};

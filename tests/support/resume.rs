@@ -1,0 +1,139 @@
+//! Runs of a pipeline killed with SIGKILL at random moments, each followed by
+//! `marketflow run --resume`, for the recovery tests.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use super::{marketflow, Lcg};
+
+/// What the killed and resumed runs logged.
+pub struct Resumes {
+    /// The records each killed run resumed from (`None`: it started afresh).
+    pub resumed_from: Vec<Option<u64>>,
+    /// The records the final, complete run resumed from.
+    pub final_resumed: Option<u64>,
+    /// Each run's log lines about checkpoints, for failure messages.
+    pub history: Vec<String>,
+}
+
+impl Resumes {
+    /// Whether any run resumed from a checkpoint past the start.
+    pub fn any_resumed(&self) -> bool {
+        self.resumed_from
+            .iter()
+            .chain([&self.final_resumed])
+            .any(|r| r.is_some_and(|n| n > 0))
+    }
+}
+
+/// A value `key=N` in a log line.
+fn field(line: &str, key: &str) -> Option<u64> {
+    let at = line.find(&format!("{key}="))? + key.len() + 1;
+    line[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// What one run logged about checkpoints: the records it resumed from, and those of
+/// each checkpoint it committed.
+fn checkpoints_in(log: &str) -> (Option<u64>, Vec<u64>) {
+    let resumed = log
+        .lines()
+        .find(|l| l.contains("resuming from the checkpoint"))
+        .and_then(|l| field(l, "records"));
+    let committed = log
+        .lines()
+        .filter(|l| l.contains("checkpoint committed"))
+        .filter_map(|l| field(l, "records"))
+        .collect();
+    (resumed, committed)
+}
+
+/// A run's log lines about checkpoints (resumed from, committed), for failure messages.
+fn checkpoint_lines(run: usize, log: &str) -> String {
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("checkpoint") || l.contains("truncat"))
+        .collect();
+    format!("run {run}:\n  {}", lines.join("\n  "))
+}
+
+fn resumed_run(dir: &Path, log: &Path) -> std::process::Child {
+    marketflow()
+        .current_dir(dir)
+        .env("RUST_LOG", "marketflow=info")
+        .env("NO_COLOR", "1")
+        .args(["run", "pipeline.yaml", "--no-server", "--resume"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("marketflow starts")
+}
+
+/// Runs `dir/pipeline.yaml` with `--resume` `kills` times, each killed at a random moment
+/// of a run that takes about `reference` uninterrupted, then once to its end. Asserts that
+/// every run resumed from the newest checkpoint the run before it logged, and that the
+/// final run succeeded.
+pub fn killed_and_resumed(dir: &Path, kills: usize, reference: Duration, seed: u64) -> Resumes {
+    let mut rng = Lcg(seed);
+    let mut resumed_from = Vec::new();
+    let mut previous_commits: Vec<u64> = Vec::new();
+    let mut history: Vec<String> = Vec::new();
+    let reference_ms = reference.as_millis().max(200) as u64;
+    let newest = |commits: &[u64], resumed_from: &[Option<u64>]| {
+        // At least the last checkpoint logged: a kill may fall between a commit and its log.
+        commits
+            .last()
+            .copied()
+            .or(resumed_from.last().copied().flatten())
+    };
+    for kill in 1..=kills {
+        let log = dir.join(format!("run{kill}.log"));
+        let mut child = resumed_run(dir, &log);
+        // A random moment of the run: the point of the test, not a synchronisation.
+        let at = reference_ms / 4 + rng.below(reference_ms * 7 / 10);
+        std::thread::sleep(Duration::from_millis(at));
+        let _ = child.kill();
+        let _ = child.wait();
+        let text = std::fs::read_to_string(&log).unwrap();
+        history.push(checkpoint_lines(kill, &text));
+        let (resumed, commits) = checkpoints_in(&text);
+        let last = commits.last().copied().or(resumed);
+        let spacing = commits.windows(2).map(|w| w[1] - w[0]).max();
+        println!(
+            "kill {kill} at {at} ms: the run resumed from record {}, committed {} checkpoints (last at record {}); checkpoints were at most {} records apart",
+            resumed.unwrap_or(0),
+            commits.len(),
+            last.unwrap_or(0),
+            spacing.map_or("-".into(), |s| s.to_string())
+        );
+        if kill > 1 {
+            let logged = newest(&previous_commits, &resumed_from);
+            assert!(
+                resumed >= logged,
+                "run {kill} resumed from {resumed:?}, before the checkpoint at {logged:?}:\n{text}"
+            );
+        }
+        resumed_from.push(resumed);
+        previous_commits = commits;
+    }
+    let log = dir.join("final.log");
+    let status = resumed_run(dir, &log).wait().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    history.push(checkpoint_lines(kills + 1, &text));
+    assert!(status.success(), "the final run failed:\n{text}");
+    let (final_resumed, _) = checkpoints_in(&text);
+    let logged = newest(&previous_commits, &resumed_from);
+    assert!(
+        final_resumed >= logged,
+        "the final run resumed from {final_resumed:?}, before the checkpoint at {logged:?}"
+    );
+    Resumes {
+        resumed_from,
+        final_resumed,
+        history,
+    }
+}
