@@ -111,6 +111,62 @@ fn killed_five_times_and_resumed_equals_an_uninterrupted_run() {
     );
 }
 
+/// Merges and tick indicators keep checkpoint state too: two sources of the same ticks give
+/// 1m bars merged into 1m and 5m bars, and tick indicators run on the ticks. (The sources
+/// end together: no checkpoint is taken once a source has ended.)
+#[test]
+fn merges_and_tick_indicators_killed_and_resumed_equal_an_uninterrupted_run() {
+    let dir = scratch();
+    write_ticks(&dir.path().join("ticks.csv"));
+    let yaml = |recovery: &str| {
+        format!(
+            "pipeline: merged\nworkers: 2\n{recovery}sources:\n  \
+             live: {{type: file, path: ticks.csv, max_delay: 2s}}\n  \
+             copy: {{type: file, path: ticks.csv, max_delay: 2s}}\n\
+             operators:\n  \
+             live_1m: {{type: bars, from: live, interval: 1m}}\n  \
+             copy_1m: {{type: bars, from: copy, interval: 1m}}\n  \
+             both_1m: {{type: bars, from: [live_1m, copy_1m], interval: 1m}}\n  \
+             both_5m: {{type: bars, from: [copy_1m, live_1m], interval: 5m}}\n  \
+             ticks_ta: {{type: tick_indicators, from: live, every: 10s, indicators: [{{tick_rsi: {{moves: 14}}}}, {{price_velocity: {{ticks: 50}}}}]}}\n\
+             sinks:\n  \
+             out: {{type: file, path: out/out.jsonl, from: [both_1m, both_5m, ticks_ta]}}\n  \
+             db: {{type: sqlite, path: out/store.db, from: [both_1m, both_5m, ticks_ta]}}\n"
+        )
+    };
+    write(dir.path(), "pipeline.yaml", &yaml(""));
+    let started = Instant::now();
+    run_ok(dir.path(), &["run", "pipeline.yaml", "--no-server"]);
+    let reference_time = started.elapsed();
+    let out = dir.path().join("out");
+    let reference_out = sorted_lines(&out.join("out.jsonl"));
+    let reference_db = sqlite_dump(&out.join("store.db"));
+    assert!(
+        reference_out.iter().any(|l| l.contains("tick_rsi")),
+        "the run gave no tick indicator rows"
+    );
+    std::fs::remove_dir_all(&out).unwrap();
+
+    write(dir.path(), "pipeline.yaml", &yaml(RECOVERY));
+    let runs = resume::killed_and_resumed(dir.path(), 3, reference_time, 0x3e76e);
+    assert!(
+        runs.any_resumed(),
+        "no run resumed from a checkpoint: {:?}",
+        runs.resumed_from
+    );
+    let got = sorted_lines(&out.join("out.jsonl"));
+    assert!(
+        got == reference_out,
+        "the merged output after kills differs: {}\nruns:\n{}",
+        line_differences(&got, &reference_out),
+        runs.history.join("\n")
+    );
+    assert!(
+        sqlite_dump(&out.join("store.db")) == reference_db,
+        "the merged database after kills differs"
+    );
+}
+
 #[test]
 fn a_synthetic_market_killed_and_resumed_equals_an_uninterrupted_run() {
     synthetic_killed_twice(RECOVERY);

@@ -571,11 +571,13 @@ fn merge_inputs<'s>(
     if bars.is_empty() {
         AnyStream::Ticks(scope.concatenate(ticks))
     } else {
+        let merge = format!("{name}:merge");
         AnyStream::Bars(merge_bars(
             scope,
             bars,
-            &format!("{name}:merge"),
+            &merge,
             shared.dead_letters.clone(),
+            operator_checkpoint(shared, &merge, scope.index()),
         ))
     }
 }
@@ -603,6 +605,17 @@ fn origin(pipeline: &crate::spec::Pipeline, inputs: &[usize]) -> String {
     out.join("+")
 }
 
+/// Instance `worker` of operator `name`'s part in checkpoints, when the pipeline takes them,
+/// with its restored state.
+fn operator_checkpoint(shared: &Shared, name: &str, worker: usize) -> Option<OperatorCheckpoint> {
+    let checkpoints = shared.checkpoints.clone()?;
+    let restored = shared.restored.as_ref().and_then(|c| {
+        let state = c.operators.get(&(name.to_owned(), worker))?;
+        Some((c.time, state.clone()))
+    });
+    Some(OperatorCheckpoint::new(checkpoints, name, worker, restored))
+}
+
 /// The timely operator of a configured operator, on its (validated) input; `ordered`: the
 /// input is a merge, already in window order.
 fn operator<'s>(
@@ -615,14 +628,7 @@ fn operator<'s>(
 ) -> AnyStream<'s> {
     let pipeline = &shared.pipeline;
     let input_index = inputs[0];
-    let checkpoint = |name: &str| {
-        let checkpoints = shared.checkpoints.clone()?;
-        let restored = shared.restored.as_ref().and_then(|c| {
-            let state = c.operators.get(&(name.to_owned(), worker))?;
-            Some((c.time, state.clone()))
-        });
-        Some(OperatorCheckpoint::new(checkpoints, name, worker, restored))
-    };
+    let checkpoint = |name: &str| operator_checkpoint(shared, name, worker);
     let bars_stage = |name: String, interval, calendar, revise_for| BarsStage {
         checkpoint: checkpoint(&name),
         name,
@@ -717,6 +723,7 @@ fn operator<'s>(
         }
         (OperatorSpec::TickIndicators(config), AnyStream::Ticks(stream)) => {
             let stage = TickIndicatorsStage {
+                checkpoint: checkpoint(&op.name),
                 name: op.name.clone(),
                 every: config.every.value,
                 specs: config

@@ -387,11 +387,18 @@ fn state_shapes(pipeline: &Pipeline) -> Result<std::collections::BTreeMap<String
     let mut shapes = std::collections::BTreeMap::new();
     for (i, op) in pipeline.operators.iter().enumerate() {
         let inputs = &pipeline.operator_inputs[i];
-        if inputs.len() > 1 {
-            return Err(format!(
-                "operator `{}` merges several inputs; checkpoints do not cover merges yet",
-                op.name
-            ));
+        let merged_bars = inputs.iter().all(|&i| {
+            matches!(
+                pipeline.streams[i],
+                crate::connector::StreamType::Bars { .. }
+            )
+        });
+        if inputs.len() > 1 && merged_bars {
+            let names: Vec<&str> = inputs.iter().map(|&i| pipeline.stream_name(i)).collect();
+            shapes.insert(
+                format!("{}:merge", op.name),
+                format!("merge of {} (state v{STATE_VERSION})", names.join(", ")),
+            );
         }
         match &op.spec {
             OperatorSpec::Bars(config) => {
@@ -447,11 +454,21 @@ fn state_shapes(pipeline: &Pipeline) -> Result<std::collections::BTreeMap<String
                     );
                 }
             }
-            OperatorSpec::TickIndicators(_) => {
-                return Err(format!(
-                    "operator `{}` (tick_indicators) keeps no checkpoint state yet",
-                    op.name
-                ))
+            OperatorSpec::TickIndicators(config) => {
+                let ids: Vec<String> = config
+                    .indicators
+                    .value
+                    .iter()
+                    .map(|e| e.spec.id())
+                    .collect();
+                shapes.insert(
+                    op.name.clone(),
+                    format!(
+                        "tick indicators {} every {} (state v{STATE_VERSION})",
+                        ids.join(", "),
+                        config.every.value
+                    ),
+                );
             }
         }
     }
