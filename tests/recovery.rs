@@ -59,12 +59,11 @@ fn killed_five_times_and_resumed_equals_an_uninterrupted_run() {
     run_ok(dir.path(), &["run", "pipeline.yaml", "--no-server"]);
     let reference_time = started.elapsed();
     let out = dir.path().join("out");
-    let reference_out = sorted_lines(&out.join("out.jsonl"));
-    let reference_db = sqlite_dump(&out.join("store.db"));
+    let reference = resume::outcome(&out);
     assert!(
-        reference_out.len() > 100_000,
+        reference.lines.len() > 100_000,
         "{} lines",
-        reference_out.len()
+        reference.lines.len()
     );
     std::fs::remove_dir_all(&out).unwrap();
 
@@ -81,25 +80,13 @@ fn killed_five_times_and_resumed_equals_an_uninterrupted_run() {
         runs.resumed_from
     );
 
-    let got = sorted_lines(&out.join("out.jsonl"));
-    if got != reference_out {
-        let kept = dir.keep();
-        panic!(
-            "the output after five kills and resumes differs from the uninterrupted run's: {}\nruns:\n{}\n(files kept in {})",
-            line_differences(&got, &reference_out),
-            runs.history.join("\n"),
-            kept.display()
-        );
-    }
+    let dir = runs.assert_same(dir, &reference, "the pipeline's output");
+    let out = dir.path().join("out");
     assert!(
         std::fs::read(out.join("out.jsonl"))
             .unwrap()
             .ends_with(b"\n"),
         "the output ends in a torn line"
-    );
-    assert!(
-        sqlite_dump(&out.join("store.db")) == reference_db,
-        "the database after five kills and resumes differs from the uninterrupted run's"
     );
     let kept: i64 = rusqlite::Connection::open(out.join("recovery.db"))
         .unwrap()
@@ -139,10 +126,9 @@ fn merges_and_tick_indicators_killed_and_resumed_equal_an_uninterrupted_run() {
     run_ok(dir.path(), &["run", "pipeline.yaml", "--no-server"]);
     let reference_time = started.elapsed();
     let out = dir.path().join("out");
-    let reference_out = sorted_lines(&out.join("out.jsonl"));
-    let reference_db = sqlite_dump(&out.join("store.db"));
+    let reference = resume::outcome(&out);
     assert!(
-        reference_out.iter().any(|l| l.contains("tick_rsi")),
+        reference.lines.iter().any(|l| l.contains("tick_rsi")),
         "the run gave no tick indicator rows"
     );
     std::fs::remove_dir_all(&out).unwrap();
@@ -154,17 +140,7 @@ fn merges_and_tick_indicators_killed_and_resumed_equal_an_uninterrupted_run() {
         "no run resumed from a checkpoint: {:?}",
         runs.resumed_from
     );
-    let got = sorted_lines(&out.join("out.jsonl"));
-    assert!(
-        got == reference_out,
-        "the merged output after kills differs: {}\nruns:\n{}",
-        line_differences(&got, &reference_out),
-        runs.history.join("\n")
-    );
-    assert!(
-        sqlite_dump(&out.join("store.db")) == reference_db,
-        "the merged database after kills differs"
-    );
+    runs.assert_same(dir, &reference, "the merged output");
 }
 
 #[test]
@@ -200,23 +176,13 @@ fn synthetic_killed_twice(recovery: &str) {
     run_ok(dir.path(), &["run", "pipeline.yaml", "--no-server"]);
     let reference_time = started.elapsed();
     let out = dir.path().join("out");
-    let reference_out = sorted_lines(&out.join("out.jsonl"));
-    let reference_db = sqlite_dump(&out.join("store.db"));
+    let reference = resume::outcome(&out);
     std::fs::remove_dir_all(&out).unwrap();
 
     write(dir.path(), "pipeline.yaml", &yaml(recovery));
     let runs = resume::killed_and_resumed(dir.path(), 2, reference_time, 0x51);
     assert!(runs.any_resumed(), "no run resumed from a checkpoint");
-    let got = sorted_lines(&out.join("out.jsonl"));
-    assert!(
-        got == reference_out,
-        "the synthetic market's output after kills differs: {}",
-        line_differences(&got, &reference_out)
-    );
-    assert!(
-        sqlite_dump(&out.join("store.db")) == reference_db,
-        "the synthetic market's database after kills differs"
-    );
+    runs.assert_same(dir, &reference, "the synthetic market's output");
 }
 
 #[test]

@@ -286,9 +286,9 @@ fn killed_while_revising_and_resumed_equals_an_uninterrupted_run() {
     run_ok(dir.path(), &["run", "pipeline.yaml", "--no-server"]);
     let reference_time = started.elapsed();
     let out = dir.path().join("out");
-    let reference_out = sorted_lines(&out.join("out.jsonl"));
-    let reference_db = sqlite_dump(&out.join("store.db"));
-    let revised = reference_out
+    let reference = resume::outcome(&out);
+    let revised = reference
+        .lines
         .iter()
         .filter(|l| l.contains("\"revision\":"))
         .count();
@@ -306,20 +306,7 @@ fn killed_while_revising_and_resumed_equals_an_uninterrupted_run() {
         "no run resumed from a checkpoint: {:?}",
         runs.resumed_from
     );
-    let got = sorted_lines(&out.join("out.jsonl"));
-    if got != reference_out {
-        let kept = dir.keep();
-        panic!(
-            "the revised output after kills and resumes differs from the uninterrupted run's: {}\nruns:\n{}\n(files kept in {})",
-            line_differences(&got, &reference_out),
-            runs.history.join("\n"),
-            kept.display()
-        );
-    }
-    assert!(
-        sqlite_dump(&out.join("store.db")) == reference_db,
-        "the revised database after kills and resumes differs from the uninterrupted run's"
-    );
+    runs.assert_same(dir, &reference, "the revised output");
 }
 
 #[test]

@@ -137,3 +137,42 @@ pub fn killed_and_resumed(dir: &Path, kills: usize, reference: Duration, seed: u
         history,
     }
 }
+
+/// What a run leaves in `out/`: its output file's lines, sorted, and its database's rows.
+pub struct Outcome {
+    pub lines: Vec<String>,
+    pub db: Vec<String>,
+}
+
+/// The outcome of the run that wrote `out/out.jsonl` and `out/store.db`.
+pub fn outcome(out: &Path) -> Outcome {
+    Outcome {
+        lines: super::sorted_lines(&out.join("out.jsonl")),
+        db: super::sqlite_dump(&out.join("store.db")),
+    }
+}
+
+impl Resumes {
+    /// Asserts that the resumed runs left `dir/out` as the uninterrupted run left
+    /// `expected`, byte for byte; on a mismatch the files are kept and the runs' checkpoint
+    /// logs shown. Gives `dir` back for further checks.
+    pub fn assert_same(
+        &self,
+        dir: tempfile::TempDir,
+        expected: &Outcome,
+        what: &str,
+    ) -> tempfile::TempDir {
+        let got = outcome(&dir.path().join("out"));
+        if got.lines != expected.lines || got.db != expected.db {
+            let file = super::line_differences(&got.lines, &expected.lines);
+            let db = super::line_differences(&got.db, &expected.db);
+            let kept = dir.keep();
+            panic!(
+                "{what} after kills and resumes differs from the uninterrupted run's\noutput: {file}\ndatabase: {db}\nruns:\n{}\n(files kept in {})",
+                self.history.join("\n"),
+                kept.display()
+            );
+        }
+        dir
+    }
+}
