@@ -7,7 +7,6 @@ mod support;
 
 use std::io::Write as _;
 use std::path::Path;
-use std::time::Instant;
 
 use support::*;
 
@@ -54,18 +53,12 @@ fn killed_five_times_and_resumed_equals_an_uninterrupted_run() {
     write_ticks(&dir.path().join("ticks.csv"));
 
     // The reference: no checkpoints, never interrupted.
-    write(dir.path(), "pipeline.yaml", &pipeline("", 20));
-    let started = Instant::now();
-    run_ok(dir.path(), &["run", "pipeline.yaml", "--no-server"]);
-    let reference_time = started.elapsed();
-    let out = dir.path().join("out");
-    let reference = resume::outcome(&out);
+    let (reference_time, reference) = resume::reference_run(dir.path(), &pipeline("", 20));
     assert!(
         reference.lines.len() > 100_000,
         "{} lines",
         reference.lines.len()
     );
-    std::fs::remove_dir_all(&out).unwrap();
 
     write(dir.path(), "pipeline.yaml", &pipeline(RECOVERY, 20));
     let runs = resume::killed_and_resumed(dir.path(), 5, reference_time, 0x5eed);
@@ -99,8 +92,7 @@ fn killed_five_times_and_resumed_equals_an_uninterrupted_run() {
 }
 
 /// Merges and tick indicators keep checkpoint state too: two sources of the same ticks give
-/// 1m bars merged into 1m and 5m bars, and tick indicators run on the ticks. (The sources
-/// end together: no checkpoint is taken once a source has ended.)
+/// 1m bars merged into 1m and 5m bars, and tick indicators run on the ticks.
 #[test]
 fn merges_and_tick_indicators_killed_and_resumed_equal_an_uninterrupted_run() {
     let dir = scratch();
@@ -121,17 +113,11 @@ fn merges_and_tick_indicators_killed_and_resumed_equal_an_uninterrupted_run() {
              db: {{type: sqlite, path: out/store.db, from: [both_1m, both_5m, ticks_ta]}}\n"
         )
     };
-    write(dir.path(), "pipeline.yaml", &yaml(""));
-    let started = Instant::now();
-    run_ok(dir.path(), &["run", "pipeline.yaml", "--no-server"]);
-    let reference_time = started.elapsed();
-    let out = dir.path().join("out");
-    let reference = resume::outcome(&out);
+    let (reference_time, reference) = resume::reference_run(dir.path(), &yaml(""));
     assert!(
         reference.lines.iter().any(|l| l.contains("tick_rsi")),
         "the run gave no tick indicator rows"
     );
-    std::fs::remove_dir_all(&out).unwrap();
 
     write(dir.path(), "pipeline.yaml", &yaml(RECOVERY));
     let runs = resume::killed_and_resumed(dir.path(), 3, reference_time, 0x3e76e);
@@ -141,6 +127,83 @@ fn merges_and_tick_indicators_killed_and_resumed_equal_an_uninterrupted_run() {
         runs.resumed_from
     );
     runs.assert_same(dir, &reference, "the merged output");
+}
+
+/// 1m bars of the 20 symbols of [`write_ticks`] for the day before its ticks and their
+/// first half hour; gives how many.
+fn write_history(path: &Path) -> u64 {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    writeln!(out, "symbol,start,open,high,low,close,volume").unwrap();
+    let mut rng = Lcg(29);
+    let first = ms("2024-01-01T14:30:00Z");
+    let mut bars = 0;
+    for minute in 0..(24 * 60 + 30) {
+        for s in 0..20 {
+            let open = 90.0 + rng.below(2_000) as f64 / 100.0;
+            let close = 90.0 + rng.below(2_000) as f64 / 100.0;
+            let (low, high) = (open.min(close) - 0.25, open.max(close) + 0.25);
+            let start = iso(first + minute * 60_000);
+            let volume = 1 + rng.below(5_000);
+            writeln!(
+                out,
+                "S{s:02},{start},{open:.2},{high:.2},{low:.2},{close:.2},{volume}"
+            )
+            .unwrap();
+            bars += 1;
+        }
+    }
+    bars
+}
+
+/// Backfill, then live: a bars file (a history that ends within moments) merged with the
+/// bars of a long tick file. Checkpoints go on after the history has ended, and the merge
+/// keeps the windows the history's bars left undecided at each cut.
+#[test]
+fn a_history_merged_with_live_ticks_checkpoints_after_the_history_ends() {
+    let dir = scratch();
+    write_ticks(&dir.path().join("ticks.csv"));
+    let history = write_history(&dir.path().join("history.csv"));
+    let yaml = |recovery: &str| {
+        format!(
+            "pipeline: backfilled\nworkers: 2\n{recovery}sources:\n  \
+             history: {{type: file, path: history.csv, kind: bars, interval: 1m}}\n  \
+             live: {{type: file, path: ticks.csv, max_delay: 2s}}\n\
+             operators:\n  \
+             live_1m: {{type: bars, from: live, interval: 1m}}\n  \
+             both_1m: {{type: bars, from: [history, live_1m], interval: 1m}}\n  \
+             both_5m: {{type: bars, from: [live_1m, history], interval: 5m}}\n  \
+             ta: {{type: indicators, from: both_1m, indicators: [{{sma: {{period: 50}}}}, {{rsi: {{period: 14}}}}, {{macd: {{fast: 12, slow: 26, signal: 9}}}}]}}\n\
+             sinks:\n  \
+             out: {{type: file, path: out/out.jsonl, from: [both_1m, both_5m, ta]}}\n  \
+             db: {{type: sqlite, path: out/store.db, from: [both_1m, both_5m, ta]}}\n"
+        )
+    };
+    let (reference_time, reference) = resume::reference_run(dir.path(), &yaml(""));
+    let first_live = iso(ms("2024-01-02T14:30:00Z"));
+    assert!(
+        reference.lines.iter().any(|l| l.contains(&first_live)),
+        "the run gave no bars of the live ticks"
+    );
+
+    write(dir.path(), "pipeline.yaml", &yaml(RECOVERY));
+    let runs = resume::killed_and_resumed(dir.path(), 3, reference_time, 0xbac4f111);
+    // The history is read within moments: a checkpoint holding more than it has ended
+    // already (before, none was taken once a source had ended).
+    let newest = runs
+        .resumed_from
+        .iter()
+        .chain([&runs.final_resumed])
+        .flatten()
+        .max()
+        .copied()
+        .unwrap_or(0);
+    println!("history: {history} bars; the newest checkpoint resumed from held {newest} records");
+    assert!(
+        newest > history + TICKS / 10,
+        "no run resumed from a checkpoint well past the history's end ({history} bars): {:?}",
+        runs.resumed_from
+    );
+    runs.assert_same(dir, &reference, "the backfilled output");
 }
 
 #[test]
@@ -171,13 +234,7 @@ fn synthetic_killed_twice(recovery: &str) {
             "pipeline: synthetic\nworkers: 2\n{recovery}sources:\n  m: {{type: synthetic, symbols: [A, B, C, D], seed: 5, rate: 50, count: 1500000, max_delay: 1s, disorder: 2s}}\noperators:\n  bars_1m: {{type: bars, from: m, interval: 1m}}\n  ta: {{type: indicators, from: bars_1m, indicators: [{{ema: {{period: 12}}}}, {{rsi: {{period: 14}}}}]}}\nsinks:\n  out: {{type: file, path: out/out.jsonl, from: [bars_1m, ta]}}\n  db: {{type: sqlite, path: out/store.db, from: [m, bars_1m, ta]}}\n"
         )
     };
-    write(dir.path(), "pipeline.yaml", &yaml(""));
-    let started = Instant::now();
-    run_ok(dir.path(), &["run", "pipeline.yaml", "--no-server"]);
-    let reference_time = started.elapsed();
-    let out = dir.path().join("out");
-    let reference = resume::outcome(&out);
-    std::fs::remove_dir_all(&out).unwrap();
+    let (reference_time, reference) = resume::reference_run(dir.path(), &yaml(""));
 
     write(dir.path(), "pipeline.yaml", &yaml(recovery));
     let runs = resume::killed_and_resumed(dir.path(), 2, reference_time, 0x51);

@@ -281,19 +281,13 @@ fn killed_while_revising_and_resumed_equals_an_uninterrupted_run() {
     // interval that may still change.
     let late = ", late: revise, revise_for: 6m";
     let yaml = |recovery: &str| format!("{recovery}{}", pipeline("late.csv", late, 2, ""));
-    write(dir.path(), "pipeline.yaml", &yaml(""));
-    let started = std::time::Instant::now();
-    run_ok(dir.path(), &["run", "pipeline.yaml", "--no-server"]);
-    let reference_time = started.elapsed();
-    let out = dir.path().join("out");
-    let reference = resume::outcome(&out);
+    let (reference_time, reference) = resume::reference_run(dir.path(), &yaml(""));
     let revised = reference
         .lines
         .iter()
         .filter(|l| l.contains("\"revision\":"))
         .count();
     assert!(revised > 100, "the run revised only {revised} records");
-    std::fs::remove_dir_all(&out).unwrap();
 
     write(
         dir.path(),

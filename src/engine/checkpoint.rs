@@ -49,8 +49,6 @@ pub enum Part {
         time: i64,
         cut: SourceCut,
     },
-    /// A partition that has ended: its final cut holds for every later checkpoint.
-    Ended { feed: usize, cut: SourceCut },
     Operator {
         name: String,
         worker: usize,
@@ -61,9 +59,6 @@ pub enum Part {
 
 /// No checkpoint announced yet.
 const NONE: i64 = i64::MIN;
-
-/// The clock of a partition whose input has ended.
-const ENDED: i64 = i64::MAX;
 
 /// The checkpoint schedule shared by every worker of the process.
 pub struct Checkpoints {
@@ -80,6 +75,8 @@ pub struct Checkpoints {
     built: AtomicUsize,
     /// Stateful operator instances that will report.
     operators: AtomicUsize,
+    /// Partitions whose source has ended (each counted under its clock).
+    ended: AtomicUsize,
 }
 
 impl Checkpoints {
@@ -95,6 +92,7 @@ impl Checkpoints {
             inbox: Mutex::new(Some(rx)),
             built: AtomicUsize::new(0),
             operators: AtomicUsize::new(0),
+            ended: AtomicUsize::new(0),
         }
     }
 
@@ -129,22 +127,25 @@ impl Checkpoints {
         self.built.fetch_add(1, Ordering::SeqCst);
     }
 
-    /// Marks partition `feed` as ended, under its clock: its input is closed, so the
-    /// operators downstream may already have gone past any time.
+    /// Counts partition `feed` as ended, under its clock. Its input stays open and follows
+    /// the other sources until every partition has ended: operators fed only by it would
+    /// otherwise close every window at once, ahead of any checkpoint time announced later.
     pub fn feed_ended(&self, feed: usize) {
-        *self.clock(feed) = ENDED;
+        let _clock = self.clock(feed);
+        self.ended.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Whether every partition has ended: no checkpoint is announced any more, and the
+    /// inputs close (after cutting at the one announced, if it is still due).
+    pub fn all_ended(&self) -> bool {
+        self.ended.load(Ordering::SeqCst) >= self.clocks.len()
     }
 
     /// Announces a checkpoint above every partition's input time; none once every
-    /// partition of some source has ended, as operators fed only by it may have closed
-    /// every window (their state would be ahead of any time announced).
+    /// partition has ended.
     fn announce(&self) -> Option<i64> {
         let held: Vec<_> = (0..self.clocks.len()).map(|i| self.clock(i)).collect();
-        let mut sources: BTreeMap<usize, bool> = BTreeMap::new();
-        for ((source, _), clock) in self.feeds.iter().zip(&held) {
-            *sources.entry(*source).or_insert(true) &= **clock == ENDED;
-        }
-        if sources.values().any(|ended| *ended) {
+        if self.all_ended() {
             return None;
         }
         let time = held.iter().map(|t| **t).max().unwrap_or(0).max(0) + 1;
@@ -244,7 +245,6 @@ pub struct Collector {
     workers: usize,
     last: Instant,
     pending: Option<Pending>,
-    ended: BTreeMap<usize, SourceCut>,
     /// Names of the sources and sinks (for the store's keys), and which sinks resume at
     /// an offset.
     source_names: Vec<String>,
@@ -273,7 +273,6 @@ impl Collector {
             workers,
             last: Instant::now(),
             pending: None,
-            ended: BTreeMap::new(),
             source_names,
             sinks,
             committed: 0,
@@ -286,9 +285,6 @@ impl Collector {
     pub fn step(&mut self, checkpoints: &Checkpoints, acks: &[Acknowledger]) {
         while let Ok(part) = self.inbox.try_recv() {
             match part {
-                Part::Ended { feed, cut } => {
-                    self.ended.insert(feed, cut);
-                }
                 Part::Source { feed, time, cut } => {
                     if let Some(p) = self.pending.as_mut().filter(|p| p.time == time) {
                         p.sources.insert(feed, cut);
@@ -325,8 +321,7 @@ impl Collector {
         };
         let time = pending.time;
         let feeds = checkpoints.feeds.len();
-        let sources_in =
-            (0..feeds).all(|f| pending.sources.contains_key(&f) || self.ended.contains_key(&f));
+        let sources_in = (0..feeds).all(|f| pending.sources.contains_key(&f));
         let operators_in = pending.operators.len() >= checkpoints.operators.load(Ordering::SeqCst);
         let sinks_in = self.sinks.iter().zip(acks).all(|((_, offset), ack)| {
             ack.frontier() >= time && (!offset || ack.offset_at(time).is_some())
@@ -343,12 +338,7 @@ impl Collector {
             ..Checkpoint::default()
         };
         for (feed, &(source, partition)) in checkpoints.feeds.iter().enumerate() {
-            let cut = pending
-                .sources
-                .get(&feed)
-                .or_else(|| self.ended.get(&feed))
-                .copied()
-                .unwrap_or_default();
+            let cut = pending.sources.get(&feed).copied().unwrap_or_default();
             checkpoint.records += cut.records;
             let name = self.source_names[source].clone();
             checkpoint.sources.insert(

@@ -154,6 +154,9 @@ struct Feed {
     /// Its index among the checkpoints' partitions and its cutter, when the pipeline
     /// takes checkpoints.
     cutter: Option<(usize, Cutter)>,
+    /// Its source ended while the pipeline takes checkpoints: the input stays open until
+    /// every partition has ended ([`Checkpoints::feed_ended`]).
+    ended: bool,
 }
 
 /// The bits of a sequence number a source partition stamped (below its source's index).
@@ -165,6 +168,10 @@ impl Feed {
     fn pump(&mut self, shared: &Shared, name: &str) {
         let (flow, status) = (&shared.flow, &shared.status);
         if self.input.is_none() {
+            return;
+        }
+        if self.ended {
+            self.follow_ended(shared);
             return;
         }
         for _ in 0..8 {
@@ -188,16 +195,13 @@ impl Feed {
                 }
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
-                    if let (Some((feed, cutter)), Some(checkpoints)) =
-                        (&self.cutter, &shared.checkpoints)
-                    {
-                        checkpoints.report(Part::Ended {
-                            feed: *feed,
-                            cut: cutter.cut(),
-                        });
-                        checkpoints.feed_ended(*feed);
+                    match (&self.cutter, &shared.checkpoints) {
+                        (Some((feed, _)), Some(checkpoints)) => {
+                            checkpoints.feed_ended(*feed);
+                            self.ended = true;
+                        }
+                        _ => self.input = None,
                     }
-                    self.input = None;
                     return;
                 }
             }
@@ -224,6 +228,35 @@ impl Feed {
                 }
             }
         }
+    }
+}
+
+impl Feed {
+    /// An ended partition of a pipeline taking checkpoints: follows the most advanced
+    /// partition of any source here, cutting at each checkpoint on the way; closes once
+    /// every partition has ended, cutting first at the checkpoint still due.
+    fn follow_ended(&mut self, shared: &Shared) {
+        let (Some((feed, cutter)), Some(checkpoints), Some(input)) =
+            (&mut self.cutter, &shared.checkpoints, &mut self.input)
+        else {
+            return;
+        };
+        let mut clock = checkpoints.clock(*feed);
+        let due = checkpoints.next().filter(|w| *w > cutter.done);
+        if checkpoints.all_ended() {
+            if let Some(w) = due {
+                cut_at(input, w, cutter, checkpoints, *feed);
+            }
+            drop(clock);
+            self.input = None;
+            return;
+        }
+        let to = shared.flow.max_watermark_any();
+        if let Some(w) = due.filter(|w| to >= *w) {
+            cut_at(input, w, cutter, checkpoints, *feed);
+        }
+        input.advance(to);
+        *clock = input.time() as i64;
     }
 }
 
@@ -373,6 +406,7 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> f64 {
                 idle_timeout: shared.pipeline.sources[source].spec.idle_timeout(),
                 last_event: Instant::now(),
                 cutter,
+                ended: false,
             });
         }
     }

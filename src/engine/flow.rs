@@ -88,6 +88,15 @@ impl Flow {
         }
     }
 
+    /// The highest watermark fed into any source's partitions here.
+    pub fn max_watermark_any(&self) -> i64 {
+        self.max_watermarks
+            .iter()
+            .map(|w| w.load(Ordering::SeqCst))
+            .max()
+            .unwrap_or(0)
+    }
+
     pub fn max_watermark(&self, source: usize) -> i64 {
         self.max_watermarks
             .get(source)

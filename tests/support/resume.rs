@@ -138,6 +138,20 @@ pub fn killed_and_resumed(dir: &Path, kills: usize, reference: Duration, seed: u
     }
 }
 
+/// The reference for a kill test: runs `yaml` (a pipeline without checkpoints) in `dir`
+/// once, uninterrupted; gives how long it took and what it left in `dir/out`, which it
+/// then clears for the killed runs.
+pub fn reference_run(dir: &Path, yaml: &str) -> (Duration, Outcome) {
+    super::write(dir, "pipeline.yaml", yaml);
+    let started = std::time::Instant::now();
+    super::run_ok(dir, &["run", "pipeline.yaml", "--no-server"]);
+    let took = started.elapsed();
+    let out = dir.join("out");
+    let reference = outcome(&out);
+    std::fs::remove_dir_all(&out).unwrap();
+    (took, reference)
+}
+
 /// What a run leaves in `out/`: its output file's lines, sorted, and its database's rows.
 pub struct Outcome {
     pub lines: Vec<String>,
