@@ -1068,3 +1068,127 @@ fn positions_are_kept_in_postgresql_too() {
     assert_eq!(db.count("intraday_ohlcv"), bars as i64);
     assert_eq!(db.count("marketflow_positions"), 2);
 }
+
+/// A history pipeline with `recovery:` killed with SIGKILL while the provider stalls, then
+/// resumed: each symbol pages on from where the checkpoint cut it (not from its start, nor
+/// from the later positions its sinks had acknowledged), and the 1h bars cascaded from the
+/// 5m history, the indicators and the store equal an uninterrupted run's.
+#[test]
+fn a_history_killed_and_resumed_from_a_checkpoint_equals_an_uninterrupted_run() {
+    let fake = FakeRest::start(KEY);
+    let symbols = symbols(4);
+    serve_november(&fake, &symbols);
+    // About 100 pages of 100 rows in all, each answered after 20 ms: checkpoints every
+    // 100 ms fall between pages.
+    fake.set_latency(Duration::from_millis(20));
+    let yaml = |recovery: &str| {
+        format!(
+            "pipeline: history\n{recovery}\
+             sources:\n  history_5m:\n    type: twelvedata_history\n    symbols: [{}]\n    \
+             interval: 5m\n    start: 2025-10-30\n    end: 2025-11-29\n    api_key: \"${{TD_KEY}}\"\n    \
+             url: \"{}\"\n    credits_per_minute: 100000\n    page_size: 100\n\
+             operators:\n  bars_1h: {{type: bars, from: history_5m, interval: 1h}}\n  \
+             ta: {{type: indicators, from: history_5m, indicators: [{{sma: {{period: 20}}}}, {{rsi: {{period: 14}}}}]}}\n\
+             sinks:\n  out: {{type: file, path: out/out.jsonl, from: [bars_1h, ta]}}\n  \
+             store: {{type: sqlite, path: out/store.db, from: [history_5m, bars_1h, ta]}}\n",
+            symbols.join(", "),
+            fake.url()
+        )
+    };
+    let run = |dir: &Path, args: &[&str], log: &str| {
+        marketflow()
+            .current_dir(dir)
+            .args(args)
+            .env("TD_KEY", KEY)
+            .env("RUST_LOG", "marketflow=info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join(log)).unwrap())
+            .spawn()
+            .expect("marketflow starts")
+    };
+    let whole = scratch();
+    write(whole.path(), "history.yaml", &yaml(""));
+    let status = run(
+        whole.path(),
+        &["run", "history.yaml", "--no-server"],
+        "whole.log",
+    )
+    .wait()
+    .unwrap();
+    assert!(status.success(), "the uninterrupted run failed");
+    let reference = support::resume::outcome(&whole.path().join("out"));
+    let all_pages = fake.pages().len();
+    assert!(all_pages > 40, "the run took only {all_pages} pages");
+
+    // The killed run: the provider stops answering after half the pages.
+    let dir = scratch();
+    write(
+        dir.path(),
+        "history.yaml",
+        &yaml("recovery: {path: out/recovery.db, checkpoint_interval: 100ms}\n"),
+    );
+    let served_before = fake.log().len();
+    fake.hang_after(served_before + all_pages / 2);
+    let mut child = run(
+        dir.path(),
+        &["run", "history.yaml", "--no-server"],
+        "killed.log",
+    );
+    let started = Instant::now();
+    let committed = loop {
+        let text = std::fs::read_to_string(dir.path().join("killed.log")).unwrap_or_default();
+        let (_, commits) = support::resume::checkpoints_in(&text);
+        let waiting = fake.log()[served_before..]
+            .iter()
+            .filter(|l| l.status == 0)
+            .map(|l| l.query["symbol"].clone())
+            .collect::<std::collections::BTreeSet<_>>();
+        if waiting.len() == symbols.len() && !commits.is_empty() {
+            break commits;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "waited 90s for every symbol to wait on the provider ({} of {}) and a checkpoint to commit; the log:\n{text}",
+            waiting.len(),
+            symbols.len()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+
+    fake.hang_after(usize::MAX);
+    let resumed_at = fake.log().len();
+    let status = run(
+        dir.path(),
+        &["run", "history.yaml", "--no-server", "--resume"],
+        "resumed.log",
+    )
+    .wait()
+    .unwrap();
+    let text = std::fs::read_to_string(dir.path().join("resumed.log")).unwrap();
+    assert!(status.success(), "the resumed run failed:\n{text}");
+    let (resumed, _) = support::resume::checkpoints_in(&text);
+    let second = fake.log().len() - resumed_at;
+    println!(
+        "uninterrupted: {all_pages} pages; killed after {} checkpoints (last at record {:?}); resumed from record {resumed:?} with {second} pages",
+        committed.len(),
+        committed.last()
+    );
+    assert!(
+        resumed.is_some_and(|r| r > 0),
+        "the resumed run did not resume from a checkpoint:\n{text}"
+    );
+    assert!(
+        second < all_pages,
+        "the resumed run asked for {second} pages, as many as a whole run ({all_pages})"
+    );
+    let got = support::resume::outcome(&dir.path().join("out"));
+    assert!(
+        got.lines == reference.lines && got.db == reference.db,
+        "the resumed history differs from the uninterrupted run's\noutput: {}\nstore: {}",
+        support::line_differences(&got.lines, &reference.lines),
+        support::line_differences(&got.db, &reference.db)
+    );
+}

@@ -585,3 +585,149 @@ fn the_twelvedata_pipeline_needs_its_key() {
         "{stderr}"
     );
 }
+
+/// Prices of `symbol` one a second from `from`, `count` of them, on a random walk.
+fn every_second(seed: u64, symbol: &str, from: i64, count: usize) -> Vec<Price> {
+    let mut rng = Lcg(seed);
+    let mut price = 100.0f64;
+    (0..count)
+        .map(|i| {
+            price =
+                ((price + (rng.below(21) as f64 - 10.0) / 100.0).max(1.0) * 100.0).round() / 100.0;
+            Price {
+                symbol: symbol.to_owned(),
+                ts: from + i as i64 * 1000,
+                price,
+                day_volume: Some(1_000_000 + i as i64),
+            }
+        })
+        .collect()
+}
+
+/// A live feed with `recovery:` killed with SIGKILL and resumed against a new server: the
+/// hour bar open at the kill is restored with the ticks taken before the checkpoint and
+/// completed with those that arrive after the resume (a live feed cannot send again what
+/// came after the checkpoint: those are lost, as documented).
+#[test]
+fn a_resumed_live_feed_completes_the_window_open_at_the_checkpoint() {
+    let t0 = ms("2025-01-10T14:00:00Z");
+    let before = every_second(3, "AAPL", t0, 1200);
+    let mut steps: Vec<Step> = before.iter().cloned().map(Step::Price).collect();
+    steps.push(Step::Gate);
+    // Paced, so that checkpoints every 100 ms fall among the first 20 minutes' prices.
+    let first = FakeFeed::start(
+        Protocol::TwelveData,
+        steps,
+        &[],
+        Upgrade::Accept,
+        Some(400.0),
+    );
+    let dir = scratch();
+    let yaml = |url: &str| {
+        let source = source_yaml(
+            Protocol::TwelveData,
+            url,
+            &["AAPL"],
+            "max_delay: 1s, idle_timeout: 1h",
+        );
+        format!(
+            "pipeline: live\n\
+             recovery: {{path: recovery.db, checkpoint_interval: 100ms}}\n\
+             sources:\n  ticks: {source}\n\
+             operators:\n  bars_1h: {{type: bars, from: ticks, interval: 1h}}\n\
+             sinks:\n  out: {{type: file, from: bars_1h, path: out.jsonl}}\n"
+        )
+    };
+    let run = |args: &[&str], log: &str| {
+        marketflow()
+            .current_dir(dir.path())
+            .args(args)
+            .env("TD_KEY", KEY)
+            .env("RUST_LOG", "marketflow=info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join(log)).unwrap())
+            .spawn()
+            .expect("marketflow starts")
+    };
+    write(dir.path(), "live.yaml", &yaml(&first.url()));
+    let mut child = run(&["run", "live.yaml", "--no-server"], "killed.log");
+    first.wait_for("the first 20 minutes sent", Duration::from_secs(60), |l| {
+        l.sent.len() == before.len()
+    });
+    // The checkpoints that cut the partition among those prices: the last is where the
+    // resumed run starts. (None completes after the last price: the feed is quiet.)
+    let started = Instant::now();
+    let text = loop {
+        let text = std::fs::read_to_string(dir.path().join("killed.log")).unwrap_or_default();
+        let (_, commits) = support::resume::checkpoints_in(&text);
+        if commits.last().is_some_and(|n| *n >= 600) {
+            break text;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "waited 60s for a checkpoint past 600 ticks; the log:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    let logged = support::resume::checkpoints_in(&text).1;
+    assert!(
+        !dir.path().join("out.jsonl").exists()
+            || std::fs::read_to_string(dir.path().join("out.jsonl"))
+                .unwrap()
+                .is_empty(),
+        "the hour bar was written before the hour ended"
+    );
+
+    // The rest of the hour and ten minutes more, from another server.
+    let after = every_second(4, "AAPL", t0 + 1_200_000, 3_000);
+    let second = FakeFeed::start(
+        Protocol::TwelveData,
+        after.iter().cloned().map(Step::Price).collect(),
+        &[],
+        Upgrade::Accept,
+        None,
+    );
+    write(dir.path(), "live.yaml", &yaml(&second.url()));
+    let child = run(
+        &["run", "live.yaml", "--no-server", "--resume"],
+        "resumed.log",
+    );
+    wait_for_lines(&dir.path().join("out.jsonl"), 1, Duration::from_secs(60));
+    interrupt(child);
+    let text = std::fs::read_to_string(dir.path().join("resumed.log")).unwrap();
+    let (resumed, _) = support::resume::checkpoints_in(&text);
+    let resumed = resumed.unwrap_or_else(|| panic!("the run did not resume:\n{text}"));
+    assert!(
+        resumed >= *logged.last().unwrap(),
+        "resumed from {resumed}, before the last checkpoint logged ({logged:?})"
+    );
+    let kept = &before[..resumed as usize];
+    let later: Vec<&Price> = after.iter().filter(|p| p.ts < t0 + 3_600_000).collect();
+    let bar: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(dir.path().join("out.jsonl"))
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    println!(
+        "killed after checkpoints at {logged:?} ticks; resumed from {resumed}; the hour bar: {bar}"
+    );
+    assert_eq!(ms(bar["start"].as_str().unwrap()), t0);
+    assert_eq!(
+        bar["trades"].as_u64().unwrap(),
+        (kept.len() + later.len()) as u64,
+        "the ticks before the checkpoint and after the resume"
+    );
+    let prices = kept.iter().chain(later.iter().copied()).map(|p| p.price);
+    let high = prices.clone().fold(f64::MIN, f64::max);
+    let low = prices.fold(f64::MAX, f64::min);
+    assert_eq!(bar["open"].as_f64().unwrap(), before[0].price);
+    assert_eq!(bar["high"].as_f64().unwrap(), high);
+    assert_eq!(bar["low"].as_f64().unwrap(), low);
+    assert_eq!(bar["close"].as_f64().unwrap(), later.last().unwrap().price);
+}

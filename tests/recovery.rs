@@ -353,3 +353,64 @@ fn what_checkpoints_cannot_cover_is_refused_clearly() {
         assert!(stderr.contains(expected), "{recovery}: {stderr}");
     }
 }
+
+/// The synthetic market in real time from now goes on from now after a resume, like a live
+/// feed: its count continues from the cut, so a `count:` run still ends after that many.
+#[test]
+fn a_realtime_synthetic_market_resumes_from_now() {
+    let dir = scratch();
+    write(
+        dir.path(),
+        "pipeline.yaml",
+        &format!("pipeline: realtime\n{RECOVERY}sources:\n  m: {{type: synthetic, symbols: [A, B], pace: realtime, rate: 400, count: 2000}}\noperators:\n  bars_1s: {{type: bars, from: m, interval: 1s}}\nsinks:\n  db: {{type: sqlite, path: out/store.db, from: [bars_1s]}}\n"),
+    );
+    let spawn = |log: &str, resume: bool| {
+        let mut args = vec!["run", "pipeline.yaml", "--no-server"];
+        if resume {
+            args.push("--resume");
+        }
+        marketflow()
+            .current_dir(dir.path())
+            .env("RUST_LOG", "marketflow=info")
+            .env("NO_COLOR", "1")
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join(log)).unwrap())
+            .spawn()
+            .expect("marketflow starts")
+    };
+    let mut child = spawn("first.log", false);
+    let started = std::time::Instant::now();
+    let last = loop {
+        let text = std::fs::read_to_string(dir.path().join("first.log")).unwrap_or_default();
+        if let Some(n) = resume::checkpoints_in(&text)
+            .1
+            .last()
+            .filter(|n| **n >= 100)
+        {
+            break *n;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "waited 60s for a checkpoint past 100 ticks:\n{text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    let status = wait_with_deadline(
+        spawn("resumed.log", true),
+        std::time::Duration::from_secs(60),
+    );
+    let text = std::fs::read_to_string(dir.path().join("resumed.log")).unwrap();
+    assert!(status.success(), "the resumed run failed:\n{text}");
+    let resumed = resume::checkpoints_in(&text).0;
+    assert!(
+        resumed.is_some_and(|r| r >= last),
+        "resumed from {resumed:?}, not from the checkpoint at {last}:\n{text}"
+    );
+    assert!(
+        text.contains("synthetic market finished") && text.contains("ticks=2000"),
+        "the resumed market did not end at its count:\n{text}"
+    );
+}

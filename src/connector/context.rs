@@ -168,12 +168,12 @@ pub struct SourceContext {
     /// Where a live feed reports its connection, for `/health`.
     pub status: RunStatus,
     /// `marketflow run --resume`: where the checkpoint cut this partition (for a source
-    /// that is [`restartable`](super::Source::restartable)).
+    /// that [restarts](super::Source::restart_from) from a position or from now).
     pub restart: Option<Restart>,
 }
 
 /// Where a partition starts again after a checkpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Restart {
     /// The position to read from (`None`: the partition's beginning).
     pub position: Option<Position>,

@@ -150,13 +150,26 @@ pub trait Source:
     fn for_replay(&self, _range: &ReplayRange) -> Option<Self> {
         None
     }
-    /// Whether a partition can start again from a checkpoint's cut (`ctx.restart`): a
-    /// position it seeks to and a stamper state it continues from.
-    fn restartable(&self) -> bool {
-        false
+    /// How a partition starts again from a checkpoint's cut (`ctx.restart`).
+    fn restart_from(&self) -> RestartFrom {
+        RestartFrom::Nowhere
     }
     /// Reads partition `ctx.partition` of `ctx.partitions`.
     fn build(&self, ctx: SourceContext) -> Task;
+}
+
+/// How a source's partitions start again from a checkpoint's cut (`marketflow run --resume`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartFrom {
+    /// They cannot: a pipeline with `recovery:` is refused, naming the source.
+    Nowhere,
+    /// From the cut's position, reading again what followed it and stamping it as before
+    /// (a file, a Kafka partition, a history paged from a time): a resumed run equals an
+    /// uninterrupted one.
+    Position,
+    /// From what arrives now (a live feed): the stamper continues from the cut, and what
+    /// arrived after the cut and while the run was down is not read again.
+    Now,
 }
 
 /// What `marketflow replay` reads again: event times in `[from, to)`.

@@ -24,7 +24,7 @@ pub trait SourceConfig: fmt::Debug + Send + Sync {
     fn for_backfill(&self, range: &BackfillRange) -> Option<Arc<dyn SourceConfig>>;
     fn max_delay(&self) -> i64;
     fn for_replay(&self, range: &ReplayRange) -> Option<Arc<dyn SourceConfig>>;
-    fn restartable(&self) -> bool;
+    fn restart_from(&self) -> super::RestartFrom;
     fn build(&self, ctx: SourceContext) -> Task;
 }
 
@@ -69,8 +69,8 @@ impl<T: Source> SourceConfig for Erased<T> {
         let replay = self.0.for_replay(range)?;
         Some(Arc::new(Erased(replay)))
     }
-    fn restartable(&self) -> bool {
-        self.0.restartable()
+    fn restart_from(&self) -> super::RestartFrom {
+        self.0.restart_from()
     }
     fn build(&self, ctx: SourceContext) -> Task {
         Source::build(&self.0, ctx)

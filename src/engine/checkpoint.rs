@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::connector::{Acknowledger, Position, StamperState};
+use crate::connector::{Acknowledger, Position, Restart, RestartFrom, StamperState};
 use crate::store::recovery::{Checkpoint, RecoveryStore};
 
 /// Bumped when an operator's saved state changes layout: older checkpoints are refused.
@@ -40,6 +40,22 @@ pub struct SourceCut {
     /// The stamper and the records read at `position`: where the source starts again
     /// (it stamps the `skip` records again, as before, and the engine drops them).
     pub at_position: (StamperState, u64),
+}
+
+impl SourceCut {
+    /// Where its partition starts again: at its position, stamping the records after it
+    /// again as before (the engine drops the `skip` that went in before the cut); or, for
+    /// a source that goes on from now, with the stamper at the cut.
+    pub fn restart(&self, from: RestartFrom) -> Restart {
+        let (stamper, records) = match from {
+            RestartFrom::Now => (self.stamper, self.records),
+            _ => self.at_position,
+        };
+        Restart {
+            position: self.position,
+            stamper: (records > 0).then_some(stamper),
+        }
+    }
 }
 
 /// What the parts of the dataflow report to the leader.
@@ -195,7 +211,20 @@ impl Default for Cutter {
 }
 
 impl Cutter {
-    pub fn restored(cut: &SourceCut, time: i64) -> Cutter {
+    /// The cutter of a partition restarted from `cut` at checkpoint `time`.
+    pub fn restored(cut: &SourceCut, time: i64, from: RestartFrom) -> Cutter {
+        if from == RestartFrom::Now {
+            // Nothing is read again: it goes on from the cut itself.
+            return Cutter {
+                last_position: cut.position,
+                since_position: 0,
+                stamper: cut.stamper,
+                records: cut.records,
+                done: time,
+                skip: 0,
+                at_position: (cut.stamper, cut.records),
+            };
+        }
         Cutter {
             last_position: cut.position,
             since_position: cut.skip,

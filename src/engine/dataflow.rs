@@ -393,7 +393,8 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> f64 {
                     Some((time, cut)) => {
                         // Everything below the checkpoint went in before the restart.
                         input.advance(time);
-                        (feed, Cutter::restored(&cut, time))
+                        let from = shared.pipeline.sources[source].spec.restart_from();
+                        (feed, Cutter::restored(&cut, time, from))
                     }
                     None => (feed, Cutter::default()),
                 })

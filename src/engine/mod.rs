@@ -25,7 +25,7 @@ use self::dataflow::run_worker;
 use self::flow::{Control, Flow};
 use self::placement::Placement;
 use crate::connector::{
-    Acknowledger, Position, Replay, Resources, Restart, SinkContext, SinkEvent, SourceContext,
+    Acknowledger, Position, Replay, Resources, RestartFrom, SinkContext, SinkEvent, SourceContext,
     SourceEvent, SourceSender, Task, TaskError,
 };
 use crate::dead_letter::DeadLetters;
@@ -320,9 +320,9 @@ fn open_recovery(
         ));
     }
     for source in &pipeline.sources {
-        if !source.spec.restartable() {
+        if source.spec.restart_from() == RestartFrom::Nowhere {
             return Err(RunError::Recovery(format!(
-                "source `{}` ({}) cannot start again from a checkpoint (file and Kafka sources can, and the synthetic market at `pace: max` from a fixed `start`)",
+                "source `{}` ({}) cannot start again from a checkpoint (file, Kafka, history and live sources can, and the synthetic market at `pace: max` from a fixed `start` or in real time from now)",
                 source.name,
                 source.spec.type_name()
             )));
@@ -664,10 +664,7 @@ fn start_sources(
                 restart: restored.and_then(|c| {
                     let cut = c.sources.get(&(source.name.clone(), partition))?;
                     let cut: SourceCut = serde_json::from_slice(cut).ok()?;
-                    Some(Restart {
-                        position: cut.position,
-                        stamper: (cut.at_position.1 > 0).then_some(cut.at_position.0),
-                    })
+                    Some(cut.restart(source.spec.restart_from()))
                 }),
             };
             let mut ctx = ctx;

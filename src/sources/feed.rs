@@ -330,11 +330,16 @@ impl<P: Protocol> Feed<P> {
     fn new(protocol: P, settings: FeedSettings, ctx: SourceContext) -> Feed<P> {
         let m = metrics();
         let name = [ctx.name.as_str()];
+        // After a checkpoint it goes on from the cut: its numbers and watermark continue.
+        let restart = ctx.restart.unwrap_or_default();
         Feed {
-            stamper: Stamper::for_partition(settings.max_delay_ms, ctx.partition),
+            stamper: match restart.stamper {
+                Some(state) => Stamper::restored(settings.max_delay_ms, state),
+                None => Stamper::for_partition(settings.max_delay_ms, ctx.partition),
+            },
             volumes: DayVolumes::new(settings.timezone, &ctx.name),
             backoff: Backoff::new(),
-            sent: 0,
+            sent: restart.position.unwrap_or(0),
             replay_due: HashSet::new(),
             latest: HashMap::new(),
             replayed: m.source_replayed.with_label_values(&name),

@@ -289,10 +289,13 @@ async fn run<P: Provider>(
     let now = now_ms();
     let start = settings.start.resolve(now);
     let end = settings.end.resolve(now).min(now);
-    // Resume after the last page an earlier run's sinks made durable.
-    let from = match ctx.resume {
-        Some(position) if !settings.restart && (position as i64) > start => position as i64,
-        _ => start,
+    // After a checkpoint, from where it cut the partition (its state holds what came
+    // before); otherwise after the last page an earlier run's sinks made durable.
+    let restart = ctx.restart.unwrap_or_default();
+    let from = match (ctx.restart, ctx.resume) {
+        (Some(cut), _) => cut.position.map_or(start, |p| (p as i64).max(start)),
+        (None, Some(position)) if !settings.restart => (position as i64).max(start),
+        (None, _) => start,
     };
     let client = reqwest::Client::builder()
         .timeout(REQUEST_TIMEOUT)
@@ -300,7 +303,10 @@ async fn run<P: Provider>(
         .build()
         .map_err(|e| anyhow::anyhow!("starting the HTTP client: {e}"))?;
     let limiter = Limiter::shared(&settings.limiter_key, settings.credits_per_minute);
-    let mut stamper = Stamper::for_partition(0, ctx.partition);
+    let mut stamper = match restart.stamper {
+        Some(state) => Stamper::restored(0, state),
+        None => Stamper::for_partition(0, ctx.partition),
+    };
     let records = metrics()
         .source_records
         .with_label_values(&[ctx.name.as_str()]);

@@ -314,8 +314,8 @@ impl SourceConfig for Ended {
     fn for_replay(&self, _range: &ReplayRange) -> Option<Arc<dyn SourceConfig>> {
         None
     }
-    fn restartable(&self) -> bool {
-        true
+    fn restart_from(&self) -> crate::connector::RestartFrom {
+        crate::connector::RestartFrom::Position
     }
     fn build(&self, _ctx: crate::connector::SourceContext) -> crate::connector::Task {
         crate::connector::Task::Async(Box::pin(async { Ok(()) }))

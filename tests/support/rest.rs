@@ -96,6 +96,8 @@ struct State {
     log: Vec<Logged>,
     /// Stop answering after this many requests (the connection is held open).
     hang_after: Option<usize>,
+    /// How long each answer takes (a slow provider).
+    latency: Duration,
 }
 
 /// The fake server; stops when dropped.
@@ -155,6 +157,11 @@ impl FakeRest {
     /// Answers the next requests with these, in order.
     pub fn queue(&self, answers: Vec<Scripted>) {
         self.state.lock().unwrap().queue.extend(answers);
+    }
+
+    /// Makes every answer take `latency` (a slow provider).
+    pub fn set_latency(&self, latency: Duration) {
+        self.state.lock().unwrap().latency = latency;
     }
 
     /// Leaves requests after the first `n` unanswered.
@@ -236,8 +243,11 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>) {
             query: query.clone(),
             status: if in_body_error { 299 } else { answer.status },
         });
-        answer
+        (answer, s.latency)
     };
+    let (answer, latency) = answer;
+    // A slow provider, not a synchronisation: the client waits on its answer.
+    std::thread::sleep(latency);
     let reason = match answer.status {
         200 => "OK",
         400 => "Bad Request",

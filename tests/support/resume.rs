@@ -39,7 +39,7 @@ fn field(line: &str, key: &str) -> Option<u64> {
 
 /// What one run logged about checkpoints: the records it resumed from, and those of
 /// each checkpoint it committed.
-fn checkpoints_in(log: &str) -> (Option<u64>, Vec<u64>) {
+pub fn checkpoints_in(log: &str) -> (Option<u64>, Vec<u64>) {
     let resumed = log
         .lines()
         .find(|l| l.contains("resuming from the checkpoint"))

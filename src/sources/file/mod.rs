@@ -18,6 +18,7 @@ use serde::Deserialize;
 pub use crate::codec::Format;
 use crate::codec::{self, make_bar, make_tick, BarFields, CodecError, NaiveTime};
 use crate::connector::{
+    RestartFrom,
     report_watermark, RecordsKind, Source, SourceContext, SourceEvent, Stamper, StreamType, Task,
     TaskError,
 };
@@ -90,8 +91,8 @@ impl Source for FileSourceConfig {
         self.max_delay.0
     }
 
-    fn restartable(&self) -> bool {
-        true
+    fn restart_from(&self) -> RestartFrom {
+        RestartFrom::Position
     }
 
     fn idle_timeout(&self) -> Option<StdDuration> {

@@ -23,6 +23,7 @@ use crate::codec::{self, NaiveTime};
 use crate::config::diagnostic::Diagnostic;
 use crate::config::values::{Duration, Parsed};
 use crate::connector::{
+    RestartFrom,
     report_watermark, Position, RecordsKind, ReplayRange, Source, SourceContext, SourceEvent,
     Stamper, StreamType, Task, TaskError,
 };
@@ -253,8 +254,8 @@ impl Source for KafkaSourceConfig {
         self.max_delay.0
     }
 
-    fn restartable(&self) -> bool {
-        true
+    fn restart_from(&self) -> RestartFrom {
+        RestartFrom::Position
     }
 
     /// The topic again from `from` (or the earliest offset) to the end offsets it has now,

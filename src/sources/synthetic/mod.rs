@@ -14,6 +14,7 @@ use serde::Deserialize;
 use schemars::JsonSchema;
 
 use crate::connector::{
+    RestartFrom,
     report_watermark, Source, SourceContext, SourceEvent, Stamper, StreamType, Task, TaskError,
 };
 use crate::metrics::metrics;
@@ -160,9 +161,15 @@ impl Source for SyntheticConfig {
     }
 
     /// At `pace: max` from a fixed `start` the market is the same every run, so a partition
-    /// restarts by generating again the ticks before the cut without sending them.
-    fn restartable(&self) -> bool {
-        self.pace == Pace::Max && !matches!(self.start.as_ref().map(|s| s.value), Some(Start::BeforeNow(_)))
+    /// restarts by generating again the ticks before the cut without sending them. In real
+    /// time from now it is a live feed: it goes on from now.
+    fn restart_from(&self) -> RestartFrom {
+        let start = self.start.as_ref().map(|s| s.value);
+        match self.pace {
+            Pace::Max if !matches!(start, Some(Start::BeforeNow(_))) => RestartFrom::Position,
+            Pace::Realtime if start.is_none() => RestartFrom::Now,
+            _ => RestartFrom::Nowhere,
+        }
     }
 
     fn max_delay(&self) -> i64 {
@@ -676,7 +683,12 @@ fn generate(config: &SyntheticConfig, ctx: SourceContext) -> Result<(), TaskErro
         ctx,
     };
     if let Some(restart) = generator.ctx.restart {
-        generator.skip_to(restart.position.unwrap_or(0));
+        let position = restart.position.unwrap_or(0);
+        match config.restart_from() {
+            // In real time it goes on from now: only its count continues.
+            RestartFrom::Now => generator.sent = position,
+            _ => generator.skip_to(position),
+        }
         if let Some(state) = restart.stamper {
             generator.stamper = Stamper::restored(config.max_delay.0, state);
         }

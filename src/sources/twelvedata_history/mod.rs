@@ -143,6 +143,11 @@ impl Source for TwelveDataHistoryConfig {
         self.symbols.symbols().len()
     }
 
+    /// Pages from the cut's time again.
+    fn restart_from(&self) -> crate::connector::RestartFrom {
+        crate::connector::RestartFrom::Position
+    }
+
     fn resume_key(&self, partition: usize) -> Option<String> {
         history::resume_key(Self::TYPE, &self.symbols, self.interval.value, partition)
     }

@@ -85,6 +85,11 @@ impl Source for YahooConfig {
         false
     }
 
+    /// A live feed cannot read again: it goes on from now.
+    fn restart_from(&self) -> crate::connector::RestartFrom {
+        crate::connector::RestartFrom::Now
+    }
+
     fn max_delay(&self) -> i64 {
         self.max_delay.0
     }
