@@ -129,32 +129,6 @@ fn merges_and_tick_indicators_killed_and_resumed_equal_an_uninterrupted_run() {
     runs.assert_same(dir, &reference, "the merged output");
 }
 
-/// 1m bars of the 20 symbols of [`write_ticks`] for the day before its ticks and their
-/// first half hour; gives how many.
-fn write_history(path: &Path) -> u64 {
-    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    writeln!(out, "symbol,start,open,high,low,close,volume").unwrap();
-    let mut rng = Lcg(29);
-    let first = ms("2024-01-01T14:30:00Z");
-    let mut bars = 0;
-    for minute in 0..(24 * 60 + 30) {
-        for s in 0..20 {
-            let open = 90.0 + rng.below(2_000) as f64 / 100.0;
-            let close = 90.0 + rng.below(2_000) as f64 / 100.0;
-            let (low, high) = (open.min(close) - 0.25, open.max(close) + 0.25);
-            let start = iso(first + minute * 60_000);
-            let volume = 1 + rng.below(5_000);
-            writeln!(
-                out,
-                "S{s:02},{start},{open:.2},{high:.2},{low:.2},{close:.2},{volume}"
-            )
-            .unwrap();
-            bars += 1;
-        }
-    }
-    bars
-}
-
 /// Backfill, then live: a bars file (a history that ends within moments) merged with the
 /// bars of a long tick file. Checkpoints go on after the history has ended, and the merge
 /// keeps the windows the history's bars left undecided at each cut.
@@ -162,7 +136,14 @@ fn write_history(path: &Path) -> u64 {
 fn a_history_merged_with_live_ticks_checkpoints_after_the_history_ends() {
     let dir = scratch();
     write_ticks(&dir.path().join("ticks.csv"));
-    let history = write_history(&dir.path().join("history.csv"));
+    // The day before the ticks and their first half hour.
+    let history = minute_bars_csv(
+        &dir.path().join("history.csv"),
+        20,
+        ms("2024-01-01T14:30:00Z"),
+        24 * 60 + 30,
+        29,
+    );
     let yaml = |recovery: &str| {
         format!(
             "pipeline: backfilled\nworkers: 2\n{recovery}sources:\n  \

@@ -215,7 +215,8 @@ struct Counters {
 
 /// Folds `data` into the open windows; `delayed` gives a capability at a time at or after
 /// the data's. With `revising`, late records still in time are set aside to revise their
-/// bars at the later of their time and their window's end (once the window has closed).
+/// bars at the latest of their time, their watermark and their window's end (once the
+/// window has closed).
 fn apply<R: BarInput + Rejectable + Clone>(
     stage: &BarsStage,
     counters: &Counters,
@@ -241,7 +242,10 @@ fn apply<R: BarInput + Rejectable + Clone>(
             Placement::Late { window } => {
                 if let Some((revisions, late)) = revising.as_mut() {
                     if revisions.in_time(window.end, record.watermark()) {
-                        let at = time.max(window.end as u64);
+                        // At the record's own watermark, not its batch's time: a batch's
+                        // time depends on where the input was cut (a checkpoint), and late
+                        // records given at one time make one revision.
+                        let at = time.max(record.watermark().max(window.end).max(0) as u64);
                         late.entry(at)
                             .or_insert_with(|| (delayed(at), Vec::new()))
                             .1

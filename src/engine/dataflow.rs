@@ -613,6 +613,7 @@ fn merge_inputs<'s>(
             &merge,
             shared.dead_letters.clone(),
             operator_checkpoint(shared, &merge, scope.index()),
+            shared.pipeline.inputs_revise_for(inputs),
         ))
     }
 }
@@ -675,7 +676,7 @@ fn operator<'s>(
         revise_for,
     };
     // The input is revised by late records: so is everything built from it.
-    let revised_input = pipeline.revise_for(input_index);
+    let revised_input = pipeline.inputs_revise_for(inputs);
     match (&op.spec, input.clone()) {
         (OperatorSpec::Bars(config), AnyStream::Ticks(s)) => AnyStream::Bars(bars(
             s,

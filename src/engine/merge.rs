@@ -7,6 +7,13 @@
 //! watermark, at most the bar's start; a `bars` operator at `end - 1`), so the window
 //! `[s, e)` is complete when the frontier reaches `e`, and its bar goes on at `e - 1`, as a
 //! `bars` operator's would: operators downstream see one ordered stream.
+//!
+//! When an input is revised by late records (`late: revise` upstream), a decided window's
+//! choice is kept for `revise_for`: a bar arriving after its window was decided revises the
+//! merged bar if it comes from the input that gave it (a newer revision) or from one listed
+//! before it (which had no bar of that window then), and goes on as the next revision of
+//! the merged bar. Late bars are taken in time order once the frontier has passed their
+//! time, so the choice stays the same whatever the arrival order.
 
 use std::collections::BTreeMap;
 
@@ -31,6 +38,22 @@ type Ranked = (u8, Bar);
 /// The open windows by end, as a checkpoint saves them.
 type Saved = Vec<(i64, Vec<((Symbol, i64), (u8, Bar))>)>;
 
+/// What a revising merge gave of a decided window's bar: the input it came from, that
+/// input's revision of it, and the merged revision given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Given {
+    rank: u8,
+    input_revision: u32,
+    revision: u32,
+}
+
+/// The decided windows still revisable, by end: what was given of each bar.
+type Decided = BTreeMap<i64, FxHashMap<(Symbol, i64), Given>>;
+
+/// A revising merge's state as a checkpoint saves it: the open windows, then the decided
+/// ones still revisable.
+type SavedRevising = (Saved, Vec<(i64, Vec<((Symbol, i64), Given)>)>);
+
 /// Merges `inputs` (in precedence order) into one stream of bars.
 pub fn merge_bars<'s>(
     scope: Scope<'s, u64>,
@@ -38,6 +61,7 @@ pub fn merge_bars<'s>(
     name: &str,
     dead_letters: DeadLetters,
     checkpoint: Option<OperatorCheckpoint>,
+    revise_for: Option<i64>,
 ) -> StreamVec<'s, u64, Bar> {
     let tagged: Vec<_> = inputs
         .into_iter()
@@ -50,14 +74,18 @@ pub fn merge_bars<'s>(
         .concatenate(tagged)
         .unary_frontier(exchange, &name.clone(), move |capability, _info| {
             let mut windows: BTreeMap<i64, Window> = BTreeMap::new();
+            let mut decided: Decided = BTreeMap::new();
+            // Bars that came after their window was decided, by the time they came at.
+            let mut late_bars: BTreeMap<u64, (Capability<u64>, Vec<Ranked>)> = BTreeMap::new();
             let mut checkpoint = checkpoint;
             if let Some(state) = checkpoint.as_mut().and_then(OperatorCheckpoint::take_restored) {
-                match marketflow_operators::state::decode::<Saved>(&state) {
-                    Ok(saved) => {
+                match restore(&state, revise_for.is_some()) {
+                    Ok((saved, kept)) => {
                         for (end, bars) in saved {
                             let held = capability.delayed(&((end - 1).max(0) as u64));
                             windows.insert(end, (held, bars.into_iter().collect()));
                         }
+                        decided = kept;
                     }
                     Err(e) => tracing::error!(operator = %name, error = %e, "its saved state was not restored"),
                 }
@@ -69,13 +97,25 @@ pub fn merge_bars<'s>(
             let records_in = m.operator_in.with_label_values(&[name.as_str()]);
             let records_out = m.operator_out.with_label_values(&[name.as_str()]);
             let late = m.late_records.with_label_values(&[name.as_str()]);
+            let revised = m.revised_records.with_label_values(&[name.as_str()]);
+            let (late_dead_letters, late_name) = (dead_letters.clone(), name.clone());
             let accept = move |windows: &mut BTreeMap<i64, Window>,
+                          late_bars: &mut BTreeMap<u64, (Capability<u64>, Vec<Ranked>)>,
                           time: i64,
                           data: &mut Vec<(u8, Bar)>,
                           delayed: &dyn Fn(u64) -> Capability<u64>| {
                 records_in.inc_by(data.len() as u64);
                 for (rank, bar) in data.drain(..) {
                     let emit_at = bar.end - 1;
+                    if time > emit_at && revise_for.is_some() {
+                        // Taken once the frontier has passed `time`, when its window is decided.
+                        late_bars
+                            .entry(time as u64)
+                            .or_insert_with(|| (delayed(time as u64), Vec::new()))
+                            .1
+                            .push((rank, bar));
+                        continue;
+                    }
                     if time > emit_at {
                         // Its window has been decided already.
                         late.inc();
@@ -110,43 +150,161 @@ pub fn merge_bars<'s>(
                         }
                         return;
                     }
-                    accept(&mut windows, time, data, &|t| capability.delayed(&t, 0));
+                    accept(&mut windows, &mut late_bars, time, data, &|t| capability.delayed(&t, 0));
                 });
-                // Gives the windows whose bars all came before `upto`.
-                let mut decide = |windows: &mut BTreeMap<i64, Window>, upto: u64| {
+                // Gives the windows whose bars all came before `upto`, then the revisions
+                // of the late bars that came before it; forgets the decided windows no
+                // late bar can reach any more.
+                let mut decide = |windows: &mut BTreeMap<i64, Window>, decided: &mut Decided, late_bars: &mut BTreeMap<u64, (Capability<u64>, Vec<Ranked>)>, upto: u64| {
                     while let Some(entry) = windows.first_entry() {
                         if upto <= (*entry.key() - 1) as u64 {
                             break;
                         }
-                        let (capability, bars) = entry.remove();
-                        let mut out: Vec<Bar> = bars.into_values().map(|(_, bar)| bar).collect();
+                        let (end, (capability, bars)) = entry.remove_entry();
+                        let mut out: Vec<Bar> = Vec::with_capacity(bars.len());
+                        let mut given = FxHashMap::default();
+                        for (key, (rank, bar)) in bars {
+                            if revise_for.is_some() {
+                                given.insert(key, Given { rank, input_revision: bar.revision, revision: bar.revision });
+                            }
+                            out.push(bar);
+                        }
+                        if revise_for.is_some() {
+                            decided.insert(end, given);
+                        }
                         out.sort_by(|a, b| (&a.symbol, a.start).cmp(&(&b.symbol, b.start)));
                         records_out.inc_by(out.len() as u64);
                         output.session(&capability).give_container(&mut out);
                     }
+                    while let Some(entry) = late_bars.first_entry().filter(|e| *e.key() < upto) {
+                        let (time, (capability, bars)) = entry.remove_entry();
+                        let keep = revise_for.unwrap_or(0);
+                        let mut out = revise(decided, bars, (time as i64, keep), &late_dead_letters, &late_name);
+                        revised.inc_by(out.len() as u64);
+                        records_out.inc_by(out.len() as u64);
+                        output.session(&capability).give_container(&mut out);
+                    }
+                    if let Some(keep) = revise_for {
+                        while decided.first_key_value().is_some_and(|(end, _)| end.saturating_add(keep) <= upto as i64) {
+                            decided.pop_first();
+                        }
+                    }
                 };
                 let upto = frontier.frontier().iter().next().copied().unwrap_or(u64::MAX);
                 if let (Some(w), Some(c)) = (due.filter(|w| upto as i64 >= *w), checkpoint.as_mut()) {
-                    decide(&mut windows, w as u64);
-                    c.save(w, save(&windows));
+                    decide(&mut windows, &mut decided, &mut late_bars, w as u64);
+                    c.save(w, save(&windows, revise_for.map(|_| &decided)));
                     for (held, mut data) in std::mem::take(&mut stash) {
-                        accept(&mut windows, *held.time() as i64, &mut data, &|t| held.delayed(&t));
+                        accept(&mut windows, &mut late_bars, *held.time() as i64, &mut data, &|t| held.delayed(&t));
                     }
                 }
-                decide(&mut windows, upto);
+                decide(&mut windows, &mut decided, &mut late_bars, upto);
             }
         })
 }
 
-/// The open windows' bars, in a stable order.
-fn save(windows: &BTreeMap<i64, Window>) -> Vec<u8> {
-    let saved: Vec<(i64, Vec<_>)> = windows
+/// The revisions that late bars (all of one time) make to decided windows: per bar, the
+/// best candidate (the input listed first, then its newest revision) replaces what was
+/// given if it comes from an input listed before, or is a newer revision from the same
+/// one; it goes on as the next merged revision. Bars of windows no longer kept, or of an
+/// input listed after the one given, change nothing. `(time, keep)`: when they came, and
+/// how long a window stays revisable after its end.
+fn revise(
+    decided: &mut Decided,
+    mut bars: Vec<Ranked>,
+    (time, keep): (i64, i64),
+    dead_letters: &DeadLetters,
+    name: &str,
+) -> Vec<Bar> {
+    bars.sort_by(|(ra, a), (rb, b)| {
+        (&a.symbol, a.start, *ra, std::cmp::Reverse(a.revision)).cmp(&(
+            &b.symbol,
+            b.start,
+            *rb,
+            std::cmp::Reverse(b.revision),
+        ))
+    });
+    let mut out: Vec<Bar> = Vec::new();
+    let mut last: Option<(Symbol, i64)> = None;
+    for (rank, mut bar) in bars {
+        let key = (bar.symbol.clone(), bar.start);
+        if last.as_ref() == Some(&key) {
+            continue; // a worse candidate of a bar already settled at this time
+        }
+        last = Some(key.clone());
+        if bar.end.saturating_add(keep) > time {
+            // A window no input had a bar of when it was decided.
+            decided.entry(bar.end).or_default();
+        }
+        let Some(window) = decided.get_mut(&bar.end) else {
+            let detail = format!(
+                "window {} to {} had been merged and is no longer revisable",
+                format_timestamp(bar.start),
+                format_timestamp(bar.end)
+            );
+            dead_letters.reject(name, "late", &detail, Rejected::Bar(&bar));
+            continue;
+        };
+        let revision = match window.get(&key) {
+            Some(given) if given.rank < rank => continue,
+            Some(given) if given.rank == rank && given.input_revision >= bar.revision => continue,
+            Some(given) => given.revision + 1,
+            None => bar.revision,
+        };
+        window.insert(
+            key,
+            Given {
+                rank,
+                input_revision: bar.revision,
+                revision,
+            },
+        );
+        bar.revision = revision;
+        out.push(bar);
+    }
+    out
+}
+
+/// The open windows' bars, in a stable order; for a revising merge, the decided windows'
+/// choices too.
+fn save(windows: &BTreeMap<i64, Window>, decided: Option<&Decided>) -> Vec<u8> {
+    let saved: Saved = windows
         .iter()
         .map(|(end, (_, bars))| {
-            let mut bars: Vec<_> = bars.iter().collect();
-            bars.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            let mut bars: Vec<_> = bars.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            bars.sort_unstable_by(|a, b| a.0.cmp(&b.0));
             (*end, bars)
         })
         .collect();
-    marketflow_operators::state::encode(&saved)
+    let Some(decided) = decided else {
+        return marketflow_operators::state::encode(&saved);
+    };
+    let kept: Vec<(i64, Vec<_>)> = decided
+        .iter()
+        .map(|(end, given)| {
+            let mut given: Vec<_> = given.iter().map(|(k, g)| (k.clone(), *g)).collect();
+            given.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            (*end, given)
+        })
+        .collect();
+    marketflow_operators::state::encode(&(saved, kept))
+}
+
+/// What [`save`] gave: the open windows and the decided ones kept.
+fn restore(
+    state: &[u8],
+    revising: bool,
+) -> Result<(Saved, Decided), marketflow_operators::state::StateError> {
+    if !revising {
+        return Ok((
+            marketflow_operators::state::decode::<Saved>(state)?,
+            Decided::new(),
+        ));
+    }
+    let (saved, kept): SavedRevising = marketflow_operators::state::decode(state)?;
+    let decided = kept
+        .into_iter()
+        .map(|(end, given)| (end, given.into_iter().collect()))
+        .collect();
+    Ok((saved, decided))
 }

@@ -395,9 +395,16 @@ fn state_shapes(pipeline: &Pipeline) -> Result<std::collections::BTreeMap<String
         });
         if inputs.len() > 1 && merged_bars {
             let names: Vec<&str> = inputs.iter().map(|&i| pipeline.stream_name(i)).collect();
+            let revised = pipeline
+                .inputs_revise_for(inputs)
+                .map(|r| format!(", revised for {r} ms"))
+                .unwrap_or_default();
             shapes.insert(
                 format!("{}:merge", op.name),
-                format!("merge of {} (state v{STATE_VERSION})", names.join(", ")),
+                format!(
+                    "merge of {}{revised} (state v{STATE_VERSION})",
+                    names.join(", ")
+                ),
             );
         }
         match &op.spec {
@@ -407,7 +414,7 @@ fn state_shapes(pipeline: &Pipeline) -> Result<std::collections::BTreeMap<String
                     config.interval.value,
                     config.calendar()
                 );
-                match pipeline.revise_for(inputs[0]) {
+                match pipeline.inputs_revise_for(inputs) {
                     // A cascade on revised bars: the finer bars it holds and what it gave.
                     Some(upstream) => {
                         let revise_for = config.revise_for().unwrap_or(upstream).max(upstream);
@@ -437,7 +444,7 @@ fn state_shapes(pipeline: &Pipeline) -> Result<std::collections::BTreeMap<String
                     .collect();
                 let input = pipeline.streams[inputs[0]].to_string();
                 let revised = pipeline
-                    .revise_for(inputs[0])
+                    .inputs_revise_for(inputs)
                     .map(|r| format!(", revised for {r} ms"))
                     .unwrap_or_default();
                 shapes.insert(

@@ -87,6 +87,11 @@ impl Pipeline {
         upstream.filter_map(|&i| self.revise_for(i)).max().max(own)
     }
 
+    /// How long the records read from `inputs` may be revised (the longest of theirs).
+    pub fn inputs_revise_for(&self, inputs: &[usize]) -> Option<i64> {
+        inputs.iter().filter_map(|&i| self.revise_for(i)).max()
+    }
+
     /// Whether stream `index` comes straight from a source.
     pub fn is_source_stream(&self, index: usize) -> bool {
         index < self.sources.len()
@@ -446,10 +451,6 @@ pub fn load_with(
         sink_inputs: Vec::new(),
     };
     index_graph(&mut pipeline, &types);
-    let problems = merged_revisions(&pipeline);
-    if !problems.is_empty() {
-        return Err(fail(problems));
-    }
     Ok(pipeline)
 }
 
@@ -690,34 +691,6 @@ fn read_server(
         }
     }
     server
-}
-
-/// Operators reading several streams merge them window by window; revised bars would
-/// need the merge to revise too, which it does not.
-fn merged_revisions(pipeline: &Pipeline) -> Vec<Diagnostic> {
-    let mut problems = Vec::new();
-    for (op, inputs) in pipeline.operators.iter().zip(&pipeline.operator_inputs) {
-        if inputs.len() < 2 {
-            continue;
-        }
-        let names = op.spec.inputs();
-        for (name, &input) in names.iter().zip(inputs) {
-            if pipeline.revise_for(input).is_some() {
-                problems.push(
-                    Diagnostic::new(
-                        name.pos,
-                        format!("operators.{}.from", op.name),
-                        format!(
-                            "`{}` is revised by late records (`late: revise`), and a merge of several streams does not revise",
-                            name.value
-                        ),
-                    )
-                    .help("read the revised stream alone, or use `late: drop` upstream"),
-                );
-            }
-        }
-    }
-    problems
 }
 
 /// Numbers the streams (sources, then operators in order) and records every input by index.

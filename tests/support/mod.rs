@@ -193,6 +193,32 @@ pub fn tick_csv(
     out
 }
 
+/// Writes 1m bars of symbols `S00`.. `S{symbols-1}` for `minutes` minutes from `first`, as
+/// a bars file (`kind: bars`) reads them, on random prices; gives how many.
+pub fn minute_bars_csv(path: &Path, symbols: usize, first: i64, minutes: i64, seed: u64) -> u64 {
+    use std::io::Write as _;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    writeln!(out, "symbol,start,open,high,low,close,volume").unwrap();
+    let mut rng = Lcg(seed);
+    let mut bars = 0;
+    for minute in 0..minutes {
+        let start = iso(first + minute * 60_000);
+        for s in 0..symbols {
+            let open = 90.0 + rng.below(2_000) as f64 / 100.0;
+            let close = 90.0 + rng.below(2_000) as f64 / 100.0;
+            let (low, high) = (open.min(close) - 0.25, open.max(close) + 0.25);
+            let volume = 1 + rng.below(5_000);
+            writeln!(
+                out,
+                "S{s:02},{start},{open:.2},{high:.2},{low:.2},{close:.2},{volume}"
+            )
+            .unwrap();
+            bars += 1;
+        }
+    }
+    bars
+}
+
 /// Waits for `child` to exit; past `deadline` it is killed and the test fails, naming
 /// what it waited for.
 pub fn wait_with_deadline(
