@@ -73,8 +73,27 @@ fn resumed_run(dir: &Path, log: &Path) -> std::process::Child {
         .expect("marketflow starts")
 }
 
+/// Waits until the run logging to `log` has committed a checkpoint (or ended); gives the
+/// ms it took. Fails after a minute, with the log.
+fn first_commit(child: &mut std::process::Child, log: &Path) -> u64 {
+    let started = std::time::Instant::now();
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let ended = child.try_wait().ok().flatten().is_some();
+        if ended || text.contains("checkpoint committed") {
+            return started.elapsed().as_millis() as u64;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "waited 60s for the first run to commit a checkpoint; its log:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Runs `dir/pipeline.yaml` with `--resume` `kills` times, each killed at a random moment
-/// of a run that takes about `reference` uninterrupted, then once to its end. Asserts that
+/// of a run that takes about `reference` uninterrupted (the first after its first
+/// checkpoint), then once to its end. Asserts that
 /// every run resumed from the newest checkpoint the run before it logged, and that the
 /// final run succeeded.
 pub fn killed_and_resumed(dir: &Path, kills: usize, reference: Duration, seed: u64) -> Resumes {
@@ -93,9 +112,17 @@ pub fn killed_and_resumed(dir: &Path, kills: usize, reference: Duration, seed: u
     for kill in 1..=kills {
         let log = dir.join(format!("run{kill}.log"));
         let mut child = resumed_run(dir, &log);
+        // The first run is killed only once it has committed a checkpoint, so that some
+        // run resumes from one whatever the machine's speed; the others at any moment.
+        let mut at = 0;
+        if kill == 1 {
+            at = first_commit(&mut child, &log);
+        }
         // A random moment of the run: the point of the test, not a synchronisation.
-        let at = reference_ms / 4 + rng.below(reference_ms * 7 / 10);
-        std::thread::sleep(Duration::from_millis(at));
+        let wait = reference_ms / 4 + rng.below(reference_ms * 7 / 10);
+        let wait = if kill == 1 { wait / 4 } else { wait };
+        at += wait;
+        std::thread::sleep(Duration::from_millis(wait));
         let _ = child.kill();
         let _ = child.wait();
         let text = std::fs::read_to_string(&log).unwrap();
