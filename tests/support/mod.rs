@@ -109,21 +109,38 @@ pub fn sorted_lines(path: &Path) -> Vec<String> {
     lines
 }
 
-/// How two sorted line lists differ: counts and the first few lines only one has.
+/// How two line lists differ, as multisets: counts and the first few lines one has more
+/// often than the other (a line written twice shows as extra).
 pub fn line_differences(got: &[String], expected: &[String]) -> String {
-    let only = |a: &[String], b: &[String]| -> Vec<String> {
-        a.iter()
-            .filter(|l| b.binary_search(l).is_err())
-            .take(5)
-            .cloned()
-            .collect()
-    };
+    let (mut a, mut b) = (got.to_vec(), expected.to_vec());
+    a.sort();
+    b.sort();
+    let (mut missing, mut extra) = (Vec::new(), Vec::new());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        match (a.get(i), b.get(j)) {
+            (Some(x), Some(y)) if x == y => (i, j) = (i + 1, j + 1),
+            (Some(x), Some(y)) if x < y => {
+                extra.push(x.clone());
+                i += 1;
+            }
+            (Some(x), None) => {
+                extra.push(x.clone());
+                i += 1;
+            }
+            (_, Some(y)) => {
+                missing.push(y.clone());
+                j += 1;
+            }
+            (None, None) => break,
+        }
+    }
+    missing.truncate(5);
+    extra.truncate(5);
     format!(
-        "{} lines against {} expected; missing {:#?}; extra {:#?}",
+        "{} lines against {} expected; missing {missing:#?}; extra {extra:#?}",
         got.len(),
         expected.len(),
-        only(expected, got),
-        only(got, expected)
     )
 }
 
