@@ -133,6 +133,14 @@ fn serve_with_a_stalled_client() -> (
     // loopback), so that a response stays in flight whatever the buffer tuning.
     let requests = "GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n".repeat(400);
     stalled.write_all(requests.as_bytes()).unwrap();
+    // The first bytes of a response: the server is answering, and stays stuck writing the
+    // rest (else a signal sent before it read the requests finds nothing to drain).
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut first_bytes = [0u8; 64];
+    std::io::Read::read_exact(&mut stalled, &mut first_bytes)
+        .expect("waited 30s for the server to start answering the stalled client");
     (child, stalled, rx, dir)
 }
 
