@@ -148,7 +148,7 @@ pub fn killed_and_resumed(dir: &Path, kills: usize, reference: Duration, seed: u
         previous_commits = commits;
     }
     let log = dir.join("final.log");
-    let status = resumed_run(dir, &log).wait().unwrap();
+    let status = super::wait_with_deadline(resumed_run(dir, &log), Duration::from_secs(300));
     let text = std::fs::read_to_string(&log).unwrap();
     history.push(checkpoint_lines(kills + 1, &text));
     assert!(status.success(), "the final run failed:\n{text}");
