@@ -154,12 +154,11 @@ fn versions(path: &Path) -> BTreeMap<String, Vec<i64>> {
     out
 }
 
-#[test]
-fn late_ticks_revise_bars_and_indicators_to_equal_a_sorted_run() {
-    let dir = scratch();
+/// Writes `late.csv` (the [`TICKS`] ticks in arrival order) and `sorted.csv` (the same in
+/// time order, less those too late to revise: the reference); gives the too-late indices.
+fn write_late_and_sorted(dir: &Path) -> Vec<usize> {
     let (arrived, too_late) = ticks(TICKS);
-    write_csv(&dir.path().join("late.csv"), arrived.iter());
-    // The reference: the same ticks in time order, less those too late to revise.
+    write_csv(&dir.join("late.csv"), arrived.iter());
     let mut sorted: Vec<&Row> = arrived
         .iter()
         .enumerate()
@@ -167,7 +166,14 @@ fn late_ticks_revise_bars_and_indicators_to_equal_a_sorted_run() {
         .map(|(_, r)| r)
         .collect();
     sorted.sort_by_key(|r| r.0);
-    write_csv(&dir.path().join("sorted.csv"), sorted.into_iter());
+    write_csv(&dir.join("sorted.csv"), sorted.into_iter());
+    too_late
+}
+
+#[test]
+fn late_ticks_revise_bars_and_indicators_to_equal_a_sorted_run() {
+    let dir = scratch();
+    let too_late = write_late_and_sorted(dir.path());
     assert!(too_late.len() > 5, "the input has ticks too late to revise");
 
     let reference = dir.path().join("reference");
@@ -367,16 +373,7 @@ sinks:
 #[test]
 fn revised_bars_merged_with_a_history_equal_a_sorted_run() {
     let dir = scratch();
-    let (arrived, too_late) = ticks(TICKS);
-    write_csv(&dir.path().join("late.csv"), arrived.iter());
-    let mut sorted: Vec<&Row> = arrived
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| too_late.binary_search(i).is_err())
-        .map(|(_, r)| r)
-        .collect();
-    sorted.sort_by_key(|r| r.0);
-    write_csv(&dir.path().join("sorted.csv"), sorted.into_iter());
+    let too_late = write_late_and_sorted(dir.path());
     // An hour before the ticks and their first half hour.
     minute_bars_csv(
         &dir.path().join("history.csv"),
