@@ -373,7 +373,7 @@ sinks:
 #[test]
 fn revised_bars_merged_with_a_history_equal_a_sorted_run() {
     let dir = scratch();
-    let too_late = write_late_and_sorted(dir.path());
+    write_late_and_sorted(dir.path());
     // An hour before the ticks and their first half hour.
     minute_bars_csv(
         &dir.path().join("history.csv"),
