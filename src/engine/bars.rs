@@ -121,6 +121,7 @@ where
                     discarded.inc_by(builder.discard_open() as u64);
                     capabilities.clear();
                     late.clear();
+                    stash.clear(); // its capabilities would hold the run open
                     return;
                 }
                 None => i64::MAX,

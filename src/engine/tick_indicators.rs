@@ -112,6 +112,7 @@ pub fn tick_indicators<'s>(
                     let open: usize = windows.values().map(|w| w.1.len()).sum();
                     discarded.inc_by(open as u64);
                     windows.clear();
+                    stash.clear(); // its capabilities would hold the run open
                     return;
                 }
                 None => i64::MAX,
