@@ -157,6 +157,12 @@ impl Checkpoints {
         self.ended.load(Ordering::SeqCst) >= self.clocks.len()
     }
 
+    /// [`Checkpoints::announce`], for the operators' tests.
+    #[cfg(test)]
+    pub fn announce_now(&self) -> Option<i64> {
+        self.announce()
+    }
+
     /// Announces a checkpoint above every partition's input time; none once every
     /// partition has ended.
     fn announce(&self) -> Option<i64> {

@@ -185,13 +185,16 @@ pub fn merge_bars<'s>(
                         output.session(&capability).give_container(&mut out);
                     }
                     if let Some(keep) = revise_for {
-                        while decided.first_key_value().is_some_and(|(end, _)| end.saturating_add(keep) <= upto as i64) {
+                        while decided.first_key_value().is_some_and(|(end, _)| end.saturating_add(keep) <= i64::try_from(upto).unwrap_or(i64::MAX)) {
                             decided.pop_first();
                         }
                     }
                 };
                 let upto = frontier.frontier().iter().next().copied().unwrap_or(u64::MAX);
-                if let (Some(w), Some(c)) = (due.filter(|w| upto as i64 >= *w), checkpoint.as_mut()) {
+                // Compared as i64 saturating: `u64::MAX` (input closed) cast would be -1,
+                // and the stash (with its capabilities) would never be taken back.
+                let reached = i64::try_from(upto).unwrap_or(i64::MAX);
+                if let (Some(w), Some(c)) = (due.filter(|w| reached >= *w), checkpoint.as_mut()) {
                     decide(&mut windows, &mut decided, &mut late_bars, w as u64);
                     c.save(w, save(&windows, revise_for.map(|_| &decided)));
                     for (held, mut data) in std::mem::take(&mut stash) {
@@ -307,4 +310,95 @@ fn restore(
         .map(|(end, given)| (end, given.into_iter().collect()))
         .collect();
     Ok((saved, decided))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use marketflow_operators::{Fixed, Interval};
+    use timely::dataflow::operators::{Inspect, Probe};
+    use timely::dataflow::{InputHandleVec as InputHandle, ProbeHandle};
+
+    use super::*;
+    use crate::engine::checkpoint::Checkpoints;
+
+    const MINUTE: i64 = 60_000;
+
+    fn bar(start: i64) -> Bar {
+        Bar {
+            symbol: Symbol::new("AAA").expect("a valid symbol"),
+            interval: Interval::from_millis(MINUTE).expect("a valid interval"),
+            start,
+            end: start + MINUTE,
+            open: 1.0,
+            high: 1.0,
+            low: 1.0,
+            close: 1.0,
+            volume: Fixed::ZERO,
+            notional: Fixed::ZERO,
+            trades: 1,
+            revision: 0,
+            seq: 0,
+            wm: start,
+            source: Default::default(),
+        }
+    }
+
+    /// Input at or after an announced checkpoint is kept aside until the state is saved;
+    /// when the inputs close at once (the frontier goes from below the checkpoint to
+    /// empty, as at the end of a run right after the last cut), it must still go on, and
+    /// the run must end.
+    #[test]
+    fn input_kept_aside_goes_on_when_the_inputs_close_past_a_checkpoint() {
+        let checkpoints = Arc::new(Checkpoints::new(Duration::ZERO, vec![(0, 0)], 10 * MINUTE));
+        let announced = checkpoints
+            .announce_now()
+            .expect("a checkpoint is announced");
+        let (given, finished) = timely::execute_directly(move |worker| {
+            let given = Rc::new(RefCell::new(Vec::new()));
+            let seen = Rc::clone(&given);
+            let probe = ProbeHandle::new();
+            let mut first: InputHandle<u64, Bar> = InputHandle::new();
+            let mut second: InputHandle<u64, Bar> = InputHandle::new();
+            let checkpoint = OperatorCheckpoint::new(Arc::clone(&checkpoints), "m", 0, None);
+            worker.dataflow::<u64, _, _>(|scope| {
+                let inputs = vec![first.to_stream(scope), second.to_stream(scope)];
+                merge_bars(
+                    scope,
+                    inputs,
+                    "m",
+                    DeadLetters::log_only(),
+                    Some(checkpoint),
+                    None,
+                )
+                .inspect(move |b: &Bar| seen.borrow_mut().push(b.start))
+                .probe_with(&probe);
+            });
+            let at = (announced + MINUTE / 2) as u64;
+            first.advance_to(at);
+            first.send(bar(11 * MINUTE));
+            drop((first, second));
+            for _ in 0..10_000 {
+                if probe.done() {
+                    break;
+                }
+                worker.step();
+            }
+            let finished = probe.done();
+            for dataflow in worker.installed_dataflows() {
+                worker.drop_dataflow(dataflow); // so that a held capability fails, not hangs
+            }
+            let given = given.borrow().clone();
+            (given, finished)
+        });
+        assert!(
+            finished,
+            "the merge still held input kept aside at the checkpoint {announced}"
+        );
+        assert_eq!(given, vec![11 * MINUTE], "the bar kept aside was not given");
+    }
 }

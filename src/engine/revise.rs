@@ -211,7 +211,7 @@ fn upserts<'s>(
             }
             while let Some(entry) = given
                 .first_entry()
-                .filter(|e| e.key().0.saturating_add(revise_for) <= upto as i64)
+                .filter(|e| e.key().0.saturating_add(revise_for) <= i64::try_from(upto).unwrap_or(i64::MAX))
             {
                 entry.remove();
             }
@@ -301,7 +301,9 @@ fn fine_bar_changes<'s>(
                 .next()
                 .copied()
                 .unwrap_or(u64::MAX);
-            if let (Some(w), Some(c)) = (due.filter(|w| upto as i64 >= *w), checkpoint.as_mut()) {
+            // Not `upto as i64`: a closed input's `u64::MAX` would be -1 and keep the stash.
+            let reached = i64::try_from(upto).unwrap_or(i64::MAX);
+            if let (Some(w), Some(c)) = (due.filter(|w| reached >= *w), checkpoint.as_mut()) {
                 let mut saved: Vec<_> = fine
                     .latest
                     .iter()
