@@ -73,6 +73,12 @@ pub enum Part {
     },
 }
 
+/// A frontier's time as a checkpoint time: a closed input's `u64::MAX` is `i64::MAX`
+/// (cast, it would be -1, and input kept aside at a checkpoint would never go on).
+pub fn frontier_time(upto: u64) -> i64 {
+    i64::try_from(upto).unwrap_or(i64::MAX)
+}
+
 /// No checkpoint announced yet.
 const NONE: i64 = i64::MIN;
 

@@ -25,7 +25,7 @@ use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Capability, Concatenate, Operator};
 use timely::dataflow::{Scope, StreamVec};
 
-use super::checkpoint::OperatorCheckpoint;
+use super::checkpoint::{frontier_time, OperatorCheckpoint};
 use crate::dead_letter::{DeadLetters, Rejected};
 use crate::metrics::metrics;
 
@@ -185,16 +185,13 @@ pub fn merge_bars<'s>(
                         output.session(&capability).give_container(&mut out);
                     }
                     if let Some(keep) = revise_for {
-                        while decided.first_key_value().is_some_and(|(end, _)| end.saturating_add(keep) <= i64::try_from(upto).unwrap_or(i64::MAX)) {
+                        while decided.first_key_value().is_some_and(|(end, _)| end.saturating_add(keep) <= frontier_time(upto)) {
                             decided.pop_first();
                         }
                     }
                 };
                 let upto = frontier.frontier().iter().next().copied().unwrap_or(u64::MAX);
-                // Compared as i64 saturating: `u64::MAX` (input closed) cast would be -1,
-                // and the stash (with its capabilities) would never be taken back.
-                let reached = i64::try_from(upto).unwrap_or(i64::MAX);
-                if let (Some(w), Some(c)) = (due.filter(|w| reached >= *w), checkpoint.as_mut()) {
+                if let (Some(w), Some(c)) = (due.filter(|w| frontier_time(upto) >= *w), checkpoint.as_mut()) {
                     decide(&mut windows, &mut decided, &mut late_bars, w as u64);
                     c.save(w, save(&windows, revise_for.map(|_| &decided)));
                     for (held, mut data) in std::mem::take(&mut stash) {

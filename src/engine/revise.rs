@@ -27,7 +27,7 @@ use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::{Capability, Operator};
 use timely::dataflow::StreamVec;
 
-use super::checkpoint::OperatorCheckpoint;
+use super::checkpoint::{frontier_time, OperatorCheckpoint};
 use super::indicators::IndicatorsStage;
 use crate::dead_letter::{DeadLetters, Rejected};
 use crate::metrics::metrics;
@@ -211,7 +211,7 @@ fn upserts<'s>(
             }
             while let Some(entry) = given
                 .first_entry()
-                .filter(|e| e.key().0.saturating_add(revise_for) <= i64::try_from(upto).unwrap_or(i64::MAX))
+                .filter(|e| e.key().0.saturating_add(revise_for) <= frontier_time(upto))
             {
                 entry.remove();
             }
@@ -301,9 +301,7 @@ fn fine_bar_changes<'s>(
                 .next()
                 .copied()
                 .unwrap_or(u64::MAX);
-            // Not `upto as i64`: a closed input's `u64::MAX` would be -1 and keep the stash.
-            let reached = i64::try_from(upto).unwrap_or(i64::MAX);
-            if let (Some(w), Some(c)) = (due.filter(|w| reached >= *w), checkpoint.as_mut()) {
+            if let (Some(w), Some(c)) = (due.filter(|w| frontier_time(upto) >= *w), checkpoint.as_mut()) {
                 let mut saved: Vec<_> = fine
                     .latest
                     .iter()
