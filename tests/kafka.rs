@@ -215,6 +215,68 @@ fn kafka_to_bars_and_indicators_to_kafka_and_postgres_equals_a_file_run() {
     }
 }
 
+/// A database slower than the topic: the source reads both partitions to the end while the
+/// sink waits on a locked table, and still commits the group's offsets to the end once the
+/// sink has written everything.
+#[test]
+fn offsets_are_committed_to_the_end_behind_a_sink_slower_than_the_source() {
+    let Some(broker) = kafka::start() else { return };
+    let messages = ticks(20_000, 5);
+    broker.create_topic("slow", 2);
+    broker.produce("slow", &messages);
+    let dir = scratch();
+    let db = pg::TestDb::new("kafka_slow_sink");
+    run_ok(dir.path(), &["migrate", "--database-url", &db.url]);
+    write(
+        dir.path(),
+        "p.yaml",
+        &format!("pipeline: slow\nsources:\n  ticks: {{type: kafka, brokers: \"{}\", topic: slow, group: slow, start: earliest, stop: end}}\noperators:\n  bars_1m: {{type: bars, from: ticks, interval: 1m}}\nsinks:\n  db: {{type: postgres, url: \"{}\", from: [ticks, bars_1m], migrate: false, retention: off}}\n", broker.address, db.url),
+    );
+    let lock = db.lock("realtime_prices");
+    let log = dir.path().join("run.log");
+    let child = marketflow()
+        .env("RUST_LOG", "info")
+        .current_dir(dir.path())
+        .args(["run", "p.yaml", "--workers", "2"])
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let read_to_end = |n: usize| {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.matches("read to the end").count() >= n
+    };
+    let until = Instant::now() + Duration::from_secs(120);
+    while !(read_to_end(2) && db.waiting_on("realtime_prices") > 0) {
+        assert!(
+            Instant::now() < until,
+            "waited 120 s for both partitions to be read to the end with the sink held on its lock; log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The slow database: held longer than the source used to wait for the sinks (10 s)
+    // before it stopped committing.
+    std::thread::sleep(Duration::from_secs(12));
+    assert_eq!(
+        committed(&broker, "slow", "slow", 2),
+        0,
+        "committed before the sink wrote"
+    );
+    drop(lock);
+    let status = wait_with_deadline(child, Duration::from_secs(120));
+    assert!(
+        status.success(),
+        "the run failed ({status}):\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert_eq!(db.count("realtime_prices"), messages.len() as i64);
+    assert_eq!(
+        committed(&broker, "slow", "slow", 2),
+        messages.len() as i64,
+        "committed offsets of the group behind the slow sink"
+    );
+}
+
 #[test]
 fn malformed_messages_are_dead_lettered_with_their_offsets() {
     let Some(broker) = kafka::start() else { return };

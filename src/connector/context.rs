@@ -42,7 +42,8 @@ pub enum Task {
 /// A source partition's end of its bounded channel to the worker that owns its input.
 #[derive(Clone)]
 pub struct SourceSender {
-    tx: mpsc::Sender<SourceEvent>,
+    /// `None` once closed.
+    tx: Option<mpsc::Sender<SourceEvent>>,
     wake: Arc<dyn Fn() + Send + Sync>,
     replay: Option<Arc<Replay>>,
 }
@@ -51,7 +52,7 @@ impl SourceSender {
     /// `wake` unparks the worker that reads the channel.
     pub fn new(tx: mpsc::Sender<SourceEvent>, wake: Arc<dyn Fn() + Send + Sync>) -> SourceSender {
         SourceSender {
-            tx,
+            tx: Some(tx),
             wake,
             replay: None,
         }
@@ -71,7 +72,8 @@ impl SourceSender {
                 std::thread::sleep(wait);
             }
         }
-        self.tx.blocking_send(event).map_err(|_| Closed)?;
+        let tx = self.tx.as_ref().ok_or(Closed)?;
+        tx.blocking_send(event).map_err(|_| Closed)?;
         (self.wake)();
         Ok(())
     }
@@ -83,9 +85,18 @@ impl SourceSender {
                 tokio::time::sleep(wait).await;
             }
         }
-        self.tx.send(event).await.map_err(|_| Closed)?;
+        let tx = self.tx.as_ref().ok_or(Closed)?;
+        tx.send(event).await.map_err(|_| Closed)?;
         (self.wake)();
         Ok(())
+    }
+
+    /// Says this partition sends no more while its source goes on (waiting for the sinks'
+    /// last acknowledgement, say): once every clone is closed or dropped, its input closes.
+    pub fn close(&mut self) {
+        if self.tx.take().is_some() {
+            (self.wake)();
+        }
     }
 }
 

@@ -420,7 +420,7 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> f64 {
         }
     }
     let cpu_at_start = thread_cpu_seconds();
-    let mut drained_at = None;
+    let mut final_ack = None;
     let mut last_control = Control::default();
     loop {
         if !shared.flow.paused() {
@@ -436,7 +436,7 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> f64 {
                 handle.send(now);
                 handle.flush(); // the time never advances: deliver now
             }
-            if probe.done() && settled(shared, &mut drained_at) {
+            if probe.done() && settled(shared, &mut final_ack) {
                 control = None; // the pipeline is drained: let the control dataflow end
             }
         }
@@ -448,7 +448,7 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> f64 {
         let open = feeds.iter().any(|f| f.input.is_some());
         // Once drained, wait for the sinks' last acknowledgement, so that the final
         // positions of the sources are acknowledged (and kept, for resumable ones).
-        let waiting = !open && !settled(shared, &mut drained_at);
+        let waiting = !open && !settled(shared, &mut final_ack);
         let park = if open || control.is_some() || waiting {
             Some(Duration::from_millis(if shared.flow.paused() {
                 5
@@ -471,15 +471,25 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> f64 {
     worked
 }
 
-/// How long a drained worker waits for the sinks' final acknowledgement.
+/// How long a drained worker waits for the sinks' acknowledgement to move, before it gives
+/// up on the final one (a stuck sink).
 const FINAL_ACK_WAIT: Duration = Duration::from_secs(30);
 
-/// Whether the sinks have acknowledged everything (or the run stopped early, or they took
-/// longer than [`FINAL_ACK_WAIT`] after the worker drained).
-fn settled(shared: &Shared, drained_at: &mut Option<Instant>) -> bool {
-    shared.flow.acked() == i64::MAX
-        || shared.interrupted.load(std::sync::atomic::Ordering::SeqCst)
-        || drained_at.get_or_insert_with(Instant::now).elapsed() >= FINAL_ACK_WAIT
+/// Whether the sinks have acknowledged everything (or the run stopped early, or their
+/// acknowledgement has not moved for [`FINAL_ACK_WAIT`] since the worker drained).
+/// `progress` is the last acknowledgement seen while drained, and when it was first seen.
+fn settled(shared: &Shared, progress: &mut Option<(i64, Instant)>) -> bool {
+    let acked = shared.flow.acked();
+    if acked == i64::MAX || shared.interrupted.load(std::sync::atomic::Ordering::SeqCst) {
+        return true;
+    }
+    match progress {
+        Some((seen, since)) if *seen == acked => since.elapsed() >= FINAL_ACK_WAIT,
+        _ => {
+            *progress = Some((acked, Instant::now()));
+            false
+        }
+    }
 }
 
 /// CPU time of the calling thread so far (Linux; 0 elsewhere): a worker's busy time, as

@@ -107,6 +107,66 @@ impl TestDb {
                 .unwrap_or(-1)
         })
     }
+    /// Holds an exclusive lock on `table` until the lock is dropped: writers to it wait,
+    /// as behind a slow database.
+    pub fn lock(&self, table: &str) -> TableLock {
+        let (url, statement) = (
+            self.url.clone(),
+            format!("BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"),
+        );
+        let (locked_tx, locked) = std::sync::mpsc::channel();
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            block_on(async {
+                let client = marketflow::store::postgres::connect(&url).await.unwrap();
+                client.batch_execute(&statement).await.unwrap();
+                locked_tx.send(()).unwrap();
+                let _ = released.await;
+                client.batch_execute("COMMIT").await.unwrap();
+            })
+        });
+        locked
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("locking {table}: {e}"));
+        TableLock {
+            release: Some(release),
+            holder: Some(holder),
+        }
+    }
+
+    /// Sessions waiting for a lock on `table`.
+    pub fn waiting_on(&self, table: &str) -> i64 {
+        let query = format!(
+            "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = '{table}'::regclass"
+        );
+        block_on(async {
+            let client = marketflow::store::postgres::connect(&self.url)
+                .await
+                .unwrap();
+            client
+                .query_one(&query, &[])
+                .await
+                .unwrap()
+                .get::<_, i64>(0)
+        })
+    }
+}
+
+/// A table lock held by [`TestDb::lock`]; dropping it commits and releases the lock.
+pub struct TableLock {
+    release: Option<tokio::sync::oneshot::Sender<()>>,
+    holder: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for TableLock {
+    fn drop(&mut self) {
+        if let Some(release) = self.release.take() {
+            let _ = release.send(());
+        }
+        if let Some(holder) = self.holder.take() {
+            let _ = holder.join();
+        }
+    }
 }
 
 impl Drop for TestDb {

@@ -523,17 +523,18 @@ impl<'a> PartitionReader<'a> {
         }
     }
 
-    /// At the end of the partition, says it holds the watermark back no longer, waits
-    /// (briefly) for the sinks to acknowledge the last batch and commits it synchronously.
+    /// Closes the partition's input (nothing more comes), then commits the sinks'
+    /// acknowledgements until they cover everything sent, or the run no longer acknowledges
+    /// (its worker ended: it bounds how long a stuck sink is waited for).
     fn finish(&mut self) {
-        if self.at_end() && self.ctx.out.blocking_send(SourceEvent::Watermark(i64::MAX)).is_err() {
-            return;
+        self.ctx.out.close();
+        if self.at_end() {
+            tracing::info!(source = %self.ctx.name, topic = %self.topic, partition = self.partition, "read to the end; committing offsets as the sinks acknowledge");
         }
-        let deadline = Instant::now() + StdDuration::from_secs(10);
-        while Instant::now() < deadline && !self.ctx.shutdown.is_triggered() {
+        loop {
             self.commit_acknowledged(CommitMode::Sync);
-            if self.committed >= self.sent {
-                return;
+            if self.committed >= self.sent || self.ctx.acked.has_changed().is_err() {
+                break;
             }
             // Nothing to poll for: wait for the acknowledgement to move.
             std::thread::park_timeout(StdDuration::from_millis(20));
