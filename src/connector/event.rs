@@ -23,6 +23,17 @@ pub enum SourceEvent {
     Watermark(i64),
 }
 
+impl SourceEvent {
+    /// The records it carries.
+    pub fn record_count(&self) -> usize {
+        match self {
+            SourceEvent::Ticks { records, .. } => records.len(),
+            SourceEvent::Bars { records, .. } => records.len(),
+            SourceEvent::Watermark(_) => 0,
+        }
+    }
+}
+
 /// One batch from the dataflow to a sink. A sink type outside this crate matches it with
 /// a wildcard arm: later events (such as `Checkpoint`) are ones it may ignore.
 #[derive(Debug)]

@@ -159,12 +159,17 @@ struct Feed {
     ended: bool,
 }
 
+/// Records a partition moves into the dataflow in one step of its worker. A full sink pauses
+/// the sources from the next step on, so this bounds what queues before a sink beyond what
+/// its channel holds: the time a checkpoint waits for the sinks, and memory.
+const PUMP_RECORDS: usize = 16_384;
+
 /// The bits of a sequence number a source partition stamped (below its source's index).
 const PARTITION_BITS: u64 = (1 << SOURCE_SHIFT) - 1;
 
 impl Feed {
-    /// Moves up to a few pending batches into the dataflow; closes the input once the
-    /// partition is done.
+    /// Moves pending batches into the dataflow, up to [`PUMP_RECORDS`] records (at least
+    /// one batch) a step; closes the input once the partition is done.
     fn pump(&mut self, shared: &Shared, name: &str) {
         let (flow, status) = (&shared.flow, &shared.status);
         if self.input.is_none() {
@@ -174,9 +179,11 @@ impl Feed {
             self.follow_ended(shared);
             return;
         }
-        for _ in 0..8 {
+        let mut pumped = 0;
+        while pumped < PUMP_RECORDS {
             match self.rx.try_recv() {
                 Ok(mut event) => {
+                    pumped += event.record_count().max(1);
                     self.last_event = Instant::now();
                     tag(&mut event, self.source, name);
                     let Some(input) = &mut self.input else { return };

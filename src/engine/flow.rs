@@ -53,8 +53,10 @@ impl Flow {
         self.paused.store(control.paused, Ordering::SeqCst);
     }
 
+    /// Whether sources wait: the leader said so, or a sink operator of this process is
+    /// full now (seen at once, before the leader's word goes round).
     pub fn paused(&self) -> bool {
-        self.paused.load(Ordering::SeqCst)
+        self.paused.load(Ordering::SeqCst) || self.blocked_sinks.load(Ordering::SeqCst) > 0
     }
 
     pub fn acked(&self) -> i64 {
