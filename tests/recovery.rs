@@ -62,10 +62,14 @@ fn killed_five_times_and_resumed_equals_an_uninterrupted_run() {
 
     write(dir.path(), "pipeline.yaml", &pipeline(RECOVERY, 20));
     let runs = resume::killed_and_resumed(dir.path(), 5, reference_time, 0x5eed);
-    let reread = runs.final_resumed.map_or(TICKS, |r| TICKS - r);
+    let rest = runs.final_resumed.map_or(TICKS, |r| TICKS - r);
+    // A resumed run reads again what its killed predecessor had read past its last
+    // checkpoint: at most the records between two checkpoints.
+    let per_interval = TICKS as f64 / reference_time.as_secs_f64() / 10.0;
     println!(
-        "final run: resumed from record {} of {TICKS}, read {reread} records",
-        runs.final_resumed.unwrap_or(0)
+        "final run: resumed from record {} of {TICKS}, read the last {rest}; checkpoints were at most {} records apart, and one 100 ms interval is {per_interval:.0} records at the uninterrupted run's rate",
+        runs.final_resumed.unwrap_or(0),
+        runs.widest.map_or("-".into(), |w| w.to_string()),
     );
     assert!(
         runs.any_resumed(),

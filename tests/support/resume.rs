@@ -13,6 +13,9 @@ pub struct Resumes {
     pub resumed_from: Vec<Option<u64>>,
     /// The records the final, complete run resumed from.
     pub final_resumed: Option<u64>,
+    /// The most records between two checkpoints one run committed: what a run killed just
+    /// before a checkpoint reads again, at most.
+    pub widest: Option<u64>,
     /// Each run's log lines about checkpoints, for failure messages.
     pub history: Vec<String>,
 }
@@ -92,8 +95,7 @@ fn first_commit(child: &mut std::process::Child, log: &Path) -> u64 {
 }
 
 /// Runs `dir/pipeline.yaml` with `--resume` `kills` times, each killed at a random moment
-/// of a run that takes about `reference` uninterrupted (the first after its first
-/// checkpoint), then once to its end. Asserts that
+/// of a run that takes about `reference` uninterrupted, then once to its end. Asserts that
 /// every run resumed from the newest checkpoint the run before it logged, and that the
 /// final run succeeded.
 pub fn killed_and_resumed(dir: &Path, kills: usize, reference: Duration, seed: u64) -> Resumes {
@@ -101,6 +103,7 @@ pub fn killed_and_resumed(dir: &Path, kills: usize, reference: Duration, seed: u
     let mut resumed_from = Vec::new();
     let mut previous_commits: Vec<u64> = Vec::new();
     let mut history: Vec<String> = Vec::new();
+    let mut widest = None;
     let reference_ms = reference.as_millis().max(200) as u64;
     let newest = |commits: &[u64], resumed_from: &[Option<u64>]| {
         // At least the last checkpoint logged: a kill may fall between a commit and its log.
@@ -112,17 +115,20 @@ pub fn killed_and_resumed(dir: &Path, kills: usize, reference: Duration, seed: u
     for kill in 1..=kills {
         let log = dir.join(format!("run{kill}.log"));
         let mut child = resumed_run(dir, &log);
-        // The first run is killed only once it has committed a checkpoint, so that some
-        // run resumes from one whatever the machine's speed; the others at any moment.
+        // Each run gets a random share of between a half and a whole of 1/kills of the
+        // reference's time, so that the kills spread over the input and all fall before
+        // its end. The first run's share starts once it has committed a checkpoint, so
+        // that some run resumes from one whatever the machine's speed.
+        let share = (reference_ms / kills as u64).max(2);
         let mut at = 0;
         if kill == 1 {
             at = first_commit(&mut child, &log);
         }
+        let wait = share / 2 + rng.below(share / 2);
         // A random moment of the run: the point of the test, not a synchronisation.
-        let wait = reference_ms / 4 + rng.below(reference_ms * 7 / 10);
-        let wait = if kill == 1 { wait / 4 } else { wait };
         at += wait;
         std::thread::sleep(Duration::from_millis(wait));
+        let running = child.try_wait().ok().flatten().is_none();
         let _ = child.kill();
         let _ = child.wait();
         let text = std::fs::read_to_string(&log).unwrap();
@@ -130,8 +136,10 @@ pub fn killed_and_resumed(dir: &Path, kills: usize, reference: Duration, seed: u
         let (resumed, commits) = checkpoints_in(&text);
         let last = commits.last().copied().or(resumed);
         let spacing = commits.windows(2).map(|w| w[1] - w[0]).max();
+        widest = widest.max(spacing);
         println!(
-            "kill {kill} at {at} ms: the run resumed from record {}, committed {} checkpoints (last at record {}); checkpoints were at most {} records apart",
+            "kill {kill} at {at} ms{}: the run resumed from record {}, committed {} checkpoints (last at record {}); checkpoints were at most {} records apart",
+            if running { "" } else { " (the run had ended)" },
             resumed.unwrap_or(0),
             commits.len(),
             last.unwrap_or(0),
@@ -161,6 +169,7 @@ pub fn killed_and_resumed(dir: &Path, kills: usize, reference: Duration, seed: u
     Resumes {
         resumed_from,
         final_resumed,
+        widest,
         history,
     }
 }
