@@ -77,13 +77,20 @@ impl SourceInput {
 
     /// Sends a batch at the current time, then advances to the batch's last watermark.
     fn feed(&mut self, event: SourceEvent) -> Option<crate::connector::Position> {
+        self.feed_piece(event, true)
+    }
+
+    /// [`SourceInput::feed`] for a piece of a batch: all but the last piece (`last` false)
+    /// leave the time where it is, so every record of a batch has the batch's time however
+    /// the flow control split it (the file sink orders records by time, then content).
+    fn feed_piece(&mut self, event: SourceEvent, last: bool) -> Option<crate::connector::Position> {
         match (self, event) {
             (SourceInput::Ticks(h), SourceEvent::Ticks { records, position }) => {
-                send_stamped(h, records, |t| &mut t.wm);
+                send_stamped(h, records, |t| &mut t.wm, last);
                 Some(position)
             }
             (SourceInput::Bars(h), SourceEvent::Bars { records, position }) => {
-                send_stamped(h, records, |b| &mut b.wm);
+                send_stamped(h, records, |b| &mut b.wm, last);
                 Some(position)
             }
             (input, SourceEvent::Watermark(wm)) => {
@@ -98,19 +105,20 @@ impl SourceInput {
     }
 }
 
-/// Sends `records` at the handle's time and advances it to their last watermark. A record
-/// stamped below the current time (its partition was idle and skipped ahead) takes the
-/// current time as its watermark, so lateness is judged as the frontier was.
+/// Sends `records` at the handle's time and, with `advance`, advances it to their last
+/// watermark. A record stamped below the current time (its partition was idle and skipped
+/// ahead) takes the current time as its watermark, so lateness is judged as the frontier was.
 fn send_stamped<D: Clone + 'static>(
     h: &mut InputHandle<u64, D>,
     mut records: Vec<D>,
     wm: fn(&mut D) -> &mut i64,
+    advance: bool,
 ) {
     let now = *h.time() as i64;
     if records.first_mut().is_some_and(|r| *wm(r) < now) {
         records.iter_mut().for_each(|r| *wm(r) = (*wm(r)).max(now));
     }
-    let last = records.last_mut().map(|r| *wm(r));
+    let last = records.last_mut().map(|r| *wm(r)).filter(|_| advance);
     h.send_batch(&mut records);
     if let Some(t) = last.map(epoch).filter(|t| t > h.time()) {
         h.advance_to(t);
@@ -207,7 +215,7 @@ impl Feed {
                         (Some((feed, cutter)), Some(checkpoints)) => {
                             feed_cut(input, event, whole, cutter, checkpoints, *feed)
                         }
-                        _ => input.feed(event),
+                        _ => input.feed_piece(event, whole),
                     };
                     if let Some(position) = position.filter(|_| whole) {
                         self.ack.sent(sent_at, position);
@@ -313,7 +321,7 @@ fn feed_cut(
                 cut_at(input, w, cutter, checkpoints, feed);
             }
             records.iter().for_each(|t| cutter.observe_stamp(stamp(t)));
-            input.feed(SourceEvent::Ticks { records, position });
+            input.feed_piece(SourceEvent::Ticks { records, position }, whole);
             whole.then(|| cutter.at(position));
             Some(position)
         }
@@ -330,7 +338,7 @@ fn feed_cut(
                 cut_at(input, w, cutter, checkpoints, feed);
             }
             records.iter().for_each(|b| cutter.observe_stamp(stamp(b)));
-            input.feed(SourceEvent::Bars { records, position });
+            input.feed_piece(SourceEvent::Bars { records, position }, whole);
             whole.then(|| cutter.at(position));
             Some(position)
         }
