@@ -19,7 +19,7 @@ use tokio::sync::mpsc::Receiver;
 
 use super::bars::{bars, BarsStage};
 use super::checkpoint::{Checkpoints, Cutter, OperatorCheckpoint, Part};
-use super::flow::{Control, PartitionAck, ARRIVAL_STEPS};
+use super::flow::{Control, Flow, PartitionAck, ARRIVAL_TIMEOUT};
 use super::indicators::{indicators, IndicatorsStage};
 use super::merge::merge_bars;
 use super::revise::{cascade, revised_indicators, CascadeStage};
@@ -178,17 +178,20 @@ const PARTITION_BITS: u64 = (1 << SOURCE_SHIFT) - 1;
 impl Feed {
     /// Moves pending batches into the dataflow, up to `budget` records a step (a larger
     /// batch is split, its rest goes first next time); closes the input once the partition
-    /// is done. Returns the records moved.
-    fn pump(&mut self, shared: &Shared, name: &str, budget: usize) -> usize {
+    /// is done. Returns the records moved and the latest time they were sent at.
+    fn pump(&mut self, shared: &Shared, name: &str, budget: usize) -> (usize, u64) {
         let (flow, status) = (&shared.flow, &shared.status);
         if self.input.is_none() {
-            return 0;
+            return (0, 0);
         }
         if self.ended {
             self.follow_ended(shared);
-            return 0;
+            return (0, 0);
         }
-        let mut pumped = 0;
+        let mut latest = 0;
+        // Records moved (what the flow control counts), and events (a watermark counts one
+        // against the budget, so that a stream of them ends the step too).
+        let (mut moved, mut pumped) = (0, 0);
         while pumped < budget {
             let next = match self.rest.take() {
                 Some(rest) => Ok(rest),
@@ -204,13 +207,15 @@ impl Feed {
                         self.rest = Some(event.split_off(room));
                     }
                     pumped += event.record_count().max(1);
+                    moved += event.record_count();
                     flow.pumped(event.record_count());
                     self.last_event = Instant::now();
                     tag(&mut event, self.source, name);
                     let Some(input) = &mut self.input else {
-                        return pumped;
+                        return (moved, latest);
                     };
                     let sent_at = input.time() as i64;
+                    latest = latest.max(input.time());
                     let position = match (&mut self.cutter, &shared.checkpoints) {
                         (Some((feed, cutter)), Some(checkpoints)) => {
                             feed_cut(input, event, whole, cutter, checkpoints, *feed)
@@ -232,7 +237,7 @@ impl Feed {
                         }
                         _ => self.input = None,
                     }
-                    return pumped;
+                    return (moved, latest);
                 }
             }
         }
@@ -258,7 +263,7 @@ impl Feed {
                 }
             }
         }
-        pumped
+        (moved, latest)
     }
 }
 
@@ -457,15 +462,21 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> f64 {
     let mut final_ack = None;
     let mut last_control = Control::default();
     let paused_seconds = &metrics().source_paused_seconds;
-    // Records pumped in each of the last steps, until they count as arrived at the sinks.
-    let mut on_the_way: VecDeque<usize> = VecDeque::with_capacity(ARRIVAL_STEPS + 1);
+    // Records pumped by the steps of this worker, by the latest time they went in at and
+    // when, until they count as arrived at the sinks.
+    let mut on_the_way: VecDeque<(u64, usize, Instant)> = VecDeque::new();
     loop {
         let budget = shared.flow.pump_budget();
-        let mut pumped = 0;
         if budget > 0 {
+            let (mut moved, mut latest) = (0, 0);
             for feed in &mut feeds {
                 let name = &shared.pipeline.sources[feed.source].name;
-                pumped += feed.pump(shared, name, budget);
+                let (records, at) = feed.pump(shared, name, budget);
+                moved += records;
+                latest = latest.max(at);
+            }
+            if moved > 0 {
+                on_the_way.push_back((latest, moved, Instant::now()));
             }
         }
         let step_started = Instant::now();
@@ -499,10 +510,7 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> f64 {
             None
         };
         let more = worker.step_or_park(park);
-        on_the_way.push_back(pumped);
-        if on_the_way.len() > ARRIVAL_STEPS {
-            shared.flow.arrived(on_the_way.pop_front().unwrap_or(0));
-        }
+        arrive(&mut on_the_way, &probe, &shared.flow);
         if budget == 0 && local == 0 {
             paused_seconds.inc_by(step_started.elapsed().as_secs_f64());
         }
@@ -558,6 +566,20 @@ fn control_dataflow(scope: Scope<'_, u64>, shared: &Shared) -> Option<InputHandl
         .broadcast()
         .inspect(move |control: &Control| flow.apply(*control));
     Some(handle)
+}
+
+/// Records pumped at a time have arrived in front of the sinks once the probe (just before
+/// every sink operator) has passed that time; records whose time the frontier cannot pass
+/// yet (another source's watermark holds it) count as arrived after [`ARRIVAL_TIMEOUT`].
+fn arrive(on_the_way: &mut VecDeque<(u64, usize, Instant)>, probe: &ProbeHandle<u64>, flow: &Flow) {
+    let frontier = probe.with_frontier(|f| f.iter().next().copied());
+    while let Some(&(time, records, at)) = on_the_way.front() {
+        if frontier.is_some_and(|f| f <= time) && at.elapsed() < ARRIVAL_TIMEOUT {
+            break;
+        }
+        on_the_way.pop_front();
+        flow.arrived(records);
+    }
 }
 
 /// Builds the dataflow on one worker; returns the input handles by source and partition.

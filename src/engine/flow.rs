@@ -45,10 +45,10 @@ const FIRST_FAN_OUT: f64 = 32.0;
 /// Records arrived between two measurements of what they cost the sinks.
 const SAMPLE_RECORDS: u64 = 1024;
 
-/// Steps of its worker after which a pumped record counts as arrived at the sinks: the
-/// exchange between workers delivers at the next step, and what an operator keeps
-/// (an open window) is state, not queue.
-pub const ARRIVAL_STEPS: usize = 3;
+/// A pumped record counts as arrived in front of the sinks once the dataflow's frontier
+/// has passed its time, or after this long: another source's watermark can hold the
+/// frontier back, and what an operator keeps (an open window) is state, not queue.
+pub const ARRIVAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// This process's view of the flow control, shared by its workers.
 ///
@@ -68,7 +68,7 @@ pub struct Flow {
     limit: i64,
     /// Workers of this process: they share the room left.
     workers: usize,
-    /// Records pumped in the last [`ARRIVAL_STEPS`] steps of their workers.
+    /// Records pumped that have not arrived in front of the sinks yet.
     in_flight: AtomicI64,
     /// Records pumped that have had time to arrive.
     arrived: AtomicU64,
@@ -133,10 +133,12 @@ impl Flow {
             return PUMP_RECORDS;
         };
         let per_record = self.cost.lock().map_or(1.0, |c| c.bytes_per_record);
-        let coming = self.in_flight.load(Ordering::Relaxed).max(0) as f64 * per_record;
-        let room = (self.limit - queued) as f64 - coming;
+        let in_flight = self.in_flight.load(Ordering::Relaxed).max(0);
+        let room = (self.limit - queued) as f64 - in_flight as f64 * per_record;
         if room < per_record {
-            return 0;
+            // Empty queues and nothing on the way: a record that costs more than the whole
+            // queue still goes in, one piece at a time, rather than never.
+            return usize::from(queued <= 0 && in_flight == 0);
         }
         ((room / self.workers as f64 / per_record) as usize).clamp(1, PUMP_RECORDS)
     }
@@ -146,7 +148,7 @@ impl Flow {
         self.in_flight.fetch_add(records as i64, Ordering::Relaxed);
     }
 
-    /// Records a worker pumped [`ARRIVAL_STEPS`] steps ago have had time to arrive.
+    /// Records a worker pumped have arrived in front of the sinks.
     pub fn arrived(&self, records: usize) {
         if records == 0 {
             return;
@@ -271,5 +273,83 @@ impl PartitionAck {
                 self.gauge.set(position as i64);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMIT: u64 = 1 << 20;
+
+    fn flow(queues: usize) -> (Flow, Vec<SinkQueue>) {
+        let queues: Vec<SinkQueue> = (0..queues)
+            .map(|i| SinkQueue::new(&format!("flow-test-{i}")))
+            .collect();
+        (Flow::new(1, queues.clone(), LIMIT, 1), queues)
+    }
+
+    /// Pumps `records` and lets them arrive, each costing `bytes` at the first queue.
+    fn pump_and_arrive(flow: &Flow, queue: &SinkQueue, records: usize, bytes: usize) {
+        flow.pumped(records);
+        queue.add(records * bytes);
+        flow.arrived(records);
+        queue.remove(records * bytes);
+    }
+
+    #[test]
+    fn without_sinks_here_a_worker_pumps_its_full_step() {
+        let (flow, _) = flow(0);
+        assert_eq!(flow.pump_budget(), PUMP_RECORDS);
+        assert!(!flow.paused());
+    }
+
+    #[test]
+    fn a_full_queue_pauses_and_room_is_shared_at_the_measured_cost() {
+        let (flow, queues) = flow(2);
+        // Before anything is measured a record is taken to cost 32 records' worth.
+        let first = flow.pump_budget();
+        let record = std::mem::size_of::<Record>();
+        assert_eq!(first, (LIMIT as usize / (32 * record)).min(PUMP_RECORDS));
+        // Records that cost 10 KB each at the most loaded sink: the budget follows at once.
+        pump_and_arrive(&flow, &queues[0], 4096, 10_000);
+        assert_eq!(flow.pump_budget(), LIMIT as usize / 10_000);
+        // Records still on their way count against the room.
+        flow.pumped(50);
+        assert_eq!(flow.pump_budget(), LIMIT as usize / 10_000 - 50);
+        flow.arrived(50);
+        // A queue at its limit pauses.
+        queues[1].add(LIMIT as usize);
+        assert!(flow.paused());
+        assert_eq!(flow.pump_budget(), 0);
+        queues[1].remove(LIMIT as usize);
+        assert!(!flow.paused());
+        // A cheaper stream lowers the cost gradually, not at once.
+        pump_and_arrive(&flow, &queues[0], 4096, 100);
+        let after = flow.pump_budget();
+        assert!(
+            after > LIMIT as usize / 10_000 && after < LIMIT as usize / 100,
+            "{after}"
+        );
+    }
+
+    #[test]
+    fn a_record_that_costs_more_than_the_queue_still_goes_in_alone() {
+        let (flow, queues) = flow(1);
+        pump_and_arrive(&flow, &queues[0], 1024, 2 * LIMIT as usize);
+        assert_eq!(flow.pump_budget(), 1, "empty queues, nothing on the way");
+        flow.pumped(1);
+        assert_eq!(flow.pump_budget(), 0, "one is on its way");
+    }
+
+    #[test]
+    fn the_leader_pauses_other_processes() {
+        let (flow, _) = flow(0);
+        flow.apply(Control {
+            acked: 0,
+            paused: true,
+        });
+        assert!(flow.paused());
+        assert_eq!(flow.pump_budget(), 0);
     }
 }

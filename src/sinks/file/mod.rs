@@ -92,13 +92,18 @@ fn resume_file(path: &std::path::Path, offset: u64) -> anyhow::Result<File> {
         .write(true)
         .open(path)
         .with_context(|| format!("opening {shown} to resume it"))?;
-    let len = file.metadata().with_context(|| format!("reading {shown}"))?.len();
+    let len = file
+        .metadata()
+        .with_context(|| format!("reading {shown}"))?
+        .len();
     anyhow::ensure!(
         len >= offset,
         "{shown} holds {len} bytes, fewer than the {offset} the checkpoint wrote: it was replaced or cut since; run without --resume"
     );
-    file.set_len(offset).with_context(|| format!("truncating {shown}"))?;
-    file.sync_all().with_context(|| format!("syncing {shown}"))?;
+    file.set_len(offset)
+        .with_context(|| format!("truncating {shown}"))?;
+    file.sync_all()
+        .with_context(|| format!("syncing {shown}"))?;
     let mut file = file;
     file.seek(std::io::SeekFrom::Start(offset))?;
     Ok(file)
@@ -171,7 +176,10 @@ pub fn write_records<W: Write>(
     let mut pending: BTreeMap<i64, Vec<Record>> = BTreeMap::new();
     let mut written = i64::MIN;
     let mut buf = Vec::with_capacity(1 << 16);
-    let mut write_until = |upto: i64, pending: &mut BTreeMap<i64, Vec<Record>>, out: &mut Output<W>| -> std::io::Result<()> {
+    let mut write_until = |upto: i64,
+                           pending: &mut BTreeMap<i64, Vec<Record>>,
+                           out: &mut Output<W>|
+     -> std::io::Result<()> {
         while let Some(entry) = pending.first_entry() {
             if *entry.key() >= upto {
                 break;
@@ -245,11 +253,15 @@ fn canonical_order(a: &Record, b: &Record) -> Ordering {
         }
     }
     match (a, b) {
-        (Record::Tick(x), Record::Tick(y)) => (x.seq, &x.symbol, x.ts).cmp(&(y.seq, &y.symbol, y.ts)),
+        (Record::Tick(x), Record::Tick(y)) => {
+            (x.seq, &x.symbol, x.ts).cmp(&(y.seq, &y.symbol, y.ts))
+        }
         (Record::Bar(x), Record::Bar(y)) => (&x.symbol, x.interval, x.start, x.revision)
             .cmp(&(&y.symbol, y.interval, y.start, y.revision)),
-        (Record::Indicator(x), Record::Indicator(y)) => (&x.symbol, x.interval, x.ts, &x.id, x.revision)
-            .cmp(&(&y.symbol, y.interval, y.ts, &y.id, y.revision)),
+        (Record::Indicator(x), Record::Indicator(y)) => {
+            (&x.symbol, x.interval, x.ts, &x.id, x.revision)
+                .cmp(&(&y.symbol, y.interval, y.ts, &y.id, y.revision))
+        }
         _ => rank(a).cmp(&rank(b)),
     }
 }

@@ -163,9 +163,10 @@ fn topic_for(template: Option<&str>, record: &Record) -> String {
         Record::Indicator(i) => ("indicators", Some(i.interval)),
     };
     match template {
-        Some(t) => t
-            .replace("{kind}", kind)
-            .replace("{interval}", &interval.map(|i| i.to_string()).unwrap_or_default()),
+        Some(t) => t.replace("{kind}", kind).replace(
+            "{interval}",
+            &interval.map(|i| i.to_string()).unwrap_or_default(),
+        ),
         None => match record {
             Record::Tick(_) => "market.prices.raw".into(),
             Record::Bar(_) => "market.prices.ohlcv".into(),
@@ -374,7 +375,9 @@ async fn run(config: KafkaSinkConfig, mut ctx: SinkContext) -> anyhow::Result<()
     let timeout = writer.config.delivery_timeout.as_std();
     tokio::task::block_in_place(|| writer.producer.flush(timeout))
         .with_context(|| format!("sink {}: flushing within {timeout:?}", ctx.name))?;
-    writer.pending.push_back((writer.sent, i64::MAX, tokio::time::Instant::now()));
+    writer
+        .pending
+        .push_back((writer.sent, i64::MAX, tokio::time::Instant::now()));
     writer.acknowledge(&ctx)?;
     Ok(())
 }

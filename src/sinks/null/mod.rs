@@ -6,10 +6,10 @@ use serde::Deserialize;
 
 use schemars::JsonSchema;
 
+use crate::config::de::OneOrMany;
 use crate::config::de::Spanned;
 use crate::connector::{Sink, SinkContext, SinkEvent, Task};
 use crate::metrics::metrics;
-use crate::config::de::OneOrMany;
 
 /// Discards records after counting them.
 #[derive(Deserialize, JsonSchema, Debug, Clone)]

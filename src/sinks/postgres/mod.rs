@@ -12,11 +12,11 @@ use tokio::time::sleep_until;
 
 use schemars::JsonSchema;
 
+use crate::config::de::OneOrMany;
 use crate::config::de::Spanned;
+use crate::config::values::Duration;
 use crate::connector::{Sink, SinkContext, SinkEvent, Task, TaskError};
 use crate::metrics::metrics;
-use crate::config::de::OneOrMany;
-use crate::config::values::Duration;
 use crate::store::postgres::{self as pg, PgWriter, TimescaleMode};
 use crate::store::{Batch, Location};
 

@@ -11,10 +11,10 @@ use serde::Deserialize;
 
 use schemars::JsonSchema;
 
+use crate::config::de::OneOrMany;
 use crate::config::de::Spanned;
 use crate::connector::{Sink, SinkContext, SinkEvent, Task, TaskError};
 use crate::metrics::metrics;
-use crate::config::de::OneOrMany;
 use crate::store::{sqlite, Batch, Location};
 
 /// Writes records to a SQLite database file.

@@ -8,11 +8,11 @@ use serde::Deserialize;
 use anyhow::Context as _;
 use schemars::JsonSchema;
 
+use crate::config::de::OneOrMany;
 use crate::config::de::Spanned;
 use crate::connector::{Sink, SinkContext, SinkEvent, Task};
 use crate::hub::Hub;
 use crate::metrics::metrics;
-use crate::config::de::OneOrMany;
 
 /// Streams records to the WebSocket clients of the pipeline's `server`.
 #[derive(Deserialize, JsonSchema, Debug, Clone)]

@@ -131,7 +131,11 @@ impl Source for AlphaVantageConfig {
             start: self.start.value,
             end: self.end.value,
             credits_per_minute: self.credits_per_minute as u32,
-            limiter_key: format!("alphavantage {} {}", self.url, history::key_id(&self.api_key)),
+            limiter_key: format!(
+                "alphavantage {} {}",
+                self.url,
+                history::key_id(&self.api_key)
+            ),
             restart: self.restart,
             session: self.session.as_ref().map(|s| s.value.session.clone()),
         };

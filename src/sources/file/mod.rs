@@ -17,16 +17,15 @@ use serde::Deserialize;
 
 pub use crate::codec::Format;
 use crate::codec::{self, make_bar, make_tick, BarFields, CodecError, NaiveTime};
-use crate::connector::{
-    RestartFrom,
-    report_watermark, RecordsKind, Source, SourceContext, SourceEvent, Stamper, StreamType, Task,
-    TaskError,
-};
-use crate::dead_letter::Rejected;
-use crate::metrics::metrics;
 use crate::config::de::Spanned;
 use crate::config::diagnostic::Diagnostic;
 use crate::config::values::{Duration, Parsed};
+use crate::connector::{
+    report_watermark, RecordsKind, RestartFrom, Source, SourceContext, SourceEvent, Stamper,
+    StreamType, Task, TaskError,
+};
+use crate::dead_letter::Rejected;
+use crate::metrics::metrics;
 
 /// Ticks or bars read from a file.
 #[derive(Deserialize, JsonSchema, Debug, Clone)]
@@ -45,7 +44,10 @@ pub struct FileSourceConfig {
     pub interval: Option<Parsed<Interval>>,
     /// Bounded out-of-orderness: the watermark trails the latest event time by this much
     /// (default 0s).
-    #[serde(default, deserialize_with = "crate::config::values::duration_within::<_, 0, 86_400_000>")]
+    #[serde(
+        default,
+        deserialize_with = "crate::config::values::duration_within::<_, 0, 86_400_000>"
+    )]
     #[schemars(with = "Duration")]
     pub max_delay: Duration,
     /// Time zone of timestamps written without a UTC offset; without it they are rejected.
@@ -76,7 +78,8 @@ impl Source for FileSourceConfig {
         "ticks or bars from a CSV or JSONL file (or a pipe); file order is arrival order";
 
     fn output(&self) -> StreamType {
-        self.kind.stream_type(self.interval.as_ref().map(|i| i.value))
+        self.kind
+            .stream_type(self.interval.as_ref().map(|i| i.value))
     }
 
     fn is_finite(&self) -> bool {
@@ -210,7 +213,8 @@ impl Decoder {
                 self.file,
                 prefix.len()
             );
-            out.rejects.push((*line, "line_too_long", detail, prefix.clone()));
+            out.rejects
+                .push((*line, "line_too_long", detail, prefix.clone()));
         }
         match (self.format, &self.columns) {
             (Format::Csv, Some(columns)) => {
@@ -266,7 +270,9 @@ impl Decoder {
                         continue;
                     }
                     let parsed = match self.kind {
-                        RecordsKind::Ticks => codec::parse_tick_json(text, self.naive).map(Row::Tick),
+                        RecordsKind::Ticks => {
+                            codec::parse_tick_json(text, self.naive).map(Row::Tick)
+                        }
                         RecordsKind::Bars => {
                             codec::parse_bar_json(text, self.interval, self.naive).map(Row::Bar)
                         }
@@ -367,7 +373,13 @@ fn open_partition(
         (None, 0, 0)
     };
     if let Some(restart) = &ctx.restart {
-        return restart_partition(file, ctx, (columns, header_lines, header_end, size), restart, path);
+        return restart_partition(
+            file,
+            ctx,
+            (columns, header_lines, header_end, size),
+            restart,
+            path,
+        );
     }
     if ctx.partitions == 1 {
         return Ok(Opened {
@@ -385,7 +397,13 @@ fn open_partition(
         );
     }
     let start = partition_cut(&mut file, header_end, size, ctx.partition, ctx.partitions)?;
-    let end = partition_cut(&mut file, header_end, size, ctx.partition + 1, ctx.partitions)?;
+    let end = partition_cut(
+        &mut file,
+        header_end,
+        size,
+        ctx.partition + 1,
+        ctx.partitions,
+    )?;
     let first_line = count_lines(&mut file, start)? + 1;
     file.seek(SeekFrom::Start(start))?;
     Ok(Opened {
@@ -406,14 +424,23 @@ fn restart_partition(
     path: &str,
 ) -> anyhow::Result<Opened> {
     if !file.metadata()?.is_file() {
-        anyhow::bail!("source {}: {path} is not a regular file, so it cannot be resumed", ctx.name);
+        anyhow::bail!(
+            "source {}: {path} is not a regular file, so it cannot be resumed",
+            ctx.name
+        );
     }
     let (start, end) = if ctx.partitions == 1 {
         (header_end, size)
     } else {
         (
             partition_cut(&mut file, header_end, size, ctx.partition, ctx.partitions)?,
-            partition_cut(&mut file, header_end, size, ctx.partition + 1, ctx.partitions)?,
+            partition_cut(
+                &mut file,
+                header_end,
+                size,
+                ctx.partition + 1,
+                ctx.partitions,
+            )?,
         )
     };
     let at = restart.position.unwrap_or(start);
@@ -424,7 +451,11 @@ fn restart_partition(
             ctx.partition
         );
     }
-    let first_line = if at == header_end { header_lines + 1 } else { count_lines(&mut file, at)? + 1 };
+    let first_line = if at == header_end {
+        header_lines + 1
+    } else {
+        count_lines(&mut file, at)? + 1
+    };
     file.seek(SeekFrom::Start(at))?;
     Ok(Opened {
         input: Box::new(file.take(end - at)),
@@ -507,9 +538,8 @@ fn read_file(config: &FileSourceConfig, ctx: SourceContext) -> Result<(), TaskEr
         file: path.clone(),
     });
 
-    let threads = (std::thread::available_parallelism().map_or(1, |n| n.get())
-        / ctx.partitions)
-        .clamp(1, 4);
+    let threads =
+        (std::thread::available_parallelism().map_or(1, |n| n.get()) / ctx.partitions).clamp(1, 4);
     let (to_decoders, from_decoders) = start_decoders(&decoder, threads)?;
     let splitter = std::thread::Builder::new()
         .name("file-split".into())

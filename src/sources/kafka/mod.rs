@@ -23,9 +23,8 @@ use crate::codec::{self, NaiveTime};
 use crate::config::diagnostic::Diagnostic;
 use crate::config::values::{Duration, Parsed};
 use crate::connector::{
-    RestartFrom,
-    report_watermark, Position, RecordsKind, ReplayRange, Source, SourceContext, SourceEvent,
-    Stamper, StreamType, Task, TaskError,
+    report_watermark, Position, RecordsKind, ReplayRange, RestartFrom, Source, SourceContext,
+    SourceEvent, Stamper, StreamType, Task, TaskError,
 };
 use crate::dead_letter::Rejected;
 use crate::metrics::metrics;
@@ -66,7 +65,10 @@ pub struct KafkaSourceConfig {
     pub stop: StopAt,
     /// Bounded out-of-orderness: each partition's watermark trails its latest event time
     /// by this much (default 0s).
-    #[serde(default, deserialize_with = "crate::config::values::duration_within::<_, 0, 86_400_000>")]
+    #[serde(
+        default,
+        deserialize_with = "crate::config::values::duration_within::<_, 0, 86_400_000>"
+    )]
     #[schemars(with = "Duration")]
     pub max_delay: Duration,
     /// After this long without a message, a partition stops holding the watermark back
@@ -121,9 +123,9 @@ impl FromStr for StartAt {
             "committed" => Ok(StartAt::Committed),
             "earliest" => Ok(StartAt::Earliest),
             "latest" => Ok(StartAt::Latest),
-            other => parse_timestamp(other).map(StartAt::Time).map_err(|e| {
-                format!("{e}; or write `committed`, `earliest` or `latest`")
-            }),
+            other => parse_timestamp(other)
+                .map(StartAt::Time)
+                .map_err(|e| format!("{e}; or write `committed`, `earliest` or `latest`")),
         }
     }
 }
@@ -157,7 +159,11 @@ impl KafkaSourceConfig {
             .set("enable.auto.offset.store", "false")
             .set(
                 "enable.partition.eof",
-                if self.stop == StopAt::End { "true" } else { "false" },
+                if self.stop == StopAt::End {
+                    "true"
+                } else {
+                    "false"
+                },
             )
             .set("auto.offset.reset", "earliest");
         for (key, value) in &self.options {
@@ -183,7 +189,8 @@ impl Source for KafkaSourceConfig {
         "ticks or bars from Kafka topics; topic partitions are spread over the workers";
 
     fn output(&self) -> StreamType {
-        self.kind.stream_type(self.interval.as_ref().map(|i| i.value))
+        self.kind
+            .stream_type(self.interval.as_ref().map(|i| i.value))
     }
 
     fn check(&self, path: &str) -> Vec<Diagnostic> {
@@ -228,7 +235,12 @@ impl Source for KafkaSourceConfig {
         for topic in self.topic_names() {
             let metadata = consumer
                 .fetch_metadata(Some(&topic), REQUEST_TIMEOUT)
-                .with_context(|| format!("reading the metadata of topic {topic} from {}", self.brokers))?;
+                .with_context(|| {
+                    format!(
+                        "reading the metadata of topic {topic} from {}",
+                        self.brokers
+                    )
+                })?;
             let partitions: Vec<i32> = metadata
                 .topics()
                 .iter()
@@ -236,7 +248,10 @@ impl Source for KafkaSourceConfig {
                 .flat_map(|t| t.partitions().iter().map(|p| p.id()))
                 .collect();
             if partitions.is_empty() {
-                anyhow::bail!("topic {topic} has no partitions on {} (does it exist?)", self.brokers);
+                anyhow::bail!(
+                    "topic {topic} has no partitions on {} (does it exist?)",
+                    self.brokers
+                );
             }
             let mut partitions = partitions;
             partitions.sort_unstable();
@@ -360,9 +375,11 @@ impl<'a> PartitionReader<'a> {
             first_read: true,
             sent: None,
             committed: None,
-            lag: m
-                .kafka_consumer_lag
-                .with_label_values(&[ctx.name.as_str(), topic.as_str(), partition_label.as_str()]),
+            lag: m.kafka_consumer_lag.with_label_values(&[
+                ctx.name.as_str(),
+                topic.as_str(),
+                partition_label.as_str(),
+            ]),
             records: m.source_records.with_label_values(&[ctx.name.as_str()]),
             config,
             ctx,
@@ -479,8 +496,14 @@ impl<'a> PartitionReader<'a> {
         bars.iter_mut().for_each(|b| self.stamper.stamp_bar(b));
         self.records.inc_by((ticks.len() + bars.len()) as u64);
         let event = match self.config.kind {
-            RecordsKind::Ticks => SourceEvent::Ticks { records: ticks, position },
-            RecordsKind::Bars => SourceEvent::Bars { records: bars, position },
+            RecordsKind::Ticks => SourceEvent::Ticks {
+                records: ticks,
+                position,
+            },
+            RecordsKind::Bars => SourceEvent::Bars {
+                records: bars,
+                position,
+            },
         };
         self.ctx.out.blocking_send(event)?;
         self.sent = Some(position);
@@ -506,10 +529,16 @@ impl<'a> PartitionReader<'a> {
                 self.committed = Some(acked);
                 metrics()
                     .kafka_committed_offset
-                    .with_label_values(&[self.ctx.name.as_str(), self.topic.as_str(), self.partition.to_string().as_str()])
+                    .with_label_values(&[
+                        self.ctx.name.as_str(),
+                        self.topic.as_str(),
+                        self.partition.to_string().as_str(),
+                    ])
                     .set(acked as i64);
             }
-            Err(e) => tracing::warn!(source = %self.ctx.name, topic = %self.topic, partition = self.partition, error = %e, "commit failed; retried with the next acknowledgement"),
+            Err(e) => {
+                tracing::warn!(source = %self.ctx.name, topic = %self.topic, partition = self.partition, error = %e, "commit failed; retried with the next acknowledgement")
+            }
         }
     }
 
@@ -599,7 +628,10 @@ fn start_offset(
             let committed = consumer
                 .committed_offsets(list, REQUEST_TIMEOUT)
                 .with_context(|| format!("reading the committed offset of {topic}/{partition}"))?;
-            match committed.find_partition(topic, partition).map(|p| p.offset()) {
+            match committed
+                .find_partition(topic, partition)
+                .map(|p| p.offset())
+            {
                 Some(Offset::Offset(n)) => n.max(low),
                 _ => low,
             }

@@ -45,12 +45,18 @@ pub struct StoreSourceConfig {
     pub to: Option<Parsed<TimePoint>>,
     /// The recording source's `max_delay`: the watermark trails the latest event time by
     /// this much (default 0s).
-    #[serde(default, deserialize_with = "crate::config::values::duration_within::<_, 0, 86_400_000>")]
+    #[serde(
+        default,
+        deserialize_with = "crate::config::values::duration_within::<_, 0, 86_400_000>"
+    )]
     #[schemars(with = "Duration")]
     pub max_delay: Duration,
     /// Partitions of this source (default 1); recorded partition `q` is read by
     /// partition `q mod partitions`. A replay uses the recording source's count.
-    #[serde(default = "one", deserialize_with = "crate::config::values::count_within::<_, 1, 1024>")]
+    #[serde(
+        default = "one",
+        deserialize_with = "crate::config::values::count_within::<_, 1, 1024>"
+    )]
     pub partitions: usize,
 }
 
@@ -106,7 +112,9 @@ impl Source for StoreSourceConfig {
                 Task::Blocking(Box::new(move || read_sqlite(&config, &path, &ctx)))
             }
             Location::Postgres(url) => {
-                Task::Async(Box::pin(async move { read_postgres(&config, &url, &ctx).await }))
+                Task::Async(Box::pin(
+                    async move { read_postgres(&config, &url, &ctx).await },
+                ))
             }
         }
     }
@@ -117,7 +125,9 @@ impl StoreSourceConfig {
     fn range(&self) -> (i64, i64) {
         let now = chrono::Utc::now().timestamp_millis();
         (
-            self.from.as_ref().map_or(i64::MIN, |t| t.value.resolve(now)),
+            self.from
+                .as_ref()
+                .map_or(i64::MIN, |t| t.value.resolve(now)),
             self.to.as_ref().map_or(i64::MAX, |t| t.value.resolve(now)),
         )
     }
@@ -145,7 +155,11 @@ impl<'a> Sender<'a> {
 
     /// Takes one recorded tick (`symbol`, ts, seq, price, volume); returns a full batch to
     /// send.
-    fn push(&mut self, symbol: &str, (ts, seq, price, volume): (i64, i64, f64, f64)) -> Option<SourceEvent> {
+    fn push(
+        &mut self,
+        symbol: &str,
+        (ts, seq, price, volume): (i64, i64, f64, f64),
+    ) -> Option<SourceEvent> {
         if !self.symbols.is_empty() && !self.symbols.iter().any(|s| s == symbol) {
             return None;
         }
@@ -153,13 +167,25 @@ impl<'a> Sender<'a> {
             Ok(symbol) => symbol,
             Err(e) => {
                 let detail = format!("recorded tick {seq}: {e}");
-                let what = Rejected::Line { line: seq as u64, text: symbol.as_bytes() };
-                self.ctx.dead_letters.reject(&self.ctx.name, "malformed", &detail, what);
+                let what = Rejected::Line {
+                    line: seq as u64,
+                    text: symbol.as_bytes(),
+                };
+                self.ctx
+                    .dead_letters
+                    .reject(&self.ctx.name, "malformed", &detail, what);
                 return None;
             }
         };
         let recorded = seq as u64;
-        let mut tick = Tick { symbol, ts, price, volume, seq: recorded, wm: 0 };
+        let mut tick = Tick {
+            symbol,
+            ts,
+            price,
+            volume,
+            seq: recorded,
+            wm: 0,
+        };
         self.stamper.stamp_tick(&mut tick);
         // Its recorded number orders it among ticks of the same instant, as it did live;
         // the engine sets the source's own index again.

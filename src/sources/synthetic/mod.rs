@@ -13,13 +13,13 @@ use serde::Deserialize;
 
 use schemars::JsonSchema;
 
-use crate::connector::{
-    RestartFrom,
-    report_watermark, Source, SourceContext, SourceEvent, Stamper, StreamType, Task, TaskError,
-};
-use crate::metrics::metrics;
 use crate::config::diagnostic::Diagnostic;
 use crate::config::values::{Duration, Parsed};
+use crate::connector::{
+    report_watermark, RestartFrom, Source, SourceContext, SourceEvent, Stamper, StreamType, Task,
+    TaskError,
+};
+use crate::metrics::metrics;
 
 /// A synthetic market that needs no keys and no servers.
 #[derive(Deserialize, JsonSchema, Debug, Clone)]
@@ -241,7 +241,10 @@ impl Source for SyntheticConfig {
                 ));
             }
         }
-        for (key, value) in [("disorder", self.disorder.value.0), ("max_delay", self.max_delay.0)] {
+        for (key, value) in [
+            ("disorder", self.disorder.value.0),
+            ("max_delay", self.max_delay.0),
+        ] {
             if value > MAX_BUFFER_MS {
                 problems.push(Diagnostic::new(
                     self.disorder.pos,
@@ -250,7 +253,11 @@ impl Source for SyntheticConfig {
                 ));
             }
         }
-        if self.duration.as_ref().is_some_and(|d| d.value.0 > MAX_EVENT_TIME) {
+        if self
+            .duration
+            .as_ref()
+            .is_some_and(|d| d.value.0 > MAX_EVENT_TIME)
+        {
             problems.push(Diagnostic::new(
                 at,
                 format!("{path}.duration"),
@@ -602,8 +609,7 @@ impl Generator<'_> {
                     self.sent += 1;
                 }
                 Some(_) => {
-                    if self.market.next_event_time() >= self.end
-                        && self.market.in_flight.is_empty()
+                    if self.market.next_event_time() >= self.end && self.market.in_flight.is_empty()
                     {
                         return (batch, true);
                     }
@@ -620,7 +626,8 @@ impl Generator<'_> {
             match self.market.next_arrival(i64::MAX) {
                 Some(tick) if tick.ts < self.end => self.sent += 1,
                 Some(_) => {
-                    if self.market.next_event_time() >= self.end && self.market.in_flight.is_empty() {
+                    if self.market.next_event_time() >= self.end && self.market.in_flight.is_empty()
+                    {
                         return;
                     }
                 }
@@ -645,7 +652,10 @@ impl Generator<'_> {
     /// event time) and waits for the next arrival; true when the run should stop.
     fn follow_clock(&mut self, now: i64) -> Result<bool, TaskError> {
         let end = self.end;
-        if self.stamper.advance(self.market.earliest_pending().min(now).min(end)) {
+        if self
+            .stamper
+            .advance(self.market.earliest_pending().min(now).min(end))
+        {
             let watermark = SourceEvent::Watermark(self.stamper.watermark());
             self.ctx.out.blocking_send(watermark)?;
         }
@@ -811,7 +821,10 @@ mod tests {
         // One walk: no jump at `start` beyond a normal step.
         let last = ticks.iter().rfind(|t| t.ts < DEFAULT_START).unwrap();
         let next = after.iter().find(|t| t.symbol == last.symbol).unwrap();
-        assert!((next.price / last.price - 1.0).abs() < 0.05, "{last:?} then {next:?}");
+        assert!(
+            (next.price / last.price - 1.0).abs() < 0.05,
+            "{last:?} then {next:?}"
+        );
     }
 
     #[test]

@@ -81,8 +81,12 @@ impl Source for TwelveDataConfig {
         let mut problems = feed::check(path, &self.symbols, &self.url);
         if self.api_key.expose().trim().is_empty() {
             problems.push(
-                Diagnostic::new(self.symbols.pos, format!("{path}.api_key"), "the API key is empty")
-                    .help("set it from the environment: `api_key: ${TWELVEDATA_API_KEY}`"),
+                Diagnostic::new(
+                    self.symbols.pos,
+                    format!("{path}.api_key"),
+                    "the API key is empty",
+                )
+                .help("set it from the environment: `api_key: ${TWELVEDATA_API_KEY}`"),
             );
         }
         problems
@@ -130,7 +134,11 @@ struct TwelveData {
 impl Protocol for TwelveData {
     fn url(&self) -> String {
         let sep = if self.url.contains('?') { '&' } else { '?' };
-        format!("{}{sep}apikey={}", self.url, feed::percent_encode(self.key.expose()))
+        format!(
+            "{}{sep}apikey={}",
+            self.url,
+            feed::percent_encode(self.key.expose())
+        )
     }
 
     fn display_url(&self) -> String {
@@ -234,7 +242,10 @@ fn failed_symbols(value: &Value) -> Vec<String> {
                 .iter()
                 .filter_map(|f| match f {
                     Value::String(s) => Some(s.clone()),
-                    other => other.get("symbol").and_then(Value::as_str).map(str::to_owned),
+                    other => other
+                        .get("symbol")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned),
                 })
                 .collect()
         })
@@ -275,21 +286,38 @@ mod tests {
 
     #[test]
     fn prices_events_statuses_and_errors() {
-        let (d, q) = decode(r#"{"event":"price","symbol":"AAPL","timestamp":1684508044,"price":175.6997,"day_volume":15991537}"#);
+        let (d, q) = decode(
+            r#"{"event":"price","symbol":"AAPL","timestamp":1684508044,"price":175.6997,"day_volume":15991537}"#,
+        );
         assert!(matches!(d, Decoded::Quotes));
         assert_eq!(q[0].ts, 1_684_508_044_000);
         assert_eq!(q[0].price, 175.6997);
         assert_eq!(q[0].day_volume, Some(15_991_537.0));
-        let (_, q) = decode(r#"{"event":"price","symbol":"EUR/USD","timestamp":1667563304,"price":"1.0712"}"#);
+        let (_, q) = decode(
+            r#"{"event":"price","symbol":"EUR/USD","timestamp":1667563304,"price":"1.0712"}"#,
+        );
         assert_eq!(q[0].ts, 1_667_563_304_000);
-        let (_, q) = decode(r#"{"event":"price","symbol":"EUR/USD","timestamp":1667563304500,"price":"1.0712"}"#);
+        let (_, q) = decode(
+            r#"{"event":"price","symbol":"EUR/USD","timestamp":1667563304500,"price":"1.0712"}"#,
+        );
         assert_eq!(q[0].ts, 1_667_563_304_500, "milliseconds are read as such");
         assert_eq!((q[0].price, q[0].day_volume), (1.0712, None));
-        let (d, _) = decode(r#"{"event":"subscribe-status","status":"ok","success":null,"fails":[{"symbol":"NOPE"},"BAD"]}"#);
+        let (d, _) = decode(
+            r#"{"event":"subscribe-status","status":"ok","success":null,"fails":[{"symbol":"NOPE"},"BAD"]}"#,
+        );
         assert!(matches!(d, Decoded::Rejected(s) if s == ["NOPE", "BAD"]));
-        assert!(matches!(decode(r#"{"event":"heartbeat","status":"ok"}"#).0, Decoded::Other));
-        assert!(matches!(decode(r#"{"code":401,"message":"bad key","status":"error"}"#).0, Decoded::Fatal(_)));
-        assert!(matches!(decode(r#"{"event":"price","symbol":"A","price":1}"#).0, Decoded::Garbage(_)));
+        assert!(matches!(
+            decode(r#"{"event":"heartbeat","status":"ok"}"#).0,
+            Decoded::Other
+        ));
+        assert!(matches!(
+            decode(r#"{"code":401,"message":"bad key","status":"error"}"#).0,
+            Decoded::Fatal(_)
+        ));
+        assert!(matches!(
+            decode(r#"{"event":"price","symbol":"A","price":1}"#).0,
+            Decoded::Garbage(_)
+        ));
         assert!(matches!(decode("{\"event\":\"pri").0, Decoded::Garbage(_)));
         assert!(matches!(decode("[1]").0, Decoded::Garbage(_)));
     }

@@ -11,9 +11,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::feed::{percent_encode, SymbolList};
-use super::history::{
-    self, Answer, HistorySettings, Paging, Provider, RawBar, Request, Window,
-};
+use super::history::{self, Answer, HistorySettings, Paging, Provider, RawBar, Request, Window};
 use crate::config::de::Spanned;
 use crate::config::diagnostic::Diagnostic;
 use crate::config::session::SessionSpec;
@@ -128,7 +126,11 @@ impl Source for TwelveDataHistoryConfig {
                 )
                 .help(format!(
                     "use one of {}",
-                    INTERVALS.iter().map(|(m, _)| *m).collect::<Vec<_>>().join(", ")
+                    INTERVALS
+                        .iter()
+                        .map(|(m, _)| *m)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )),
             );
         }
@@ -205,7 +207,11 @@ impl TwelveDataRest {
         if self.daily() {
             return history::format_date(ms);
         }
-        let local = self.timezone.timestamp_millis_opt(ms).single().map(|t| t.naive_local());
+        let local = self
+            .timezone
+            .timestamp_millis_opt(ms)
+            .single()
+            .map(|t| t.naive_local());
         local.map_or_else(
             || history::format_date(ms),
             |t| t.format("%Y-%m-%d %H:%M:%S").to_string(),
@@ -240,7 +246,11 @@ impl Provider for TwelveDataRest {
         // The first window assumes a market open a third of the day (US equities: 6.5 h),
         // or five trading days in seven; later windows follow the density seen.
         let page = self.page_size as i64 * self.interval.millis();
-        let span = if self.daily() { page * 11 / 10 } else { page * 3 };
+        let span = if self.daily() {
+            page * 11 / 10
+        } else {
+            page * 3
+        };
         Paging {
             span,
             max_span: page * 5,
@@ -322,7 +332,13 @@ impl Provider for TwelveDataRest {
                 .get("datetime")
                 .and_then(Value::as_str)
                 .and_then(|t| self.instant(t));
-            match (start, field("open"), field("high"), field("low"), field("close")) {
+            match (
+                start,
+                field("open"),
+                field("high"),
+                field("low"),
+                field("close"),
+            ) {
                 (Some(start), Some(open), Some(high), Some(low), Some(close)) => {
                     bars.push(RawBar {
                         start,
@@ -350,4 +366,3 @@ impl Provider for TwelveDataRest {
         }
     }
 }
-

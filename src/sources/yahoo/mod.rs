@@ -188,9 +188,12 @@ impl Protocol for Yahoo {
     fn auth_failure(&self, status: u16, body: &[u8]) -> Option<String> {
         matches!(status, 401 | 403).then(|| {
             let body: String = String::from_utf8_lossy(body).chars().take(200).collect();
-            format!("HTTP {status}: the streamer refused the connection {}", body.trim())
-                .trim_end()
-                .to_owned()
+            format!(
+                "HTTP {status}: the streamer refused the connection {}",
+                body.trim()
+            )
+            .trim_end()
+            .to_owned()
         })
     }
 }
@@ -199,7 +202,11 @@ impl Protocol for Yahoo {
 /// shortest decimal that gives the same float (94745.078125 is 94745.08), then rounded to
 /// `price_hint` decimals when Yahoo gives them; an absent `day_volume` is unknown, not 0.
 fn quote(data: &PricingData) -> Result<Quote, String> {
-    let symbol = data.id.as_deref().filter(|s| !s.is_empty()).ok_or("no `id` (symbol)")?;
+    let symbol = data
+        .id
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .ok_or("no `id` (symbol)")?;
     let time = data.time.ok_or("no `time`")?;
     let price = data.price.ok_or("no `price`")?;
     let mut price: f64 = price.to_string().parse().unwrap_or(f64::NAN);
@@ -224,13 +231,16 @@ mod tests {
     /// Real frames from yfinance's and yliveticker's tests (docs/sources.md).
     #[test]
     fn real_frames_decode() {
-        let (d, q) = decode(r#"{"type":"pricing","message":"CgdCVEMtVVNEFYoMuUcYwLCVgIplIgNVU0QqA0NDQzApOAFFPWrEP0iAgOrxvANVx/25R12csrRHZYD8skR9/7i0R7ABgIDq8bwD2AEE4AGAgOrxvAPoAYCA6vG8A/IBA0JUQ4ECAAAAwPrjckGJAgAA2P5ZT3tC"}"#);
+        let (d, q) = decode(
+            r#"{"type":"pricing","message":"CgdCVEMtVVNEFYoMuUcYwLCVgIplIgNVU0QqA0NDQzApOAFFPWrEP0iAgOrxvANVx/25R12csrRHZYD8skR9/7i0R7ABgIDq8bwD2AEE4AGAgOrxvAPoAYCA6vG8A/IBA0JUQ4ECAAAAwPrjckGJAgAA2P5ZT3tC"}"#,
+        );
         assert!(matches!(d, Decoded::Quotes), "{d:?}");
         assert_eq!(q[0].symbol, "BTC-USD");
         assert_eq!(q[0].ts, 1_736_509_140_000);
         assert_eq!(q[0].price, 94745.08);
         assert_eq!(q[0].day_volume, Some(59_712_028_672.0));
-        let (_, q) = decode("CgRNU0ZUFYVrMUMY0KLMjcNcKgNOTVMwCDgBRZ+B3L9IuPn8CVU0IjRDXYVrMUNlQApHwNgBBA==");
+        let (_, q) =
+            decode("CgRNU0ZUFYVrMUMY0KLMjcNcKgNOTVMwCDgBRZ+B3L9IuPn8CVU0IjRDXYVrMUNlQApHwNgBBA==");
         assert_eq!(q[0].symbol, "MSFT");
         assert_eq!((q[0].ts, q[0].price), (1_589_554_809_000, 177.42));
         assert_eq!(q[0].day_volume, Some(10_460_764.0));

@@ -216,7 +216,11 @@ impl YahooChart {
         if !self.daily() {
             return Some(ms);
         }
-        let local = self.timezone.timestamp_millis_opt(ms).single()?.naive_local();
+        let local = self
+            .timezone
+            .timestamp_millis_opt(ms)
+            .single()?
+            .naive_local();
         let mut date = local.date();
         if chrono::Timelike::hour(&local) >= 20 {
             date = date.succ_opt()?;
