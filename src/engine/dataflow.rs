@@ -19,7 +19,7 @@ use tokio::sync::mpsc::Receiver;
 
 use super::bars::{bars, BarsStage};
 use super::checkpoint::{Checkpoints, Cutter, OperatorCheckpoint, Part};
-use super::flow::{Control, Flow, PartitionAck, ARRIVAL_TIMEOUT};
+use super::flow::{Control, Flow, PartitionAck, ARRIVAL_TIMEOUT, MIN_PIECE};
 use super::indicators::{indicators, IndicatorsStage};
 use super::merge::merge_bars;
 use super::revise::{cascade, revised_indicators, CascadeStage};
@@ -168,9 +168,6 @@ struct Feed {
     /// The rest of a batch split at the flow control's budget: it goes in first.
     rest: Option<SourceEvent>,
 }
-
-/// The fewest records a batch split by the flow control's budget is cut into.
-const MIN_PIECE: usize = 64;
 
 /// The bits of a sequence number a source partition stamped (below its source's index).
 const PARTITION_BITS: u64 = (1 << SOURCE_SHIFT) - 1;

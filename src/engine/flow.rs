@@ -50,6 +50,9 @@ const SAMPLE_RECORDS: u64 = 1024;
 /// frontier back, and what an operator keeps (an open window) is state, not queue.
 pub const ARRIVAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// The fewest records a batch split by the flow control's budget is cut into.
+pub const MIN_PIECE: usize = 64;
+
 /// This process's view of the flow control, shared by its workers.
 ///
 /// Every sink has a queue in bytes (the stash in front of its channel and the channel,
@@ -63,6 +66,8 @@ pub struct Flow {
     acked: AtomicI64,
     /// The leader said a sink of process 0 is full (sinks run there).
     leader_paused: AtomicBool,
+    /// A queue had no room left: the sources hold until it is down to half its limit.
+    holding: AtomicBool,
     /// This process's sinks' queues (process 0's), and the bytes each may hold.
     queues: Vec<SinkQueue>,
     limit: i64,
@@ -90,6 +95,7 @@ impl Flow {
         Flow {
             acked: AtomicI64::new(i64::MIN),
             leader_paused: AtomicBool::new(false),
+            holding: AtomicBool::new(false),
             queues,
             limit: limit.min(i64::MAX as u64) as i64,
             workers: workers.max(1),
@@ -114,9 +120,11 @@ impl Flow {
         self.queues.iter().map(SinkQueue::bytes).max()
     }
 
-    /// Whether this process's sinks are full.
+    /// Whether this process's sinks are full, or the sources hold until they drain.
     fn full(&self) -> bool {
-        self.most_queued().is_some_and(|q| q >= self.limit)
+        self.most_queued().is_some_and(|q| {
+            q >= self.limit || (self.holding.load(Ordering::SeqCst) && q > self.limit / 2)
+        })
     }
 
     /// Whether sources wait: a sink here is full, or the leader said one is.
@@ -132,13 +140,27 @@ impl Flow {
         let Some(queued) = self.most_queued() else {
             return PUMP_RECORDS;
         };
+        if self.holding.load(Ordering::SeqCst) {
+            if queued > self.limit / 2 {
+                return 0;
+            }
+            self.holding.store(false, Ordering::SeqCst);
+        }
         let per_record = self.cost.lock().map_or(1.0, |c| c.bytes_per_record);
         let in_flight = self.in_flight.load(Ordering::Relaxed).max(0);
         let room = (self.limit - queued) as f64 - in_flight as f64 * per_record;
-        if room < per_record {
-            // Empty queues and nothing on the way: a record that costs more than the whole
-            // queue still goes in, one piece at a time, rather than never.
-            return usize::from(queued <= 0 && in_flight == 0);
+        if room < per_record * MIN_PIECE as f64 {
+            // Empty queues and nothing on the way: a piece that costs more than the whole
+            // queue still goes in, alone, rather than never.
+            if queued <= 0 && in_flight == 0 {
+                return 1;
+            }
+            // Otherwise hold until the queue is down to half (a stuck sink's queue is not
+            // fed a piece at a time, and a draining one takes larger batches).
+            if queued > 0 {
+                self.holding.store(true, Ordering::SeqCst);
+            }
+            return 0;
         }
         ((room / self.workers as f64 / per_record) as usize).clamp(1, PUMP_RECORDS)
     }
@@ -311,12 +333,12 @@ mod tests {
         let first = flow.pump_budget();
         let record = std::mem::size_of::<Record>();
         assert_eq!(first, (LIMIT as usize / (32 * record)).min(PUMP_RECORDS));
-        // Records that cost 10 KB each at the most loaded sink: the budget follows at once.
-        pump_and_arrive(&flow, &queues[0], 4096, 10_000);
-        assert_eq!(flow.pump_budget(), LIMIT as usize / 10_000);
+        // Records that cost 8 KB each at the most loaded sink: the budget follows at once.
+        pump_and_arrive(&flow, &queues[0], 4096, 8_000);
+        assert_eq!(flow.pump_budget(), LIMIT as usize / 8_000);
         // Records still on their way count against the room.
         flow.pumped(50);
-        assert_eq!(flow.pump_budget(), LIMIT as usize / 10_000 - 50);
+        assert_eq!(flow.pump_budget(), LIMIT as usize / 8_000 - 50);
         flow.arrived(50);
         // A queue at its limit pauses.
         queues[1].add(LIMIT as usize);
@@ -328,7 +350,7 @@ mod tests {
         pump_and_arrive(&flow, &queues[0], 4096, 100);
         let after = flow.pump_budget();
         assert!(
-            after > LIMIT as usize / 10_000 && after < LIMIT as usize / 100,
+            after > LIMIT as usize / 8_000 && after < LIMIT as usize / 100,
             "{after}"
         );
     }
