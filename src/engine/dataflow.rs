@@ -464,17 +464,17 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> f64 {
     let mut on_the_way: VecDeque<(u64, usize, Instant)> = VecDeque::new();
     loop {
         let budget = shared.flow.pump_budget();
-        if budget > 0 {
-            let (mut moved, mut latest) = (0, 0);
-            for feed in &mut feeds {
-                let name = &shared.pipeline.sources[feed.source].name;
-                let (records, at) = feed.pump(shared, name, budget);
-                moved += records;
-                latest = latest.max(at);
-            }
-            if moved > 0 {
-                on_the_way.push_back((latest, moved, Instant::now()));
-            }
+        // With no budget a feed moves no record, but an ended or idle partition still
+        // follows the others (and cuts at checkpoints).
+        let (mut moved, mut latest) = (0, 0);
+        for feed in &mut feeds {
+            let name = &shared.pipeline.sources[feed.source].name;
+            let (records, at) = feed.pump(shared, name, budget);
+            moved += records;
+            latest = latest.max(at);
+        }
+        if moved > 0 {
+            on_the_way.push_back((latest, moved, Instant::now()));
         }
         let step_started = Instant::now();
         if let Some(handle) = &mut control {
@@ -571,7 +571,7 @@ fn control_dataflow(scope: Scope<'_, u64>, shared: &Shared) -> Option<InputHandl
 fn arrive(on_the_way: &mut VecDeque<(u64, usize, Instant)>, probe: &ProbeHandle<u64>, flow: &Flow) {
     let frontier = probe.with_frontier(|f| f.iter().next().copied());
     while let Some(&(time, records, at)) = on_the_way.front() {
-        if frontier.is_some_and(|f| f <= time) && at.elapsed() < ARRIVAL_TIMEOUT {
+        if at.elapsed() < ARRIVAL_TIMEOUT && frontier.is_some_and(|f| f <= time) {
             break;
         }
         on_the_way.pop_front();
