@@ -728,3 +728,8 @@ fn migrate(
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// jemalloc gives memory back after a burst (its dirty pages decay in about 10 s); glibc's
+/// malloc kept the demo's burst resident for as long as it ran (docs/architecture.md).
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

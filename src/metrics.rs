@@ -33,6 +33,7 @@ pub struct Metrics {
     pub sink_batch_seconds: HistogramVec,
     pub sink_committed_watermark: GaugeVec,
     pub sink_retention_deleted: IntCounterVec,
+    pub sink_queued_bytes: IntGaugeVec,
     pub source_up: IntGaugeVec,
     pub source_acked_position: IntGaugeVec,
     pub kafka_consumer_lag: IntGaugeVec,
@@ -286,6 +287,12 @@ impl Metrics {
                 r,
                 "marketflow_sink_retention_deleted_total",
                 "Rows deleted by the engine's retention (databases without TimescaleDB).",
+                &["sink"],
+            ),
+            sink_queued_bytes: gauge(
+                r,
+                "marketflow_sink_queued_bytes",
+                "Bytes of records the dataflow has handed to a sink that it has not taken yet (the stash in front of its channel and the channel); the sources pause while any sink holds `sink_queue` bytes.",
                 &["sink"],
             ),
             source_acked_position: gauge(

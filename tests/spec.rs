@@ -162,3 +162,52 @@ fn graph_prints_dot_and_text() {
         "{text}"
     );
 }
+
+#[test]
+fn sink_queue_is_a_size_within_bounds() {
+    let dir = scratch();
+    let pipeline = |queue: &str| {
+        format!(
+            "pipeline: q\nsink_queue: {queue}\nsources:\n  ticks: {{type: synthetic, symbols: [AAPL], count: 10}}\nsinks:\n  out: {{type: null, from: ticks, rate: 0}}\n"
+        )
+    };
+    write(
+        dir.path(),
+        "ok.yaml",
+        &pipeline("32MiB").replace("rate: 0", "rate: 5"),
+    );
+    let out = run_in(dir.path(), &["validate", "ok.yaml"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (queue, expected) in [
+        (
+            "lots",
+            "q.yaml:2:13: sink_queue: invalid size `lots`: expected a number of bytes with a unit",
+        ),
+        (
+            "1KiB",
+            "q.yaml:2:13: sink_queue: sink_queue must be between 64KiB and 16GiB (got 1KiB)",
+        ),
+        (
+            "12 parsecs",
+            "q.yaml:2:13: sink_queue: invalid size `12 parsecs`",
+        ),
+    ] {
+        write(dir.path(), "q.yaml", &pipeline(queue));
+        let out = run_in(dir.path(), &["validate", "q.yaml"]);
+        assert_eq!(out.status.code(), Some(2), "sink_queue: {queue}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(expected),
+            "missing:\n{expected}\nin:\n{stderr}"
+        );
+        assert!(
+            stderr.contains("q.yaml:6:")
+                && stderr.contains("sinks.out.rate: must be between 1 and"),
+            "the null sink's rate of 0 is refused too:\n{stderr}"
+        );
+    }
+}

@@ -91,6 +91,60 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
+/// A quantity of memory: `16MiB`, `512KiB`, `1GiB`, `64MB`, `500kB` or a plain number of
+/// bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ByteSize(pub u64);
+
+/// A memory size that cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid size `{0}`: expected a number of bytes with a unit B, kB, KiB, MB, MiB, GB or GiB (e.g. `16MiB`)")]
+pub struct ByteSizeError(String);
+
+impl FromStr for ByteSize {
+    type Err = ByteSizeError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || ByteSizeError(s.chars().take(40).collect());
+        let text = s.trim();
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
+        let (digits, unit) = text.split_at(split);
+        let number: u64 = digits.parse().map_err(|_| err())?;
+        let scale: u64 = match unit.trim() {
+            "" | "B" => 1,
+            "kB" | "KB" => 1_000,
+            "KiB" => 1 << 10,
+            "MB" => 1_000_000,
+            "MiB" => 1 << 20,
+            "GB" => 1_000_000_000,
+            "GiB" => 1 << 30,
+            _ => return Err(err()),
+        };
+        number.checked_mul(scale).map(ByteSize).ok_or_else(err)
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let units = [(1u64 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+        match units
+            .iter()
+            .find(|(scale, _)| self.0 >= *scale && self.0 % scale == 0)
+        {
+            Some((scale, unit)) => write!(f, "{}{unit}", self.0 / scale),
+            None => write!(f, "{}B", self.0),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(de::Error::custom)
+    }
+}
+
 /// Reads a count within `LO..=HI`, else a positioned error naming the range: for
 /// `#[serde(deserialize_with = "count_within::<_, 1, 1000>")]`.
 pub fn count_within<'de, D: Deserializer<'de>, const LO: u64, const HI: u64>(
@@ -120,6 +174,13 @@ pub fn duration_within<'de, D: Deserializer<'de>, const LO_MS: i64, const HI_MS:
             Duration(HI_MS)
         )))
     }
+}
+
+/// [`count_within`] for an optional key.
+pub fn optional_count_within<'de, D: Deserializer<'de>, const LO: u64, const HI: u64>(
+    deserializer: D,
+) -> Result<Option<usize>, D::Error> {
+    count_within::<D, LO, HI>(deserializer).map(Some)
 }
 
 /// [`duration_within`] for an optional key.

@@ -4,7 +4,7 @@ use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -266,11 +266,165 @@ impl Resources {
     }
 }
 
+/// The bytes of records the dataflow has handed to one sink and the sink has not taken
+/// yet: what waits in front of its channel and what is in it. Flow control pauses the
+/// sources while a sink's queue is at the pipeline's `sink_queue`.
+#[derive(Clone)]
+pub struct SinkQueue {
+    bytes: Arc<AtomicI64>,
+    /// Every byte ever queued: how much a pumped record costs the sinks.
+    entered: Arc<AtomicU64>,
+    gauge: prometheus::IntGauge,
+}
+
+impl SinkQueue {
+    pub fn new(sink: &str) -> SinkQueue {
+        SinkQueue {
+            bytes: Arc::default(),
+            entered: Arc::default(),
+            gauge: metrics().sink_queued_bytes.with_label_values(&[sink]),
+        }
+    }
+
+    /// Bytes queued now.
+    pub fn bytes(&self) -> i64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Bytes queued since the run started.
+    pub fn entered(&self) -> u64 {
+        self.entered.load(Ordering::Relaxed)
+    }
+
+    /// The dataflow handed the sink `bytes` more.
+    pub fn add(&self, bytes: usize) {
+        self.bytes.fetch_add(bytes as i64, Ordering::Relaxed);
+        self.entered.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.gauge.add(bytes as i64);
+    }
+
+    /// The sink took (or the run dropped) `bytes`.
+    pub fn remove(&self, bytes: usize) {
+        self.bytes.fetch_sub(bytes as i64, Ordering::Relaxed);
+        self.gauge.sub(bytes as i64);
+    }
+}
+
+/// What a worker's sink operator sends a sink: an event and the worker's local index.
+pub type FromWorker = (usize, SinkEvent);
+
+/// A sink's end of its channel from the dataflow. Every worker of the process hands the
+/// sink its own records, then its progress; the inlet passes records on as they come and
+/// combines the workers' progress and checkpoints, so a sink sees one stream of events:
+/// `Progress(p)` once every worker has sent everything below `p`, `Checkpoint(t)` once every
+/// worker has reached `t`. What it takes leaves its [`SinkQueue`].
+pub struct SinkInlet {
+    rx: mpsc::Receiver<FromWorker>,
+    queue: SinkQueue,
+    /// The progress each worker sent, and the combined progress passed on.
+    progress: Vec<i64>,
+    passed: i64,
+    /// Checkpoint times not yet reached by every worker, with how many have.
+    checkpoints: std::collections::BTreeMap<i64, usize>,
+}
+
+impl SinkInlet {
+    pub fn new(rx: mpsc::Receiver<FromWorker>, workers: usize, queue: SinkQueue) -> SinkInlet {
+        SinkInlet {
+            rx,
+            queue,
+            progress: vec![i64::MIN; workers.max(1)],
+            passed: i64::MIN,
+            checkpoints: Default::default(),
+        }
+    }
+
+    /// What a worker's event means for the sink, if anything yet.
+    fn combine(&mut self, (worker, event): FromWorker) -> Option<SinkEvent> {
+        match event {
+            SinkEvent::Records { .. } => {
+                self.queue.remove(event.queued_bytes());
+                Some(event)
+            }
+            SinkEvent::Progress(p) => {
+                let slot = self.progress.get_mut(worker)?;
+                *slot = (*slot).max(p);
+                let least = self.progress.iter().copied().min().unwrap_or(p);
+                (least > self.passed).then(|| {
+                    self.passed = least;
+                    SinkEvent::Progress(least)
+                })
+            }
+            SinkEvent::Checkpoint(t) => {
+                let reached = self.checkpoints.entry(t).or_default();
+                *reached += 1;
+                if *reached < self.progress.len() {
+                    return None;
+                }
+                // Checkpoints come in time order: older ones are complete or abandoned.
+                self.checkpoints = self.checkpoints.split_off(&(t + 1));
+                Some(SinkEvent::Checkpoint(t))
+            }
+        }
+    }
+
+    /// The next event; `None` once the dataflow is done with this sink. Cancel-safe.
+    pub async fn recv(&mut self) -> Option<SinkEvent> {
+        loop {
+            let raw = self.rx.recv().await?;
+            if let Some(event) = self.combine(raw) {
+                return Some(event);
+            }
+        }
+    }
+
+    /// The next event from a plain thread, waiting for it.
+    pub fn blocking_recv(&mut self) -> Option<SinkEvent> {
+        loop {
+            let raw = self.rx.blocking_recv()?;
+            if let Some(event) = self.combine(raw) {
+                return Some(event);
+            }
+        }
+    }
+
+    /// The next event if one is waiting.
+    pub fn try_recv(&mut self) -> Result<SinkEvent, mpsc::error::TryRecvError> {
+        loop {
+            let raw = self.rx.try_recv()?;
+            if let Some(event) = self.combine(raw) {
+                return Ok(event);
+            }
+        }
+    }
+
+    /// Whether the dataflow has closed the channel (events may still be waiting in it).
+    pub fn is_closed(&self) -> bool {
+        self.rx.is_closed()
+    }
+
+    /// Whether no event is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.rx.is_empty()
+    }
+}
+
+impl Drop for SinkInlet {
+    /// A sink that stops early leaves what it did not take: it no longer counts.
+    fn drop(&mut self) {
+        self.rx.close();
+        while let Ok((_, event)) = self.rx.try_recv() {
+            self.queue.remove(event.queued_bytes());
+        }
+    }
+}
+
 /// What a sink needs to run.
 pub struct SinkContext {
     /// The sink's name in the pipeline.
     pub name: String,
-    pub records: mpsc::Receiver<SinkEvent>,
+    /// Its records, progress and checkpoints, in order.
+    pub records: SinkInlet,
     /// Kinds of the records it will receive, in `inputs()` order.
     pub kinds: Vec<RecordKind>,
     pub shutdown: Shutdown,

@@ -32,6 +32,22 @@ impl SourceEvent {
             SourceEvent::Watermark(_) => 0,
         }
     }
+
+    /// Keeps the first `n` records and returns the others, with the same position (the
+    /// position is reached once they are all in).
+    pub fn split_off(&mut self, n: usize) -> SourceEvent {
+        match self {
+            SourceEvent::Ticks { records, position } => SourceEvent::Ticks {
+                records: records.split_off(n.min(records.len())),
+                position: *position,
+            },
+            SourceEvent::Bars { records, position } => SourceEvent::Bars {
+                records: records.split_off(n.min(records.len())),
+                position: *position,
+            },
+            SourceEvent::Watermark(w) => SourceEvent::Watermark(*w),
+        }
+    }
 }
 
 /// One batch from the dataflow to a sink. A sink type outside this crate matches it with
@@ -49,4 +65,17 @@ pub enum SinkEvent {
     /// ([`Sink::resumes_at_offset`](super::Sink::resumes_at_offset)) makes the records
     /// below it durable and reports its offset ([`Acknowledger::checkpoint`](super::Acknowledger::checkpoint)).
     Checkpoint(i64),
+}
+
+impl SinkEvent {
+    /// The memory its records hold, as flow control counts it: the batch's allocation
+    /// (records own no heap of note: symbols and ids are inline strings).
+    pub fn queued_bytes(&self) -> usize {
+        match self {
+            SinkEvent::Records { records, .. } => {
+                records.capacity() * std::mem::size_of::<Record>()
+            }
+            _ => 0,
+        }
+    }
 }

@@ -19,8 +19,8 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 
 pub use self::context::{
-    Acknowledger, Closed, Replay, Resources, Restart, SinkContext, SourceContext, SourceSender,
-    Task, TaskError,
+    Acknowledger, Closed, FromWorker, Replay, Resources, Restart, SinkContext, SinkInlet,
+    SinkQueue, SourceContext, SourceSender, Task, TaskError,
 };
 pub use self::event::{Position, SinkEvent, SourceEvent};
 pub use self::registry::{Registry, SinkConfig, SinkType, SourceConfig, SourceType};

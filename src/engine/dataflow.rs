@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use marketflow_operators::{Bar, Calendar, IndicatorRow, Record, Tick};
 use timely::container::CapacityContainerBuilder;
-use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::channels::pact::{Exchange, ParallelizationContract, Pipeline};
 use timely::dataflow::operators::vec::{Broadcast, Map};
 use timely::dataflow::operators::{Concatenate, Inspect, Operator, Probe};
 use timely::dataflow::{InputHandleVec as InputHandle, ProbeHandle, Scope, StreamVec};
@@ -19,7 +19,7 @@ use tokio::sync::mpsc::Receiver;
 
 use super::bars::{bars, BarsStage};
 use super::checkpoint::{Checkpoints, Cutter, OperatorCheckpoint, Part};
-use super::flow::{Control, Flow, PartitionAck};
+use super::flow::{Control, PartitionAck, Pumped, MIN_PIECE};
 use super::indicators::{indicators, IndicatorsStage};
 use super::merge::merge_bars;
 use super::revise::{cascade, revised_indicators, CascadeStage};
@@ -77,13 +77,20 @@ impl SourceInput {
 
     /// Sends a batch at the current time, then advances to the batch's last watermark.
     fn feed(&mut self, event: SourceEvent) -> Option<crate::connector::Position> {
+        self.feed_piece(event, true)
+    }
+
+    /// [`SourceInput::feed`] for a piece of a batch: all but the last piece (`last` false)
+    /// leave the time where it is, so every record of a batch has the batch's time however
+    /// the flow control split it (the file sink orders records by time, then content).
+    fn feed_piece(&mut self, event: SourceEvent, last: bool) -> Option<crate::connector::Position> {
         match (self, event) {
             (SourceInput::Ticks(h), SourceEvent::Ticks { records, position }) => {
-                send_stamped(h, records, |t| &mut t.wm);
+                send_stamped(h, records, |t| &mut t.wm, last);
                 Some(position)
             }
             (SourceInput::Bars(h), SourceEvent::Bars { records, position }) => {
-                send_stamped(h, records, |b| &mut b.wm);
+                send_stamped(h, records, |b| &mut b.wm, last);
                 Some(position)
             }
             (input, SourceEvent::Watermark(wm)) => {
@@ -98,19 +105,20 @@ impl SourceInput {
     }
 }
 
-/// Sends `records` at the handle's time and advances it to their last watermark. A record
-/// stamped below the current time (its partition was idle and skipped ahead) takes the
-/// current time as its watermark, so lateness is judged as the frontier was.
+/// Sends `records` at the handle's time and, with `advance`, advances it to their last
+/// watermark. A record stamped below the current time (its partition was idle and skipped
+/// ahead) takes the current time as its watermark, so lateness is judged as the frontier was.
 fn send_stamped<D: Clone + 'static>(
     h: &mut InputHandle<u64, D>,
     mut records: Vec<D>,
     wm: fn(&mut D) -> &mut i64,
+    advance: bool,
 ) {
     let now = *h.time() as i64;
     if records.first_mut().is_some_and(|r| *wm(r) < now) {
         records.iter_mut().for_each(|r| *wm(r) = (*wm(r)).max(now));
     }
-    let last = records.last_mut().map(|r| *wm(r));
+    let last = records.last_mut().map(|r| *wm(r)).filter(|_| advance);
     h.send_batch(&mut records);
     if let Some(t) = last.map(epoch).filter(|t| t > h.time()) {
         h.advance_to(t);
@@ -157,44 +165,61 @@ struct Feed {
     /// Its source ended while the pipeline takes checkpoints: the input stays open until
     /// every partition has ended ([`Checkpoints::feed_ended`]).
     ended: bool,
+    /// The rest of a batch split at the flow control's budget: it goes in first.
+    rest: Option<SourceEvent>,
+    /// Its records on their way to the sinks.
+    pumped: Pumped,
 }
-
-/// Records a partition moves into the dataflow in one step of its worker. A full sink pauses
-/// the sources from the next step on, so this bounds what queues before a sink beyond what
-/// its channel holds: the time a checkpoint waits for the sinks, and memory.
-const PUMP_RECORDS: usize = 16_384;
 
 /// The bits of a sequence number a source partition stamped (below its source's index).
 const PARTITION_BITS: u64 = (1 << SOURCE_SHIFT) - 1;
 
 impl Feed {
-    /// Moves pending batches into the dataflow, up to [`PUMP_RECORDS`] records (at least
-    /// one batch) a step; closes the input once the partition is done.
-    fn pump(&mut self, shared: &Shared, name: &str) {
+    /// Moves pending batches into the dataflow, up to `budget` records a step (a larger
+    /// batch is split, its rest goes first next time); closes the input once the partition
+    /// is done. Returns the records moved.
+    fn pump(&mut self, shared: &Shared, name: &str, budget: usize) -> usize {
         let (flow, status) = (&shared.flow, &shared.status);
         if self.input.is_none() {
-            return;
+            return 0;
         }
         if self.ended {
             self.follow_ended(shared);
-            return;
+            return 0;
         }
-        let mut pumped = 0;
-        while pumped < PUMP_RECORDS {
-            match self.rx.try_recv() {
+        // Records moved (what the flow control counts), and events (a watermark counts one
+        // against the budget, so that a stream of them ends the step too).
+        let (mut moved, mut pumped) = (0, 0);
+        while pumped < budget {
+            let next = match self.rest.take() {
+                Some(rest) => Ok(rest),
+                None => self.rx.try_recv(),
+            };
+            match next {
                 Ok(mut event) => {
+                    // Pieces are not made smaller than this: a heavy fan-out splits a batch
+                    // into a few, not into single records.
+                    let room = (budget - pumped).max(MIN_PIECE);
+                    let whole = event.record_count() <= room;
+                    if !whole {
+                        self.rest = Some(event.split_off(room));
+                    }
                     pumped += event.record_count().max(1);
+                    moved += event.record_count();
                     self.last_event = Instant::now();
                     tag(&mut event, self.source, name);
-                    let Some(input) = &mut self.input else { return };
+                    let Some(input) = &mut self.input else {
+                        return moved;
+                    };
                     let sent_at = input.time() as i64;
+                    self.pumped.sent(input.time(), event.record_count());
                     let position = match (&mut self.cutter, &shared.checkpoints) {
                         (Some((feed, cutter)), Some(checkpoints)) => {
-                            feed_cut(input, event, cutter, checkpoints, *feed)
+                            feed_cut(input, event, whole, cutter, checkpoints, *feed)
                         }
-                        _ => input.feed(event),
+                        _ => input.feed_piece(event, whole),
                     };
-                    if let Some(position) = position {
+                    if let Some(position) = position.filter(|_| whole) {
                         self.ack.sent(sent_at, position);
                     }
                     flow.report_watermark(self.source, input.time() as i64);
@@ -209,7 +234,7 @@ impl Feed {
                         }
                         _ => self.input = None,
                     }
-                    return;
+                    return moved;
                 }
             }
         }
@@ -235,6 +260,7 @@ impl Feed {
                 }
             }
         }
+        moved
     }
 }
 
@@ -270,10 +296,12 @@ impl Feed {
 /// Feeds `event` through a partition taking checkpoints: records it already sent before a
 /// restart are dropped; an announced checkpoint time is cut at (the records stamped below
 /// it go in, the cut is reported, the input moves to it, the rest follow). Returns the
-/// position the batch ends at.
+/// position the batch ends at. A piece of a split batch (`whole` false) does not move the
+/// partition's position: its records count as sent past the last one.
 fn feed_cut(
     input: &mut SourceInput,
     event: SourceEvent,
+    whole: bool,
     cutter: &mut Cutter,
     checkpoints: &Checkpoints,
     feed: usize,
@@ -295,8 +323,8 @@ fn feed_cut(
                 cut_at(input, w, cutter, checkpoints, feed);
             }
             records.iter().for_each(|t| cutter.observe_stamp(stamp(t)));
-            input.feed(SourceEvent::Ticks { records, position });
-            cutter.at(position);
+            input.feed_piece(SourceEvent::Ticks { records, position }, whole);
+            whole.then(|| cutter.at(position));
             Some(position)
         }
         SourceEvent::Bars {
@@ -312,8 +340,8 @@ fn feed_cut(
                 cut_at(input, w, cutter, checkpoints, feed);
             }
             records.iter().for_each(|b| cutter.observe_stamp(stamp(b)));
-            input.feed(SourceEvent::Bars { records, position });
-            cutter.at(position);
+            input.feed_piece(SourceEvent::Bars { records, position }, whole);
+            whole.then(|| cutter.at(position));
             Some(position)
         }
         SourceEvent::Watermark(wm) => {
@@ -415,6 +443,8 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> f64 {
                 last_event: Instant::now(),
                 cutter,
                 ended: false,
+                rest: None,
+                pumped: Pumped::default(),
             });
         }
     }
@@ -429,13 +459,22 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> f64 {
     let cpu_at_start = thread_cpu_seconds();
     let mut final_ack = None;
     let mut last_control = Control::default();
+    let paused_seconds = &metrics().source_paused_seconds;
     loop {
-        if !shared.flow.paused() {
-            for feed in &mut feeds {
-                let name = &shared.pipeline.sources[feed.source].name;
-                feed.pump(shared, name);
-            }
+        // With no budget a feed moves no record, but an ended or idle partition still
+        // follows the others (and cuts at checkpoints).
+        let open_feeds = feeds.iter().filter(|f| f.input.is_some()).count();
+        let mut moved = 0;
+        for feed in &mut feeds {
+            let name = &shared.pipeline.sources[feed.source].name;
+            let waiting = feed
+                .input
+                .as_ref()
+                .map_or(0, |input| feed.pumped.before(input.time()));
+            let budget = shared.flow.pump_budget(waiting, open_feeds);
+            moved += feed.pump(shared, name, budget);
         }
+        let step_started = Instant::now();
         if let Some(handle) = &mut control {
             let now = shared.control();
             if now != last_control {
@@ -466,6 +505,13 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> f64 {
             None
         };
         let more = worker.step_or_park(park);
+        let frontier = probe.with_frontier(|f| f.iter().next().copied());
+        feeds
+            .iter_mut()
+            .for_each(|f| f.pumped.arrive(frontier, &shared.flow));
+        if moved == 0 && open && shared.flow.paused() && local == 0 {
+            paused_seconds.inc_by(step_started.elapsed().as_secs_f64());
+        }
         if !more && !open && control.is_none() && !waiting {
             break;
         }
@@ -562,8 +608,8 @@ fn build<'s>(
             scope,
             records,
             &sink.name,
-            sender,
-            (shared.flow.clone(), shared.checkpoints.clone()),
+            (sender, shared.placement.threads, shared.placement.processes),
+            shared.checkpoints.clone(),
         );
     }
     // Sources close last: once their streams and the sinks' inputs are done, so is the run.
@@ -795,20 +841,45 @@ fn operator<'s>(
     }
 }
 
-/// Routes a sink's records to worker 0, which hands them to the sink task with their time,
-/// then the progress. A full sink channel does not block the worker: what cannot be sent
-/// waits here, and the flow control pauses every source until the sink catches up. A sink
-/// that stopped (failed) makes the run stop: records are not silently dropped.
+/// Hands a sink the records of this worker with their time, then the worker's progress
+/// (the sink's inlet combines the workers' progress). Sinks run in process 0: there every
+/// worker writes what it holds, with no exchange; another process sends its records to
+/// the worker of the same local index there.
 fn sink_operator(
     scope: Scope<'_, u64>,
     records: StreamVec<'_, u64, Record>,
     name: &str,
-    sender: Option<SinkSender>,
-    (flow, checkpoints): (Arc<Flow>, Option<Arc<Checkpoints>>),
+    (sender, threads, processes): (Option<SinkSender>, usize, usize),
+    checkpoints: Option<Arc<Checkpoints>>,
 ) {
+    let local = scope.index() % threads.max(1);
+    if processes > 1 {
+        let to = local as u64;
+        let pact = Exchange::new(move |_: &Record| to);
+        sink_stage(scope, records, name, pact, (sender, local), checkpoints);
+    } else {
+        sink_stage(scope, records, name, Pipeline, (sender, local), checkpoints);
+    }
+}
+
+/// The sink operator of [`sink_operator`]. A full sink channel does not block the worker:
+/// what cannot be sent waits here, counted in the sink's queue with what the channel
+/// holds, and the flow control lets no more source records in while the queue is at its
+/// limit. A sink that stopped (failed) makes the run stop: records are not silently
+/// dropped.
+fn sink_stage<P>(
+    scope: Scope<'_, u64>,
+    records: StreamVec<'_, u64, Record>,
+    name: &str,
+    pact: P,
+    (sender, local): (Option<SinkSender>, usize),
+    checkpoints: Option<Arc<Checkpoints>>,
+) where
+    P: ParallelizationContract<u64, Vec<Record>>,
+{
     let label = name.to_owned();
     records.unary_frontier::<CapacityContainerBuilder<Vec<()>>, _, _, _>(
-        Exchange::new(|_: &Record| 0),
+        pact,
         &format!("sink:{name}"),
         move |capability, info| {
             let activator = scope.activator_for(Rc::clone(&info.address));
@@ -818,19 +889,23 @@ fn sink_operator(
             let mut sender = sender;
             let mut waiting: VecDeque<SinkEvent> = VecDeque::new();
             let mut last_progress = i64::MIN;
-            let mut blocked = false;
             let mut checkpointed = i64::MIN;
             move |(input, frontier), _output| {
                 input.for_each(|capability, data| {
                     let time = capability.least().map_or(i64::MAX, |t| *t as i64);
-                    if sender.is_some() && !data.is_empty() {
-                        waiting.push_back(SinkEvent::Records {
-                            time,
-                            records: std::mem::take(data),
-                        });
+                    if let Some(s) = sender.as_ref().filter(|_| !data.is_empty()) {
+                        let mut records = std::mem::take(data);
+                        // A batch of one time can be a few records in room for many (sparse
+                        // history): it would hold that room until the sink takes it.
+                        if records.len() * 4 < records.capacity() {
+                            records.shrink_to_fit();
+                        }
+                        let event = SinkEvent::Records { time, records };
+                        s.queue.add(event.queued_bytes());
+                        waiting.push_back(event);
                     }
                 });
-                let Some(tx) = &sender else {
+                let Some(SinkSender { tx, queue }) = &sender else {
                     hold.take();
                     return;
                 };
@@ -852,27 +927,24 @@ fn sink_operator(
                     waiting.push_back(SinkEvent::Progress(progress));
                 }
                 while let Some(event) = waiting.pop_front() {
-                    match tx.try_send(event) {
+                    match tx.try_send((local, event)) {
                         Ok(()) => {}
-                        Err(TrySendError::Full(event)) => {
+                        Err(TrySendError::Full((_, event))) => {
                             waiting.push_front(event);
                             break;
                         }
-                        Err(TrySendError::Closed(_)) => {
+                        Err(TrySendError::Closed((_, event))) => {
                             metrics().sink_errors.with_label_values(&[label.as_str()]).inc();
                             tracing::error!(sink = %label, "sink stopped; records for it are being discarded");
+                            let dropped: usize = waiting.iter().chain([&event]).map(SinkEvent::queued_bytes).sum();
+                            queue.remove(dropped);
                             waiting.clear();
                             sender = None;
                             break;
                         }
                     }
                 }
-                let now_blocked = !waiting.is_empty();
-                if now_blocked != blocked {
-                    blocked = now_blocked;
-                    flow.sink_blocked(blocked);
-                }
-                if blocked {
+                if !waiting.is_empty() {
                     activator.activate_after(Duration::from_millis(1));
                 } else if frontier.frontier().is_empty() {
                     hold.take();

@@ -25,8 +25,8 @@ use self::dataflow::run_worker;
 use self::flow::{Control, Flow};
 use self::placement::Placement;
 use crate::connector::{
-    Acknowledger, Position, Replay, Resources, RestartFrom, SinkContext, SinkEvent, SourceContext,
-    SourceEvent, SourceSender, Task, TaskError,
+    Acknowledger, FromWorker, Position, Replay, Resources, RestartFrom, SinkContext, SinkInlet,
+    SinkQueue, SourceContext, SourceEvent, SourceSender, Task, TaskError,
 };
 use crate::dead_letter::DeadLetters;
 use crate::shutdown::Shutdown;
@@ -35,8 +35,13 @@ use crate::status::RunStatus;
 use crate::store::positions::Positions;
 use crate::store::recovery::{Checkpoint, Identity, RecoveryStore};
 
-/// A sink's inlet, used by the sink operator inside the dataflow.
-pub type SinkSender = mpsc::Sender<SinkEvent>;
+/// A sink's end inside the dataflow: its channel, and the queue that counts what the
+/// sink has not taken yet.
+#[derive(Clone)]
+pub struct SinkSender {
+    pub tx: mpsc::Sender<FromWorker>,
+    pub queue: SinkQueue,
+}
 
 /// How to place the workers, and what sinks may use.
 #[derive(Clone, Default)]
@@ -217,7 +222,7 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunSummary, RunE
     // Before the sinks start: a database file is set up by one connection at a time.
     let positions = runtime.block_on(open_positions(pipeline))?;
     let restored = recovery.as_ref().and_then(|r| r.restored.clone());
-    let (sink_tasks, sink_senders, sink_acks) = start_sinks(
+    let sinks = start_sinks(
         &runtime,
         pipeline,
         &placement,
@@ -239,12 +244,17 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunSummary, RunE
         pipeline: pipeline.clone(),
         placement: placement.clone(),
         partitions: Mutex::new(partitions),
-        sink_senders: Mutex::new(sink_senders),
-        sink_acks,
+        sink_senders: Mutex::new(sinks.senders),
+        sink_acks: sinks.acks,
         waker,
         dead_letters: dead_letters.clone(),
         interrupted: stop.interrupted.clone(),
-        flow: Arc::new(Flow::new(pipeline.sources.len())),
+        flow: Arc::new(Flow::new(
+            pipeline.sources.len(),
+            sinks.queues,
+            pipeline.sink_queue.unwrap_or(flow::DEFAULT_SINK_QUEUE),
+            placement.threads,
+        )),
         status: options.status.clone(),
         checkpoints: recovery.as_ref().map(|r| r.checkpoints.clone()),
         collector: Mutex::new(recovery.and_then(|r| r.collector)),
@@ -254,7 +264,7 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunSummary, RunE
     tracing::info!(pipeline = %pipeline.name, workers = placement.threads, processes = placement.processes, "running");
     let (worker_busy, mut errors) = execute(&placement, options, shared);
     runtime.block_on(async {
-        for task in source_tasks.into_iter().chain(sink_tasks) {
+        for task in source_tasks.into_iter().chain(sinks.tasks) {
             match task.await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => errors.push(e),
@@ -522,21 +532,26 @@ fn open_dead_letters(
     Ok((handle, Some(thread)))
 }
 
-/// Starts every sink (in process 0, whose worker 0 receives every sink's records); returns their
-/// tasks, the senders each local worker's sink operators use, and their acknowledgers.
+/// The sinks of a run, started.
+struct StartedSinks {
+    tasks: Vec<Running>,
+    /// By local worker, then sink: what each worker's sink operators send on.
+    senders: Vec<Vec<Option<SinkSender>>>,
+    acks: Vec<Acknowledger>,
+    queues: Vec<SinkQueue>,
+}
+
+/// Starts every sink (in process 0, whose workers hand each sink their records).
 fn start_sinks(
     runtime: &tokio::runtime::Runtime,
     pipeline: &Pipeline,
     placement: &Placement,
     stop: &Stop,
     (resources, restored): (&Resources, Option<&Checkpoint>),
-) -> (
-    Vec<Running>,
-    Vec<Vec<Option<SinkSender>>>,
-    Vec<Acknowledger>,
-) {
+) -> StartedSinks {
     let mut tasks = Vec::new();
     let mut acks = Vec::new();
+    let mut queues = Vec::new();
     let mut senders: Vec<Vec<Option<SinkSender>>> = vec![Vec::new(); placement.threads];
     for (sink, inputs) in pipeline.sinks.iter().zip(&pipeline.sink_inputs) {
         if placement.process != 0 {
@@ -545,9 +560,10 @@ fn start_sinks(
         }
         let (tx, rx) = mpsc::channel(SINK_CHANNEL);
         let ack = Acknowledger::new(&sink.name);
+        let queue = SinkQueue::new(&sink.name);
         let ctx = SinkContext {
             name: sink.name.clone(),
-            records: rx,
+            records: SinkInlet::new(rx, placement.threads, queue.clone()),
             kinds: inputs
                 .iter()
                 .map(|&i| pipeline.streams[i].record_kind())
@@ -569,13 +585,22 @@ fn start_sinks(
             stop.clone(),
         ));
         acks.push(ack);
-        // Only worker 0 receives the sink's records (and so sends its progress): progress
-        // from another worker could overtake records worker 0 has taken but not yet sent.
-        for (local, s) in senders.iter_mut().enumerate() {
-            s.push((local == 0).then(|| tx.clone()));
+        // Every worker of process 0 hands the sink its records and progress (the inlet
+        // combines their progress); other processes send theirs to these workers.
+        for s in senders.iter_mut() {
+            s.push(Some(SinkSender {
+                tx: tx.clone(),
+                queue: queue.clone(),
+            }));
         }
+        queues.push(queue);
     }
-    (tasks, senders, acks)
+    StartedSinks {
+        tasks,
+        senders,
+        acks,
+        queues,
+    }
 }
 
 /// Where the positions of resumable sources are kept: the pipeline's store (its first sink

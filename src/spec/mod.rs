@@ -16,6 +16,7 @@ use self::server::ServerConfig;
 use crate::config::de::{from_node, suggest, DeError};
 use crate::config::diagnostic::{Diagnostic, Diagnostics};
 use crate::config::interpolate;
+use crate::config::values::ByteSize;
 use crate::config::yaml::{self, Node, Pos, Value};
 use crate::connector::{
     BackfillRange, Registry, ReplayRange, SinkConfig, SourceConfig, StreamType,
@@ -48,6 +49,8 @@ pub struct Pipeline {
     pub operators: Vec<Named<OperatorSpec>>,
     pub sinks: Vec<Named<SinkRef>>,
     pub dead_letter: Option<DeadLetterConfig>,
+    /// Bytes of records each sink may have queued before the sources pause (`sink_queue:`).
+    pub sink_queue: Option<u64>,
     /// Where checkpoints are kept, if the pipeline takes them.
     pub recovery: Option<RecoveryConfig>,
     /// The HTTP/WebSocket server run beside the pipeline.
@@ -334,9 +337,14 @@ const TOP_KEYS: &[&str] = &[
     "operators",
     "sinks",
     "dead_letter",
+    "sink_queue",
     "recovery",
     "server",
 ];
+
+/// The bounds of `sink_queue`: room for a few batches, and no more than a machine has.
+const SINK_QUEUE_MIN: ByteSize = ByteSize(64 << 10);
+const SINK_QUEUE_MAX: ByteSize = ByteSize(16 << 30);
 
 /// Why a pipeline could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -444,6 +452,7 @@ pub fn load_with(
         operators,
         sinks: components.sinks,
         dead_letter: header.dead_letter,
+        sink_queue: header.sink_queue,
         recovery: header.recovery,
         server,
         streams: Vec::new(),
@@ -475,6 +484,7 @@ struct Header {
     name: String,
     workers: Option<usize>,
     dead_letter: Option<DeadLetterConfig>,
+    sink_queue: Option<u64>,
     recovery: Option<RecoveryConfig>,
 }
 
@@ -536,6 +546,23 @@ fn read_header(root: &Node, errors: &mut Vec<Diagnostic>) -> Result<Header, Diag
             .map_err(|e| errors.push(Diagnostic::from_de(e, node.pos, "dead_letter")))
             .ok()
     });
+    let sink_queue = root.get("sink_queue").and_then(|node| {
+        match from_node::<ByteSize>(node, "sink_queue") {
+            Ok(size) if (SINK_QUEUE_MIN..=SINK_QUEUE_MAX).contains(&size) => Some(size.0),
+            Ok(size) => {
+                errors.push(Diagnostic::new(
+                    node.pos,
+                    "sink_queue",
+                    format!("sink_queue must be between {SINK_QUEUE_MIN} and {SINK_QUEUE_MAX} (got {size})"),
+                ));
+                None
+            }
+            Err(e) => {
+                errors.push(Diagnostic::from_de(e, node.pos, "sink_queue"));
+                None
+            }
+        }
+    });
     let recovery = root.get("recovery").and_then(|node| {
         from_node::<RecoveryConfig>(node, "recovery")
             .map_err(|e| errors.push(Diagnostic::from_de(e, node.pos, "recovery")))
@@ -579,6 +606,7 @@ fn read_header(root: &Node, errors: &mut Vec<Diagnostic>) -> Result<Header, Diag
         name,
         workers,
         dead_letter,
+        sink_queue,
         recovery,
     })
 }

@@ -1,5 +1,7 @@
 //! `type: null` — counts records and discards them (benchmarks, dry runs).
 
+use std::time::Duration;
+
 use serde::Deserialize;
 
 use schemars::JsonSchema;
@@ -15,6 +17,14 @@ use crate::metrics::metrics;
 pub struct NullSinkConfig {
     /// The streams to consume.
     pub from: OneOrMany,
+    /// Takes at most this many records a second (default: as fast as they come): a slow
+    /// consumer, to see how a pipeline behaves behind one (backpressure, memory).
+    #[serde(
+        default,
+        deserialize_with = "crate::config::values::optional_count_within::<_, 1, 1_000_000_000>"
+    )]
+    #[schemars(with = "Option<u64>")]
+    pub rate: Option<usize>,
 }
 
 impl Sink for NullSinkConfig {
@@ -26,13 +36,23 @@ impl Sink for NullSinkConfig {
     }
 
     fn build(&self, mut ctx: SinkContext) -> Task {
+        let rate = self.rate;
         Task::Async(Box::pin(async move {
             let counter = metrics()
                 .sink_records
                 .with_label_values(&[ctx.name.as_str()]);
+            let started = tokio::time::Instant::now();
+            let mut taken = 0u64;
             while let Some(event) = ctx.records.recv().await {
                 match event {
-                    SinkEvent::Records { records, .. } => counter.inc_by(records.len() as u64),
+                    SinkEvent::Records { records, .. } => {
+                        counter.inc_by(records.len() as u64);
+                        taken += records.len() as u64;
+                        if let Some(rate) = rate {
+                            let due = Duration::from_secs_f64(taken as f64 / rate as f64);
+                            tokio::time::sleep_until(started + due).await;
+                        }
+                    }
                     SinkEvent::Progress(p) => ctx.ack.acknowledge(p),
                     SinkEvent::Checkpoint(_) => {}
                 }
