@@ -7,6 +7,7 @@
 //! table (`sources/mod.rs`, `sinks/mod.rs`) makes it known to validation, `graph`,
 //! `validate`'s suggestions, the docs' key tables and the engine.
 
+mod backoff;
 mod context;
 mod event;
 mod registry;
@@ -18,6 +19,7 @@ use marketflow_operators::Interval;
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 
+pub use self::backoff::Backoff;
 pub use self::context::{
     Acknowledger, Closed, FromWorker, Replay, Resources, Restart, SinkContext, SinkInlet,
     SinkQueue, SourceContext, SourceSender, Task, TaskError,

@@ -18,7 +18,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use crate::config::de::Spanned;
 use crate::config::diagnostic::Diagnostic;
 use crate::config::values::Parsed;
-use crate::connector::{report_watermark, SourceContext, SourceEvent, Stamper, TaskError};
+use crate::connector::{report_watermark, Backoff, SourceContext, SourceEvent, Stamper, TaskError};
 use crate::dead_letter::Rejected;
 use crate::metrics::metrics;
 use crate::status::FeedPhase;
@@ -338,7 +338,7 @@ impl<P: Protocol> Feed<P> {
                 None => Stamper::for_partition(settings.max_delay_ms, ctx.partition),
             },
             volumes: DayVolumes::new(settings.timezone, &ctx.name),
-            backoff: Backoff::new(),
+            backoff: Backoff::new(BACKOFF_FIRST, BACKOFF_CAP, 0.5),
             sent: restart.position.unwrap_or(0),
             replay_due: HashSet::new(),
             latest: HashMap::new(),
@@ -379,7 +379,7 @@ impl<P: Protocol> Feed<P> {
                     if opened.elapsed() >= HEALTHY {
                         self.backoff.reset();
                     }
-                    let wait = self.backoff.next();
+                    let wait = self.backoff.wait();
                     tracing::warn!(source = %name, url = %self.protocol.display_url(), %reason, retry_in = ?wait, "connection lost; reconnecting");
                     metrics()
                         .source_reconnects
@@ -684,41 +684,6 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// Capped exponential backoff with jitter.
-struct Backoff {
-    next: Duration,
-    seed: u64,
-}
-
-impl Backoff {
-    fn new() -> Backoff {
-        let seed = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64)
-            | 1;
-        Backoff {
-            next: BACKOFF_FIRST,
-            seed,
-        }
-    }
-
-    fn reset(&mut self) {
-        self.next = BACKOFF_FIRST;
-    }
-
-    /// The next wait: the current step, less up to half of it at random (so clients that
-    /// lost the same server do not all come back at once).
-    fn next(&mut self) -> Duration {
-        self.seed ^= self.seed << 13;
-        self.seed ^= self.seed >> 7;
-        self.seed ^= self.seed << 17;
-        let step = self.next;
-        self.next = (self.next * 2).min(BACKOFF_CAP);
-        let jitter = step.mul_f64((self.seed % 1000) as f64 / 2000.0);
-        step - jitter
-    }
-}
-
 /// Per-trade volume from a cumulative day volume: the increase since the symbol's previous
 /// price, starting over when a new trading day begins (in `timezone`). A decrease within a
 /// day (a stale or reordered message) gives 0 and is counted; the day's highest value stays
@@ -818,18 +783,5 @@ mod tests {
         let list = SymbolList(vec!["A".into(), "B,C".into()]);
         assert_eq!(list.symbols(), ["A", "B", "C"]);
         assert_eq!(SymbolList(vec!["A B".into()]).invalid(), ["A B"]);
-    }
-
-    #[test]
-    fn backoff_doubles_to_a_cap_and_resets() {
-        let mut b = Backoff::new();
-        let first = b.next();
-        assert!(first <= BACKOFF_FIRST && first >= BACKOFF_FIRST / 2);
-        for _ in 0..20 {
-            assert!(b.next() <= BACKOFF_CAP);
-        }
-        assert!(b.next() >= BACKOFF_CAP / 2);
-        b.reset();
-        assert!(b.next() <= BACKOFF_FIRST);
     }
 }

@@ -17,7 +17,9 @@ use super::feed::{now_ms, SymbolList};
 use crate::config::de::Spanned;
 use crate::config::diagnostic::Diagnostic;
 use crate::config::values::{Parsed, Secret, TimePoint};
-use crate::connector::{BackfillRange, SourceContext, SourceEvent, Stamper, Task, TaskError};
+use crate::connector::{
+    BackfillRange, Backoff, SourceContext, SourceEvent, Stamper, Task, TaskError,
+};
 use crate::dead_letter::Rejected;
 use crate::metrics::metrics;
 
@@ -494,7 +496,7 @@ impl Page<'_> {
                 .inc();
         };
         let (mut transient, mut limited) = (0u32, 0u32);
-        let mut backoff = BACKOFF_FIRST;
+        let mut backoff = Backoff::new(BACKOFF_FIRST, BACKOFF_CAP, 0.2);
         loop {
             self.limiter.acquire().await;
             let answer = match self.send(&request.url).await {
@@ -524,7 +526,7 @@ impl Page<'_> {
                         ));
                     }
                     tracing::warn!(source = self.source, symbol = self.symbol, window = %self.window, "rate limited, waiting: {message}");
-                    wait.unwrap_or(backoff)
+                    wait
                 }
                 Answer::Transient(message) => {
                     counter("retried");
@@ -536,11 +538,10 @@ impl Page<'_> {
                         ));
                     }
                     tracing::warn!(source = self.source, symbol = self.symbol, window = %self.window, "retrying: {message}");
-                    backoff
+                    None
                 }
             };
-            backoff = (backoff * 2).min(BACKOFF_CAP);
-            tokio::time::sleep(jitter(wait.min(BACKOFF_CAP))).await;
+            tokio::time::sleep(backoff.wait_or(wait)).await;
         }
     }
 
@@ -582,14 +583,6 @@ impl Page<'_> {
             request.shown
         ))
     }
-}
-
-/// `wait` less up to a fifth at random, so partitions do not retry in step.
-fn jitter(wait: Duration) -> Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    wait - wait.mul_f64(f64::from(nanos % 1000) / 5000.0)
 }
 
 /// Reads a JSON number or a string holding one (providers send prices as strings).

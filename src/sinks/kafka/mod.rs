@@ -21,7 +21,7 @@ use serde::Deserialize;
 use crate::codec::write_record_json;
 use crate::config::de::{OneOrMany, Spanned};
 use crate::config::values::Duration;
-use crate::connector::{Sink, SinkContext, SinkEvent, Task, TaskError};
+use crate::connector::{Backoff, Sink, SinkContext, SinkEvent, Task, TaskError};
 use crate::metrics::metrics;
 
 /// Writes records to Kafka topics.
@@ -270,7 +270,11 @@ impl Writer {
         // A broker that is away (restarting, unreachable) is waited for, as deliveries
         // are, up to `delivery_timeout`; a refusal fails at once.
         let give_up = tokio::time::Instant::now() + self.config.delivery_timeout.as_std();
-        let mut backoff = StdDuration::from_millis(100);
+        let mut backoff = Backoff::new(
+            StdDuration::from_millis(100),
+            StdDuration::from_secs(2),
+            0.5,
+        );
         loop {
             let failure = match self.admin.create_topics([&new], &options).await {
                 Ok(results) => match results.into_iter().find_map(Result::err) {
@@ -282,15 +286,15 @@ impl Writer {
                 },
                 Err(e) => e.to_string(),
             };
-            if tokio::time::Instant::now() + backoff > give_up {
+            let wait = backoff.wait();
+            if tokio::time::Instant::now() + wait > give_up {
                 anyhow::bail!(
                     "creating topic {topic}: {failure} (still failing after delivery_timeout {})",
                     self.config.delivery_timeout
                 );
             }
             tracing::warn!(sink = %self.name, %topic, error = %failure, "cannot create the topic yet; retrying");
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(StdDuration::from_secs(2));
+            tokio::time::sleep(wait).await;
         }
         self.topics.insert(topic.to_owned());
         Ok(())

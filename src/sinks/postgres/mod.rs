@@ -15,7 +15,7 @@ use schemars::JsonSchema;
 use crate::config::de::OneOrMany;
 use crate::config::de::Spanned;
 use crate::config::values::Duration;
-use crate::connector::{Sink, SinkContext, SinkEvent, Task, TaskError};
+use crate::connector::{Backoff, Sink, SinkContext, SinkEvent, Task, TaskError};
 use crate::metrics::metrics;
 use crate::store::postgres::{self as pg, PgWriter, TimescaleMode};
 use crate::store::{Batch, Location};
@@ -73,6 +73,8 @@ fn default_flush_interval() -> Duration {
 /// How often plain-PostgreSQL retention runs.
 const RETENTION_EVERY: StdDuration = StdDuration::from_secs(3600);
 const MAX_BACKOFF: StdDuration = StdDuration::from_secs(5);
+/// The first wait before a retry; doubled each time up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: StdDuration = StdDuration::from_millis(100);
 
 impl Sink for PostgresSinkConfig {
     const TYPE: &'static str = "postgres";
@@ -130,17 +132,17 @@ impl Connection {
     async fn commit(&mut self, batch: &Batch) -> anyhow::Result<()> {
         let m = metrics();
         let retries = m.sink_retries.with_label_values(&[self.name.as_str()]);
-        let mut backoff = StdDuration::from_millis(100);
+        let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF, 0.5);
         loop {
             let attempt = async { self.writer().await?.write(batch).await }.await;
             match attempt {
                 Ok(()) => return Ok(()),
                 Err(e) if pg::is_transient(&e) => {
                     retries.inc();
-                    tracing::warn!(sink = %self.name, error = %e, retry_in_ms = backoff.as_millis() as u64, "write failed; retrying");
+                    let wait = backoff.wait();
+                    tracing::warn!(sink = %self.name, error = %e, retry_in_ms = wait.as_millis() as u64, "write failed; retrying");
                     self.writer = None;
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    tokio::time::sleep(wait).await;
                 }
                 Err(e) => {
                     m.sink_errors.with_label_values(&[self.name.as_str()]).inc();
@@ -232,7 +234,7 @@ async fn run(config: PostgresSinkConfig, mut ctx: SinkContext) -> anyhow::Result
 /// Connects (waiting for the server as a write would), applies the migrations when
 /// asked, and tells whether TimescaleDB manages the tables.
 async fn prepare(config: &PostgresSinkConfig, conn: &mut Connection) -> anyhow::Result<bool> {
-    let mut backoff = StdDuration::from_millis(100);
+    let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF, 0.5);
     let mut client = loop {
         match pg::connect(&conn.url).await {
             Ok(client) => break client,
@@ -242,8 +244,7 @@ async fn prepare(config: &PostgresSinkConfig, conn: &mut Connection) -> anyhow::
                     .with_label_values(&[conn.name.as_str()])
                     .inc();
                 tracing::warn!(sink = %conn.name, database = %pg::describe(&conn.url), error = %e, "cannot connect; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                tokio::time::sleep(backoff.wait()).await;
             }
             Err(e) => {
                 return Err(e).context(format!(
