@@ -673,22 +673,31 @@ fn class_15_connection_floods() {
             }
             held.push(TcpStream::from(socket));
         }
-        // Past the caps the server answers 503 and closes: a read on those sees the answer.
-        let mut answered_503 = 0;
+        // Past the caps the server answers 503 and closes, or only closes while many
+        // refusals are being written already (src/server/connections.rs): a read on those
+        // sees the answer or the end. A read that times out is a connection still held (or
+        // still in the kernel's accept queue).
+        let (mut answered_503, mut closed) = (0, 0);
         for stream in held.iter_mut().rev().take(200) {
             stream
                 .set_read_timeout(Some(Duration::from_millis(200)))
                 .unwrap();
             let mut buf = [0u8; 12];
-            if let Ok(12) = stream.read(&mut buf) {
-                answered_503 += usize::from(&buf[9..12] == b"503");
+            match stream.read(&mut buf) {
+                Ok(12) if &buf[9..12] == b"503" => answered_503 += 1,
+                Ok(0) => closed += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => closed += 1,
+                _ => {}
             }
         }
         println!(
-            "class 15: {} connections made, {refused} refused by the kernel, {answered_503} of the last 200 answered 503",
+            "class 15: {} connections made, {refused} refused by the kernel; of the last 200, {answered_503} answered 503 and {closed} closed without an answer",
             held.len()
         );
-        assert!(answered_503 > 0, "no connection past the caps was refused");
+        assert!(
+            answered_503 + closed > 0,
+            "no connection past the caps was refused"
+        );
     });
 }
 
