@@ -25,6 +25,6 @@ WORKDIR /var/lib/marketflow
 ENV MARKETFLOW_LISTEN=0.0.0.0:8000
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --retries=6 \
-    CMD curl -fsS "http://127.0.0.1:${MARKETFLOW_LISTEN##*:}/health" >/dev/null || exit 1
+    CMD curl -fsS "http://127.0.0.1:${MARKETFLOW_LISTEN##*:}/health/live" >/dev/null || exit 1
 ENTRYPOINT ["marketflow"]
 CMD ["run"]

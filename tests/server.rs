@@ -534,11 +534,19 @@ fn health_is_503_without_a_store() {
         let answer = get(server.addr, "/api/v3/symbols").await;
         assert_eq!(answer.status, 503);
         assert_eq!(answer.json()["error"]["code"], "store_unavailable");
+        // Not ready, but alive: an orchestrator must not restart it for this.
+        let ready = get(server.addr, "/health/ready").await;
+        assert_eq!(ready.status, 503);
+        assert_eq!(ready.json()["store"]["status"], "unavailable");
+        let live = get(server.addr, "/health/live").await;
+        assert_eq!(live.status, 200);
+        assert_eq!(live.json()["status"], "alive");
     });
     // Once the store exists, the same server answers.
     fill(&missing);
     block_on(async {
         assert_eq!(get(server.addr, "/health").await.status, 200);
+        assert_eq!(get(server.addr, "/health/ready").await.status, 200);
         assert_eq!(ok(server.addr, "/api/v3/symbols").await["count"], 3);
     });
     assert!(server.interrupt().success(), "serve exits 0 on SIGINT");

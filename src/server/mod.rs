@@ -41,6 +41,8 @@ pub enum Endpoint {
     Docs,
     OpenApi,
     Health,
+    /// `/health/live`: 200 while the process serves, whatever the pipeline's state.
+    Live,
     Metrics,
     Symbols,
     RealtimePrices,
@@ -175,6 +177,10 @@ pub const ROUTES: &[Route] = &[
     route("/redoc", E::Docs, Native, &[]),
     route("/openapi.json", E::OpenApi, Native, &[]),
     route("/health", E::Health, Native, &[]),
+    // For orchestrators: liveness (restart when it fails) and readiness (send traffic when
+    // it passes); readiness is `/health`, 503 while a source lags or the store is down.
+    route("/health/live", E::Live, Native, &[]),
+    route("/health/ready", E::Health, Native, &[]),
     route("/metrics", E::Metrics, Native, &[]),
     // marketflow's API.
     route("/api/v3/symbols", E::Symbols, Native, &[]),
@@ -755,6 +761,7 @@ async fn dispatch(
             let (status, body) = health(state).await;
             Ok(json(status, body))
         }
+        Endpoint::Live => Ok(json(StatusCode::OK, br#"{"status":"alive"}"#.to_vec())),
         Endpoint::Metrics => {
             update_lag(state, now_ms());
             Ok(response(
@@ -1030,6 +1037,14 @@ mod tests {
         assert_eq!((r.endpoint, r.api), (Endpoint::IntradayLast, Api::Native));
         assert_eq!(find_route("/").unwrap().0.endpoint, Endpoint::Chart);
         assert_eq!(find_route("/health/").unwrap().0.endpoint, Endpoint::Health);
+        assert_eq!(
+            find_route("/health/ready").unwrap().0.endpoint,
+            Endpoint::Health
+        );
+        assert_eq!(
+            find_route("/health/live").unwrap().0.endpoint,
+            Endpoint::Live
+        );
         assert_eq!(find_route("/ws/prices/EUR%2FUSD").unwrap().1, ["EUR%2FUSD"]);
         assert!(find_route("/api/v2/intraday/prices/").is_none());
         assert!(find_route("/nope").is_none());
