@@ -66,6 +66,19 @@ enum Command {
         /// engine sent to Kafka and had not yet committed to the store).
         #[arg(long, default_value = "5m")]
         live_lookback: marketflow::config::values::Duration,
+        /// API keys, hashed, one `NAME:SCOPES:SHA256HEX` a line (docs/server.md); without it,
+        /// every caller is served.
+        #[arg(long, env = "MARKETFLOW_KEYS_FILE")]
+        keys_file: Option<PathBuf>,
+        /// Serve https and wss with this certificate chain (PEM; re-read when it changes).
+        #[arg(long, env = "MARKETFLOW_TLS_CERT", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The certificate's private key (PEM).
+        #[arg(long, env = "MARKETFLOW_TLS_KEY", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Serve beyond loopback without API keys (anyone who reaches it reads everything).
+        #[arg(long)]
+        insecure: bool,
     },
     /// Apply the database migrations (PostgreSQL/TimescaleDB URL or SQLite file) and
     /// print which mode was used.
@@ -123,6 +136,9 @@ struct RunArgs {
     /// Do not start the pipeline's server.
     #[arg(long)]
     no_server: bool,
+    /// Serve beyond loopback without `server.auth` (anyone who reaches it reads everything).
+    #[arg(long)]
+    insecure: bool,
     /// Continue from the newest checkpoint in the pipeline's `recovery:` store (output
     /// files are cut back to it); without it, a run starts over and discards them.
     #[arg(long)]
@@ -249,7 +265,36 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             listen,
             live,
             live_lookback,
-        } => serve(&store, listen, live.as_deref(), live_lookback),
+            keys_file,
+            tls_cert,
+            tls_key,
+            insecure,
+        } => {
+            let spanned = |p: PathBuf| {
+                marketflow::config::de::Spanned::new(p.display().to_string(), Default::default())
+            };
+            let config = ServerConfig {
+                auth: keys_file.map(|f| marketflow::spec::server::AuthConfig {
+                    keys: Vec::new(),
+                    keys_file: Some(spanned(f)),
+                }),
+                tls: tls_cert
+                    .zip(tls_key)
+                    .map(|(cert, key)| marketflow::spec::server::TlsConfig {
+                        cert: spanned(cert),
+                        key: spanned(key),
+                    }),
+                ..ServerConfig::default()
+            };
+            serve(
+                &store,
+                listen,
+                &config,
+                insecure,
+                live.as_deref(),
+                live_lookback,
+            )
+        }
         Command::Migrate {
             database_url,
             timescaledb,
@@ -309,6 +354,8 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
 fn serve(
     store: &str,
     listen: std::net::SocketAddr,
+    config: &ServerConfig,
+    insecure: bool,
     live: Option<&str>,
     lookback: marketflow::config::values::Duration,
 ) -> anyhow::Result<ExitCode> {
@@ -320,11 +367,13 @@ fn serve(
     let runtime = server_runtime()?;
     let listener = server::bind(listen).with_context(|| format!("listening on {listen}"))?;
     let hub = Hub::default();
-    let mut state = ServerState::new(
-        &ServerConfig::default(),
+    let mut state = ServerState::secured(
+        config,
         Some(Location::parse(store)),
         hub.clone(),
-    );
+        listen,
+        insecure,
+    )?;
     let feed_stop = marketflow::shutdown::Shutdown::new();
     let reader = match feed {
         Some(feed) => {
@@ -343,9 +392,10 @@ fn serve(
         }
         None => None,
     };
+    let scheme = state.scheme();
     let handle = runtime.block_on(async { server::start(listener, state) })?;
     let stop = stop_on_signal(&runtime);
-    announce(handle.addr);
+    announce(scheme, handle.addr);
     runtime.block_on(stop.triggered());
     feed_stop.trigger();
     stop_server(runtime, handle);
@@ -393,7 +443,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Some(config) => Some(start_pipeline_server(
             &pipeline,
             config,
-            args.listen,
+            (args.listen, args.insecure),
             (&hub, &status),
         )?),
         None => None,
@@ -607,10 +657,10 @@ fn server_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// Tells the user (and tests reading stdout) where to point a browser.
-fn announce(addr: std::net::SocketAddr) {
+fn announce(scheme: &str, addr: std::net::SocketAddr) {
     use std::io::Write as _;
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "serving on http://{addr}/");
+    let _ = writeln!(out, "serving on {scheme}://{addr}/");
     let _ = out.flush();
 }
 
@@ -619,7 +669,7 @@ fn announce(addr: std::net::SocketAddr) {
 fn start_pipeline_server(
     pipeline: &Pipeline,
     config: &ServerConfig,
-    listen: Option<std::net::SocketAddr>,
+    (listen, insecure): (Option<std::net::SocketAddr>, bool),
     (hub, status): (&Hub, &RunStatus),
 ) -> anyhow::Result<(
     tokio::runtime::Runtime,
@@ -636,7 +686,7 @@ fn start_pipeline_server(
             .find(|s| s.name == name.value)
             .and_then(|s| s.spec.store())
     });
-    let mut state = ServerState::new(config, store, hub.clone());
+    let mut state = ServerState::secured(config, store, hub.clone(), addr, insecure)?;
     state.pipeline = Some(pipeline.name.clone());
     state.run_status = status.clone();
     state.sources = pipeline
@@ -649,11 +699,12 @@ fn start_pipeline_server(
         })
         .collect();
     let finished = state.pipeline_finished.clone();
+    let scheme = state.scheme();
     let runtime = server_runtime()?;
     let handle = runtime.block_on(async { server::start(listener, state) })?;
     // Signals stop the server once the pipeline has ended (the engine watches its own).
     let stop = stop_on_signal(&runtime);
-    announce(handle.addr);
+    announce(scheme, handle.addr);
     Ok((runtime, handle, finished, stop))
 }
 

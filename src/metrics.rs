@@ -52,6 +52,10 @@ pub struct Metrics {
     pub ws_disconnects: IntCounterVec,
     pub http_connections_refused: IntCounterVec,
     pub http_write_timeouts: IntCounter,
+    pub http_auth_failures: IntCounterVec,
+    pub http_rate_limited: IntCounterVec,
+    pub tls_handshake_failures: IntCounterVec,
+    pub tls_reloads: IntCounterVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -103,11 +107,19 @@ pub fn declare_server() {
         "protocol_error",
         "too_big",
         "bad_utf8",
+        "unauthorized",
+        "rate_limited",
     ] {
         m.ws_disconnects.with_label_values(&[reason]);
     }
     for cap in ["total", "per_client"] {
         m.http_connections_refused.with_label_values(&[cap]);
+    }
+    for reason in ["missing", "invalid", "scope"] {
+        m.http_auth_failures.with_label_values(&[reason]);
+    }
+    for limit in ["per_key", "per_address", "failed_auth", "ws_commands"] {
+        m.http_rate_limited.with_label_values(&[limit]);
     }
 }
 
@@ -421,6 +433,30 @@ impl Metrics {
                     "Connections closed because the client took nothing for `write_timeout`.",
                 )
                 .expect("valid metric definition"),
+            ),
+            http_auth_failures: counter(
+                r,
+                "marketflow_http_auth_failures_total",
+                "Requests refused by `server.auth`: `missing` key (401), `invalid` key (401), missing `scope` (403).",
+                &["reason"],
+            ),
+            http_rate_limited: counter(
+                r,
+                "marketflow_http_rate_limited_total",
+                "Requests (or WebSocket commands) answered 429 by `server.rate_limit`, by bucket.",
+                &["limit"],
+            ),
+            tls_handshake_failures: counter(
+                r,
+                "marketflow_tls_handshake_failures_total",
+                "TLS handshakes that failed (`error`: garbage, wrong version, no shared cipher) or took too long (`timeout`).",
+                &["reason"],
+            ),
+            tls_reloads: counter(
+                r,
+                "marketflow_tls_reloads_total",
+                "Certificate reloads (file change or SIGHUP) by outcome: `ok`, or `error` (the previous certificate stays).",
+                &["outcome"],
             ),
             registry,
         }

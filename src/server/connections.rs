@@ -34,6 +34,13 @@ pub struct Slot {
     client: IpAddr,
 }
 
+impl Slot {
+    /// The address of the client holding it.
+    pub fn client(&self) -> IpAddr {
+        self.client
+    }
+}
+
 impl Drop for Slot {
     fn drop(&mut self) {
         if let Ok(mut open) = self.connections.open.lock() {

@@ -5,10 +5,14 @@
 //! check that `/openapi.json` documents every route all read it.
 
 pub mod api;
+pub mod auth;
 mod compat;
 mod connections;
+mod limits;
 pub mod live;
 mod origins;
+mod security;
+pub mod tls;
 mod ws;
 
 use std::convert::Infallible;
@@ -28,9 +32,11 @@ use tokio::sync::OnceCell;
 use tokio::task::JoinSet;
 
 use self::api::{ApiError, Params, Reply};
+use self::security::Refusal;
 use crate::hub::Hub;
 use crate::metrics::metrics;
 use crate::shutdown::Shutdown;
+use crate::spec::server::Scope;
 pub use crate::spec::server::ServerConfig;
 use crate::store::{Location, Store};
 
@@ -151,6 +157,23 @@ const PREDECESSOR_PARAMETERS: &[&str] = &[
     "start_date",
     "end_date",
     "format",
+];
+
+/// [`PREDECESSOR_PARAMETERS`] and a WebSocket's `api_key`.
+const PREDECESSOR_WS_PARAMETERS: &[&str] = &[
+    "interval",
+    "indicators",
+    "limit",
+    "last_minutes",
+    "last_hours",
+    "last_days",
+    "date",
+    "start_time",
+    "end_time",
+    "start_date",
+    "end_date",
+    "format",
+    "api_key",
 ];
 
 const fn route(
@@ -451,6 +474,22 @@ pub struct ServerState {
     /// The hub is fed apart from the store (`serve --live`): streams are primed from the
     /// store on their first subscription.
     pub prime_from_store: bool,
+    /// The API keys callers must present (`server.auth`); `None`: everyone is served.
+    pub keys: Option<auth::Keys>,
+    pub limits: limits::Limits,
+    /// https and wss (`server.tls`).
+    pub tls: Option<Arc<tls::Tls>>,
+}
+
+/// Why a server's security settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SecurityError {
+    #[error("server.auth: {0}")]
+    Keys(#[from] auth::KeysError),
+    #[error("server.tls: {0}")]
+    Tls(#[from] tls::TlsError),
+    #[error("refusing to serve {0} without `server.auth`: anyone who can reach it could read everything; add API keys, listen on 127.0.0.1, or pass --insecure to do it anyway")]
+    Exposed(SocketAddr),
 }
 
 impl ServerState {
@@ -478,6 +517,44 @@ impl ServerState {
                 config.max_connections_per_client,
             )),
             prime_from_store: false,
+            keys: None,
+            limits: limits::Limits::new(&config.rate_limit),
+            tls: None,
+        }
+    }
+
+    /// [`ServerState::new`] with the keys and certificate of `config` loaded; refuses an
+    /// address beyond loopback without keys unless `insecure`.
+    pub fn secured(
+        config: &ServerConfig,
+        store: Option<Location>,
+        hub: Hub,
+        addr: SocketAddr,
+        insecure: bool,
+    ) -> Result<ServerState, SecurityError> {
+        let mut state = ServerState::new(config, store, hub);
+        state.keys = config.auth.as_ref().map(auth::Keys::load).transpose()?;
+        state.tls = config
+            .tls
+            .as_ref()
+            .map(tls::Tls::new)
+            .transpose()?
+            .map(Arc::new);
+        if state.keys.is_none() && !addr.ip().is_loopback() && !insecure {
+            return Err(SecurityError::Exposed(addr));
+        }
+        if let Some(keys) = &state.keys {
+            tracing::info!(keys = keys.len(), "API keys required");
+        }
+        Ok(state)
+    }
+
+    /// `http` or `https`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
         }
     }
 }
@@ -512,13 +589,29 @@ pub fn start(listener: std::net::TcpListener, state: ServerState) -> std::io::Re
     let stop = state.stop.clone();
     let state = Arc::new(state);
     crate::metrics::declare_server();
-    let task = tokio::spawn(accept_loop(listener, state));
-    tracing::info!("serving on http://{addr}/ (API docs at http://{addr}/docs)");
+    if let Some(tls) = &state.tls {
+        tokio::spawn(tls.clone().watch(stop.clone()));
+    }
+    tokio::spawn(forget_idle_buckets(state.clone()));
+    let task = tokio::spawn(accept_loop(listener, state.clone()));
+    let scheme = state.scheme();
+    tracing::info!("serving on {scheme}://{addr}/ (API docs at {scheme}://{addr}/docs)");
     Ok(ServerHandle { addr, stop, task })
 }
 
-/// Time a client has to send a request head.
+/// Time a client has to send a request head, and to finish a TLS handshake.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Rate-limit buckets of addresses not seen for a while are dropped now and then.
+async fn forget_idle_buckets(state: Arc<ServerState>) {
+    let mut every = tokio::time::interval(Duration::from_secs(30));
+    loop {
+        tokio::select! {
+            _ = every.tick() => state.limits.forget_idle(),
+            _ = state.stop.triggered() => return,
+        }
+    }
+}
 
 /// Kernel send buffer of each connection.
 const SEND_BUFFER: usize = 256 * 1024;
@@ -538,7 +631,7 @@ async fn accept_loop(listener: TcpListener, state: Arc<ServerState>) {
                     // it within seconds and is then handled by the hub's queue limits,
                     // instead of pinning megabytes of kernel memory each.
                     let _ = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER);
-                    connections.spawn(serve_connection(stream, state.clone(), slot));
+                    connections.spawn(secure_connection(stream, state.clone(), slot));
                 }
                 Err(e) => {
                     // Out of descriptors and the like: wait for connections to close.
@@ -561,11 +654,41 @@ async fn accept_loop(listener: TcpListener, state: Arc<ServerState>) {
     }
 }
 
-async fn serve_connection(
+/// Serves a connection, after a TLS handshake when the server has a certificate.
+async fn secure_connection(
     stream: tokio::net::TcpStream,
     state: Arc<ServerState>,
     slot: Arc<connections::Slot>,
 ) {
+    let Some(tls) = state.tls.clone() else {
+        return serve_connection(stream, state, slot).await;
+    };
+    // The handshake has the head's time limit: a client that starts one and goes quiet
+    // (slowloris over TLS) or floods half-handshakes holds its slot no longer than that.
+    let handshake = tokio::select! {
+        done = tokio::time::timeout(HEADER_READ_TIMEOUT, tls.acceptor.accept(stream)) => done,
+        _ = state.stop.triggered() => return,
+    };
+    match handshake {
+        Ok(Ok(stream)) => serve_connection(stream, state, slot).await,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "TLS handshake failed");
+            metrics()
+                .tls_handshake_failures
+                .with_label_values(&["error"])
+                .inc();
+        }
+        Err(_) => metrics()
+            .tls_handshake_failures
+            .with_label_values(&["timeout"])
+            .inc(),
+    }
+}
+
+async fn serve_connection<S>(stream: S, state: Arc<ServerState>, slot: Arc<connections::Slot>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let stop = state.stop.clone();
     let write_timeout = state.write_timeout;
     let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
@@ -629,6 +752,8 @@ async fn handle(state: Arc<ServerState>, req: Request<Incoming>) -> Response<Bod
             "bad_host",
             "a request needs exactly one Host header",
         ))
+    } else if method == Method::OPTIONS {
+        security::preflight(origin_allowed)
     } else if origin_allowed == Some(false) && path.starts_with("/ws") {
         error_response(&ApiError {
             status: StatusCode::FORBIDDEN,
@@ -642,13 +767,16 @@ async fn handle(state: Arc<ServerState>, req: Request<Incoming>) -> Response<Bod
             message: format!("{method} is not allowed; this server answers GET"),
         });
         r.headers_mut()
-            .insert("allow", HeaderValue::from_static("GET, HEAD"));
+            .insert("allow", HeaderValue::from_static("GET, HEAD, OPTIONS"));
         r
     } else {
         match matched {
-            Some((route, captures)) => match dispatch(&state, route, &captures, req).await {
-                Ok(r) => r,
-                Err(e) => error_response(&e),
+            Some((route, captures)) => match admit(&state, route, &req) {
+                Ok(access) => match dispatch(&state, route, &captures, req, access).await {
+                    Ok(r) => r,
+                    Err(e) => error_response(&e),
+                },
+                Err(refusal) => refusal.response(),
             },
             None => error_response(&ApiError::not_found(
                 "not_found",
@@ -661,7 +789,12 @@ async fn handle(state: Arc<ServerState>, req: Request<Incoming>) -> Response<Bod
         let headers = response.headers_mut();
         headers.insert(hyper::header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
         headers.insert(hyper::header::VARY, HeaderValue::from_static("Origin"));
+        headers.insert(
+            hyper::header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static("Retry-After"),
+        );
     }
+    security::headers(response.headers_mut(), state.tls.is_some());
     if method == Method::HEAD {
         // The headers of the GET, without its body: Content-Length is the GET's.
         let length = http_body_util::BodyExt::collect(std::mem::take(response.body_mut()))
@@ -679,6 +812,112 @@ async fn handle(state: Arc<ServerState>, req: Request<Incoming>) -> Response<Bod
         .with_label_values(&[label])
         .observe(started.elapsed().as_secs_f64());
     response
+}
+
+/// How a request was let in.
+#[derive(Clone, Debug)]
+pub enum Access {
+    /// The route needs no key, or the server none.
+    Open,
+    /// With the key of this name.
+    Key(Arc<str>),
+    /// A WebSocket upgrade without a key: its first message must be
+    /// `{"action":"auth","key":...}`.
+    Pending,
+}
+
+/// The scope a route needs; `None`: open to all (health probes, static pages).
+fn scope(endpoint: Endpoint) -> Option<Scope> {
+    match endpoint {
+        Endpoint::Chart
+        | Endpoint::Docs
+        | Endpoint::OpenApi
+        | Endpoint::Health
+        | Endpoint::Live => None,
+        Endpoint::Metrics => Some(Scope::Admin),
+        Endpoint::Ws | Endpoint::WsPrices | Endpoint::WsAnalytics => Some(Scope::Stream),
+        _ => Some(Scope::Read),
+    }
+}
+
+/// The client address of a request (the connection's).
+fn client_address(req: &Request<Incoming>) -> std::net::IpAddr {
+    req.extensions()
+        .get::<Arc<connections::Slot>>()
+        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |s| s.client())
+}
+
+/// Rate limits and API keys: the access a request has, or the answer that refuses it.
+fn admit(state: &ServerState, route: &Route, req: &Request<Incoming>) -> Result<Access, Refusal> {
+    // Orchestrators' probes are never limited nor asked for keys.
+    if matches!(route.endpoint, Endpoint::Health | Endpoint::Live) {
+        return Ok(Access::Open);
+    }
+    let address = client_address(req);
+    state
+        .limits
+        .address(address)
+        .map_err(|limited| Refusal::Limited {
+            limited,
+            limit: "per_address",
+            message: "this address sends too many requests",
+        })?;
+    let (Some(_), Some(scope)) = (&state.keys, scope(route.endpoint)) else {
+        return Ok(Access::Open);
+    };
+    let websocket = scope == Scope::Stream;
+    let presented = auth::presented(req.headers(), req.uri().query(), websocket).map_err(|_| {
+        Refusal::Unauthorized {
+            reason: "invalid",
+            message: "malformed credentials: use `Authorization: Bearer KEY` or `X-API-Key: KEY`",
+        }
+    })?;
+    match presented {
+        Some(presented) => authorize(state, &presented, address, scope).map(Access::Key),
+        None if websocket => Ok(Access::Pending),
+        None => Err(Refusal::Unauthorized {
+            reason: "missing",
+            message: "an API key is required: `Authorization: Bearer KEY` or `X-API-Key: KEY`",
+        }),
+    }
+}
+
+/// The name of the key `presented` if it may use `scope`: after the failed-attempt limit
+/// of `address`, and within the key's own rate.
+pub(crate) fn authorize(
+    state: &ServerState,
+    presented: &str,
+    address: std::net::IpAddr,
+    scope: Scope,
+) -> Result<Arc<str>, Refusal> {
+    let locked = |limited| Refusal::Limited {
+        limited,
+        limit: "failed_auth",
+        message: "too many failed authentication attempts from this address",
+    };
+    let Some(keys) = &state.keys else {
+        return Ok(Arc::from(""));
+    };
+    state.limits.locked_out(address).map_err(locked)?;
+    let Some(key) = keys.find(presented) else {
+        state.limits.failed(address).map_err(locked)?;
+        return Err(Refusal::Unauthorized {
+            reason: "invalid",
+            message: "invalid API key",
+        });
+    };
+    if !key.allows(scope) {
+        return Err(Refusal::Forbidden(scope));
+    }
+    state
+        .limits
+        .key(&key.name)
+        .map_err(|limited| Refusal::Limited {
+            limited,
+            limit: "per_key",
+            message: "this API key sends too many requests",
+        })?;
+    Ok(key.name.clone())
 }
 
 /// The method as a metric label: the standard methods by name, any other as `other`, so a
@@ -714,13 +953,23 @@ async fn dispatch(
     route: &'static Route,
     captures: &[&str],
     req: Request<Incoming>,
+    access: Access,
 ) -> Result<Response<Body>, ApiError> {
     let params = match route.api {
+        // A WebSocket's key may come in its query string.
+        Api::Native if scope(route.endpoint) == Some(Scope::Stream) => {
+            Params::parse_ignoring(req.uri().query(), route.params, &["api_key"])?
+        }
         Api::Native => Params::parse(req.uri().query(), route.params)?,
         // A parameter of another of its routes was ignored by the predecessor; a name it
         // never had is still a mistake worth a 400.
         Api::Predecessor => {
-            Params::parse_ignoring(req.uri().query(), route.params, PREDECESSOR_PARAMETERS)?
+            let ignored = if scope(route.endpoint) == Some(Scope::Stream) {
+                PREDECESSOR_WS_PARAMETERS
+            } else {
+                PREDECESSOR_PARAMETERS
+            };
+            Params::parse_ignoring(req.uri().query(), route.params, ignored)?
         }
     };
     // The `{symbol}` of the route (an empty one is refused like any invalid symbol).
@@ -749,13 +998,14 @@ async fn dispatch(
             let mut r = response(StatusCode::OK, "text/html; charset=utf-8", CHART_HTML);
             r.headers_mut()
                 .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            security::page_policy(r.headers_mut(), &security::CHART_POLICY);
             Ok(r)
         }
-        Endpoint::Docs => Ok(response(
-            StatusCode::OK,
-            "text/html; charset=utf-8",
-            DOCS_HTML,
-        )),
+        Endpoint::Docs => {
+            let mut r = response(StatusCode::OK, "text/html; charset=utf-8", DOCS_HTML);
+            security::page_policy(r.headers_mut(), &security::DOCS_POLICY);
+            Ok(r)
+        }
         Endpoint::OpenApi => ok(Reply::json(OPENAPI_JSON.as_bytes().to_vec())),
         Endpoint::Health => {
             let (status, body) = health(state).await;
@@ -811,10 +1061,10 @@ async fn dispatch(
             let store = state.store.get().await?;
             ok(api::analytics(store, symbol, &params, default, fixed).await?)
         }
-        Endpoint::Ws => ws::upgrade(state.clone(), req, ws::Mode::Streams),
+        Endpoint::Ws => ws::upgrade(state.clone(), req, ws::Mode::Streams, access),
         Endpoint::WsPrices => {
             let symbol = symbol()?;
-            ws::upgrade(state.clone(), req, ws::Mode::Prices(symbol))
+            ws::upgrade(state.clone(), req, ws::Mode::Prices(symbol), access)
         }
         Endpoint::WsAnalytics => {
             let symbol = symbol()?;
@@ -822,7 +1072,12 @@ async fn dispatch(
                 .get("interval")
                 .map(api::parse_interval)
                 .transpose()?;
-            ws::upgrade(state.clone(), req, ws::Mode::Analytics(symbol, interval))
+            ws::upgrade(
+                state.clone(),
+                req,
+                ws::Mode::Analytics(symbol, interval),
+                access,
+            )
         }
     }
 }

@@ -28,9 +28,11 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use super::api::ApiError;
-use super::{Body, ServerState};
+use super::{Access, Body, ServerState};
 use crate::hub::{Chunk, Client, Format, StreamKey, StreamKind};
 use crate::metrics::metrics;
+use crate::spec::server::Scope;
+use std::net::IpAddr;
 
 /// Subscriptions one client may hold.
 const MAX_SUBSCRIPTIONS: usize = 256;
@@ -38,6 +40,10 @@ const MAX_SUBSCRIPTIONS: usize = 256;
 const MAX_MESSAGE: usize = 64 * 1024;
 /// Initial read buffer of a connection.
 const READ_BUFFER: usize = 4 * 1024;
+/// Time a client connected without a key has to send `{"action":"auth","key":...}`.
+const AUTH_WAIT: Duration = Duration::from_secs(10);
+/// Commands refused in a row over the command rate before the connection is closed.
+const MAX_REFUSED: u32 = 100;
 
 /// Which endpoint the client connected to.
 pub enum Mode {
@@ -79,6 +85,7 @@ pub fn upgrade(
     state: Arc<ServerState>,
     mut req: Request<Incoming>,
     mode: Mode,
+    access: Access,
 ) -> Result<Response<Body>, ApiError> {
     let headers = req.headers();
     let has = |name, token: &str| {
@@ -114,6 +121,9 @@ pub fn upgrade(
     let slot = req
         .extensions_mut()
         .remove::<Arc<super::connections::Slot>>();
+    let address = slot
+        .as_ref()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |s| s.client());
     tokio::spawn(async move {
         let _slot = slot;
         match hyper::upgrade::on(&mut req).await {
@@ -131,7 +141,7 @@ pub fn upgrade(
                     Some(config),
                 )
                 .await;
-                serve(state, ws, mode).await;
+                serve(state, ws, mode, access, address).await;
             }
             Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
         }
@@ -216,19 +226,89 @@ struct Connection {
     client: Arc<Client>,
     subscriptions: Vec<StreamKey>,
     mode: Mode,
+    commands: governor::DefaultDirectRateLimiter,
+    /// Commands refused in a row by the command rate.
+    refused: u32,
 }
 
-async fn serve(state: Arc<ServerState>, mut ws: Socket, mode: Mode) {
+/// The first message of a client that connected without a key: `{"action":"auth",
+/// "key":...}`, within [`AUTH_WAIT`]. `Err` is the reason to close.
+async fn authenticate(
+    state: &ServerState,
+    ws: &mut Socket,
+    address: IpAddr,
+) -> Result<(), &'static str> {
+    #[derive(Deserialize)]
+    struct Auth {
+        action: String,
+        key: String,
+    }
+    let first = tokio::time::timeout(AUTH_WAIT, async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(body))) => return Some(body),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                _ => return None,
+            }
+        }
+    });
+    let refusal = tokio::select! {
+        first = first => match first {
+            Ok(Some(body)) => match serde_json::from_str::<Auth>(body.as_str()) {
+                Ok(auth) if auth.action == "auth" => {
+                    match super::authorize(state, &auth.key, address, Scope::Stream) {
+                        Ok(name) => {
+                            let ok = text(serde_json::json!({"type": "auth", "status": "success", "name": &*name}));
+                            return ws.send(ok).await.map_err(|_| "write_failed");
+                        }
+                        Err(refusal) => refusal.api_error(),
+                    }
+                }
+                _ => super::security::Refusal::Unauthorized {
+                    reason: "missing",
+                    message: "the first message must be {\"action\":\"auth\",\"key\":\"...\"} (or connect with ?api_key= or an Authorization header)",
+                }
+                .api_error(),
+            },
+            Ok(None) => return Err("closed"),
+            Err(_) => super::security::Refusal::Unauthorized {
+                reason: "missing",
+                message: "no {\"action\":\"auth\"} message in time",
+            }
+            .api_error(),
+        },
+        _ = state.stop.triggered() => return Err("shutdown"),
+    };
+    let _ = ws.send(error(refusal.code, refusal.message)).await;
+    Err("unauthorized")
+}
+
+async fn serve(
+    state: Arc<ServerState>,
+    mut ws: Socket,
+    mode: Mode,
+    access: Access,
+    address: IpAddr,
+) {
     let client = state.hub.connect();
     let mut conn = Connection {
         state: state.clone(),
         client: client.clone(),
         subscriptions: Vec::new(),
         mode,
+        commands: state.limits.ws_commands(),
+        refused: 0,
     };
-    let reason = match conn.greet(&mut ws).await {
-        Ok(()) => conn.run(&mut ws).await,
-        Err(_) => "write_failed",
+    let authenticated = match access {
+        Access::Pending => authenticate(&state, &mut ws, address).await,
+        Access::Open | Access::Key(_) => Ok(()),
+    };
+    let reason = match authenticated {
+        Ok(()) => match conn.greet(&mut ws).await {
+            Ok(()) => conn.run(&mut ws).await,
+            Err(_) => "write_failed",
+        },
+        Err(reason) => reason,
     };
     state.hub.disconnect(&client);
     metrics().ws_disconnects.with_label_values(&[reason]).inc();
@@ -239,6 +319,8 @@ async fn serve(state: Arc<ServerState>, mut ws: Socket, mode: Mode) {
         ),
         "shutdown" => (CloseCode::Away, "server shutting down"),
         "timeout" => (CloseCode::Policy, "no answer to pings"),
+        "unauthorized" => (CloseCode::Policy, "authentication failed"),
+        "rate_limited" => (CloseCode::Policy, "too many commands"),
         "too_big" => (CloseCode::Size, "message too big"),
         "bad_utf8" => (CloseCode::Invalid, "text message is not UTF-8"),
         "protocol_error" => (CloseCode::Protocol, "WebSocket protocol error"),
@@ -301,7 +383,20 @@ impl Connection {
                     unanswered = 0;
                     match message {
                         Some(Ok(Message::Text(body))) => {
-                            let reply = self.command(body.as_str()).await;
+                            let reply = match self.commands.check() {
+                                Ok(()) => {
+                                    self.refused = 0;
+                                    self.command(body.as_str()).await
+                                }
+                                Err(_) => {
+                                    self.refused += 1;
+                                    if self.refused > MAX_REFUSED {
+                                        return "rate_limited";
+                                    }
+                                    metrics().http_rate_limited.with_label_values(&["ws_commands"]).inc();
+                                    error("rate_limited", "too many commands; slow down")
+                                }
+                            };
                             if ws.send(reply).await.is_err() {
                                 return "write_failed";
                             }
@@ -373,6 +468,12 @@ impl Connection {
         let default = self.mode.initial().map(|(key, _)| key);
         let parsed = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(body)
             .and_then(|fields| {
+                if fields.get("action").and_then(|a| a.as_str()) == Some("auth") {
+                    // Already let in (by a key at connect, or a server without keys).
+                    return serde_json::from_value::<Command>(
+                        serde_json::json!({"action": "auth"}),
+                    );
+                }
                 let unknown = fields
                     .keys()
                     .find(|k| !matches!(k.as_str(), "action" | "streams" | "snapshot"));
@@ -394,6 +495,7 @@ impl Connection {
         };
         match command.action.as_str() {
             "ping" => text(serde_json::json!({"type": "pong"})),
+            "auth" => text(serde_json::json!({"type": "auth", "status": "success"})),
             "subscribe" | "unsubscribe" => {
                 let mut keys = Vec::new();
                 for name in &command.streams {

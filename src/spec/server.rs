@@ -7,7 +7,10 @@ use serde::Deserialize;
 use super::{Named, SinkRef};
 use crate::config::de::{suggest, Spanned};
 use crate::config::diagnostic::Diagnostic;
-use crate::config::values::{count_within, duration_within, Duration, Parsed};
+use crate::config::values::{
+    count_within, duration_within, optional_count_within, Duration, Parsed, Secret,
+};
+use crate::config::yaml::Pos;
 use crate::hub::HubConfig;
 
 /// The HTTP and WebSocket server a pipeline runs beside it.
@@ -71,6 +74,231 @@ pub struct ServerConfig {
         deserialize_with = "count_within::<_, 1, 1_000_000>"
     )]
     pub max_connections_per_client: usize,
+    /// API keys and their scopes; without it every caller is served (and the server
+    /// refuses to listen beyond loopback unless started with `--insecure`).
+    pub auth: Option<AuthConfig>,
+    /// Serve https and wss with this certificate (PEM files, re-read when they change).
+    pub tls: Option<TlsConfig>,
+    /// Token buckets per API key, per client address, for failed authentication and for
+    /// WebSocket commands.
+    #[serde(default)]
+    pub rate_limit: RateLimitConfig,
+}
+
+/// `server.auth`.
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Keys written in the pipeline, each from the environment (`key: ${API_KEY}`).
+    #[serde(default)]
+    pub keys: Vec<ApiKeyConfig>,
+    /// A file of hashed keys, one `NAME:SCOPES:SHA256HEX` a line (`alice:read,stream:9f86...`),
+    /// for many users; re-read on start.
+    pub keys_file: Option<Spanned<String>>,
+}
+
+impl AuthConfig {
+    fn check(&self) -> Vec<Diagnostic> {
+        let mut errors = Vec::new();
+        let mut names = std::collections::HashSet::new();
+        if self.keys.is_empty() && self.keys_file.is_none() {
+            errors.push(
+                Diagnostic::new(Pos::default(), "server.auth", "no key can use this server")
+                    .help("add `keys: [{name: NAME, key: ${ENV_VAR}, scopes: [read]}]` or `keys_file: PATH`"),
+            );
+        }
+        for (i, k) in self.keys.iter().enumerate() {
+            let path = format!("server.auth.keys[{i}]");
+            if k.key.value.expose().len() < 16 {
+                errors.push(
+                    Diagnostic::new(
+                        k.key.pos,
+                        format!("{path}.key"),
+                        format!("the key of `{}` is empty or shorter than 16 characters", k.name),
+                    )
+                    .help("set it from the environment: `key: ${MARKETFLOW_API_KEY}` (e.g. `openssl rand -hex 32`)"),
+                );
+            }
+            if k.scopes.is_empty() {
+                errors.push(
+                    Diagnostic::new(
+                        k.key.pos,
+                        format!("{path}.scopes"),
+                        "a key needs at least one scope",
+                    )
+                    .help("scopes: [read, stream, admin]"),
+                );
+            }
+            if !names.insert(k.name.as_str()) {
+                errors.push(Diagnostic::new(
+                    k.key.pos,
+                    format!("{path}.name"),
+                    format!("two keys are named `{}`", k.name),
+                ));
+            }
+        }
+        errors
+    }
+}
+
+/// One API key of `server.auth.keys`.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// Who holds it (metrics and logs name the key by it, never by the key).
+    pub name: String,
+    /// The key itself, from the environment: `${MARKETFLOW_KEY_ALICE}`.
+    pub key: Spanned<Secret>,
+    /// What it may do: `read` (REST), `stream` (WebSockets), `admin` (`/metrics`).
+    pub scopes: Vec<Scope>,
+}
+
+/// What an API key may do.
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// The REST API.
+    Read,
+    /// WebSocket streams.
+    Stream,
+    /// `/metrics` and administrative routes.
+    Admin,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 3] = [Scope::Read, Scope::Stream, Scope::Admin];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scope::Read => "read",
+            Scope::Stream => "stream",
+            Scope::Admin => "admin",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Scope> {
+        Scope::ALL.into_iter().find(|s| s.name() == text)
+    }
+}
+
+/// `server.tls`: a certificate chain and its private key, PEM.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain, leaf first.
+    pub cert: Spanned<String>,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: Spanned<String>,
+}
+
+/// `server.rate_limit`: token buckets (`rate` refills, `burst` is the bucket's size).
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Requests of one API key (default 1000/s, burst 2000).
+    #[serde(default = "default_per_key")]
+    pub per_key: Bucket,
+    /// Requests of one client address (default 1000/s, burst 2000); `/health*` is exempt.
+    #[serde(default = "default_per_address")]
+    pub per_address: Bucket,
+    /// Wrong or unknown keys from one client address (default 10/min, burst 20); past it
+    /// the address is answered 429 without its key being checked.
+    #[serde(default = "default_failed_auth")]
+    pub failed_auth: Bucket,
+    /// Commands one WebSocket connection may send (default 20/s, burst 50).
+    #[serde(default = "default_ws_commands")]
+    pub ws_commands: Bucket,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> RateLimitConfig {
+        RateLimitConfig {
+            per_key: default_per_key(),
+            per_address: default_per_address(),
+            failed_auth: default_failed_auth(),
+            ws_commands: default_ws_commands(),
+        }
+    }
+}
+
+/// A token bucket.
+#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Bucket {
+    /// How fast it refills: `100/s`, `10/min`, `500/h`.
+    pub rate: Parsed<Rate>,
+    /// How many it holds (default: twice the rate's count).
+    #[serde(
+        default,
+        deserialize_with = "optional_count_within::<_, 1, 1_000_000_000>"
+    )]
+    pub burst: Option<usize>,
+}
+
+impl Bucket {
+    const fn new(count: u32, per_ms: u64, burst: usize) -> Bucket {
+        Bucket {
+            rate: Parsed {
+                value: Rate { count, per_ms },
+                pos: Pos { line: 0, col: 0 },
+            },
+            burst: Some(burst),
+        }
+    }
+
+    pub fn burst(&self) -> u32 {
+        self.burst
+            .map_or(self.rate.count.saturating_mul(2), |b| b as u32)
+            .max(1)
+    }
+}
+
+fn default_per_key() -> Bucket {
+    Bucket::new(1000, 1000, 2000)
+}
+fn default_per_address() -> Bucket {
+    Bucket::new(1000, 1000, 2000)
+}
+fn default_failed_auth() -> Bucket {
+    Bucket::new(10, 60_000, 20)
+}
+fn default_ws_commands() -> Bucket {
+    Bucket::new(20, 1000, 50)
+}
+
+/// A rate: `COUNT/UNIT` with the unit `s`, `min` or `h`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rate {
+    pub count: u32,
+    pub per_ms: u64,
+}
+
+impl Rate {
+    /// The time one token takes to come back.
+    pub fn period(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos((self.per_ms * 1_000_000 / u64::from(self.count)).max(1))
+    }
+}
+
+impl std::str::FromStr for Rate {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Rate, String> {
+        let err = || {
+            format!("`{text}` is not a rate: use COUNT/UNIT with the unit s, min or h (`100/s`, `10/min`)")
+        };
+        let (count, unit) = text.trim().split_once('/').ok_or_else(err)?;
+        let count: u32 = count.trim().parse().map_err(|_| err())?;
+        let per_ms = match unit.trim() {
+            "s" | "sec" | "second" => 1000,
+            "min" | "minute" => 60_000,
+            "h" | "hour" => 3_600_000,
+            _ => return Err(err()),
+        };
+        if !(1..=1_000_000_000).contains(&count) {
+            return Err(format!("`{text}`: the count is 1 to 1000000000"));
+        }
+        Ok(Rate { count, per_ms })
+    }
 }
 
 /// An address to listen on.
@@ -139,6 +367,9 @@ impl Default for ServerConfig {
             allowed_origins: Vec::new(),
             max_connections: default_max_connections(),
             max_connections_per_client: default_max_connections_per_client(),
+            auth: None,
+            tls: None,
+            rate_limit: RateLimitConfig::default(),
         }
     }
 }
@@ -186,6 +417,9 @@ impl ServerConfig {
                     })),
                 ),
             }
+        }
+        if let Some(auth) = &self.auth {
+            errors.extend(auth.check());
         }
         if self.snapshot > 100_000 {
             errors.push(Diagnostic::new(

@@ -10,6 +10,7 @@ pub mod queries;
 pub mod rest;
 pub mod resume;
 pub mod rows;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
