@@ -9,8 +9,16 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
+# Debug info goes to its own file (marketflow.debug, linked from the binary by its
+# build id): the image carries the stripped binary, `docker build --target debug-symbols
+# -o out .` exports the symbols for perf or gdb.
 RUN cargo build --release --locked --bin marketflow \
-    && strip target/release/marketflow
+    && objcopy --only-keep-debug target/release/marketflow target/release/marketflow.debug \
+    && objcopy --strip-all --add-gnu-debuglink=target/release/marketflow.debug target/release/marketflow \
+    && ls -l target/release/marketflow target/release/marketflow.debug
+
+FROM scratch AS debug-symbols
+COPY --from=build /src/target/release/marketflow.debug /
 
 FROM debian:bookworm-slim
 RUN apt-get update \
@@ -27,4 +35,6 @@ EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --retries=6 \
     CMD curl -fsS "http://127.0.0.1:${MARKETFLOW_LISTEN##*:}/health/live" >/dev/null || exit 1
 ENTRYPOINT ["marketflow"]
-CMD ["run"]
+# The demo has no API keys: --insecure lets it listen on 0.0.0.0 inside the container.
+# A pipeline with `server.auth` (or `serve --keys-file`) needs no flag.
+CMD ["run", "--insecure"]

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on Debian when it is missing: a C toolchain, the
 # PostgreSQL server binaries (tests start a throwaway cluster when no server is running),
-# the sqlite3 shell, Chromium (the browser test of the chart page) and schemathesis (the
-# OpenAPI conformance test, from PyPI). Idempotent: a machine that has everything is left
-# alone.
+# the sqlite3 shell, Chromium (the browser test of the chart page), schemathesis (the
+# OpenAPI conformance test, from PyPI) and Python's websockets (the wss tests). Idempotent:
+# a machine that has everything is left alone.
 set -euo pipefail
 
 need=()
@@ -41,6 +41,15 @@ if ! python3 -m schemathesis.cli --version >/dev/null 2>&1; then
         || python3 -m pip install --quiet --break-system-packages schemathesis
 else
     echo "schemathesis: present"
+fi
+
+# Python's websockets: a client other than ours for the wss tests (tests/security.rs).
+if ! python3 -c "import websockets" >/dev/null 2>&1; then
+    echo "installing: websockets (PyPI)"
+    python3 -m pip install --quiet websockets \
+        || python3 -m pip install --quiet --break-system-packages websockets
+else
+    echo "websockets: present"
 fi
 
 # A Kafka-protocol broker for the Kafka tests (a Rust crate; about 7 minutes to build on two

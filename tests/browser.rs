@@ -178,6 +178,12 @@ impl Cdp {
             .await;
         self.session = attached["sessionId"].as_str().map(str::to_owned);
         self.call("Page.enable", json!({})).await;
+        // Counts what the page's Content-Security-Policy blocks, from before its first script.
+        self.call(
+            "Page.addScriptToEvaluateOnNewDocument",
+            json!({"source": "window.__csp = []; document.addEventListener('securitypolicyviolation', (e) => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI));"}),
+        )
+        .await;
         self.events.clear();
         self.call("Page.navigate", json!({"url": url})).await;
         self.event("Page.loadEventFired").await;
@@ -260,6 +266,17 @@ fn the_chart_draws_candles_and_updates_live() {
                     .unwrap()
                     > 0
             );
+            // Under its Content-Security-Policy (inline code by hash, connections to this
+            // server only) nothing the page needs was blocked.
+            let policy = cdp
+                .eval("fetch('/', {headers: {Accept: 'text/html'}}).then(r => r.headers.get('content-security-policy'))")
+                .await;
+            assert!(
+                policy.as_str().is_some_and(|p| p.contains("script-src 'sha256-")),
+                "the chart page has no Content-Security-Policy: {policy}"
+            );
+            let blocked = cdp.eval("JSON.stringify(window.__csp)").await;
+            assert_eq!(blocked.as_str(), Some("[]"), "the policy blocked parts of the chart");
             // A few more frames so the screenshot shows the live candle.
             cdp.eval("new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
                 .await;
@@ -277,6 +294,8 @@ fn the_chart_draws_candles_and_updates_live() {
             cdp.open(&format!("http://{}/docs", demo.addr)).await;
             let seen = cdp.eval(&wait_in_page("+d.operations > 0", 30)).await;
             let seen: Value = serde_json::from_str(seen.as_str().unwrap()).unwrap();
+            let blocked = cdp.eval("JSON.stringify(window.__csp)").await;
+            assert_eq!(blocked.as_str(), Some("[]"), "the policy blocked parts of the docs page");
             let documented = get(demo.addr, "/openapi.json").await.json()["paths"]
                 .as_object()
                 .unwrap()

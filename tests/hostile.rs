@@ -28,6 +28,8 @@ struct Target {
     child: Child,
     addr: SocketAddr,
     dir: tempfile::TempDir,
+    /// How the well-behaved client asks.
+    bystander: Bystander,
     /// The server's log lines (also copied to this test's stderr).
     log: std::sync::mpsc::Receiver<String>,
 }
@@ -39,10 +41,56 @@ impl Drop for Target {
     }
 }
 
+/// The well-behaved client: from which address, with which key, over TLS or not.
+#[derive(Clone)]
+struct Bystander {
+    from: [u8; 4],
+    key: Option<String>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl Bystander {
+    fn plain() -> Bystander {
+        Bystander {
+            from: [127, 0, 0, 1],
+            key: None,
+            tls: None,
+        }
+    }
+
+    fn get(&self, addr: SocketAddr, path: &str) -> (u16, String) {
+        let key = self
+            .key
+            .as_ref()
+            .map(|k| format!("X-API-Key: {k}\r\n"))
+            .unwrap_or_default();
+        let head = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{key}Connection: close\r\n\r\n");
+        let Some(config) = &self.tls else {
+            return request_from(self.from, addr, &head);
+        };
+        let tcp = connect_from(self.from, addr);
+        let mut stream = support::tls::connect_over(tcp, config, REQUEST_DEADLINE)
+            .unwrap_or_else(|e| panic!("a TLS handshake with {addr}: {e}"));
+        let (status, _, body) = support::tls::request(&mut stream, &head);
+        (status, body)
+    }
+}
+
 /// Starts a pipeline of `ticks` synthetic ticks over four symbols into a SQLite store and
 /// the live hub, with `server` keys added to its server block, and waits until it is done.
+/// Requests from one address are not rate-limited unless `server` sets `rate_limit` (the
+/// well-behaved client and most attacks share 127.0.0.1).
 fn target(ticks: u64, server: &str) -> Target {
-    let dir = scratch();
+    target_in(scratch(), ticks, server, Bystander::plain())
+}
+
+fn target_in(dir: tempfile::TempDir, ticks: u64, server: &str, bystander: Bystander) -> Target {
+    let unlimited = ", rate_limit: {per_address: {rate: 1000000000/s}}";
+    let server = if server.contains("rate_limit") {
+        server.to_owned()
+    } else {
+        format!("{server}{unlimited}")
+    };
     write(
         dir.path(),
         "p.yaml",
@@ -84,17 +132,19 @@ fn target(ticks: u64, server: &str) -> Target {
     let addr = line
         .trim()
         .strip_prefix("serving on http://")
+        .or_else(|| line.trim().strip_prefix("serving on https://"))
         .and_then(|rest| rest.trim_end_matches('/').parse().ok())
         .unwrap_or_else(|| panic!("expected `serving on http://ADDR/`, got {line:?}"));
     let target = Target {
         child,
         addr,
         dir,
+        bystander,
         log,
     };
     let until = Instant::now() + Duration::from_secs(120);
     let finished = || {
-        let (_, body) = get(addr, "/health");
+        let (_, body) = target.bystander.get(addr, "/health");
         serde_json::from_str::<serde_json::Value>(&body)
             .is_ok_and(|h| h["pipeline"]["status"] == "finished")
     };
@@ -109,13 +159,17 @@ fn target(ticks: u64, server: &str) -> Target {
 }
 
 /// A blocking HTTP/1.1 request on a fresh connection: (status, body).
-fn request_from(from: [u8; 4], addr: SocketAddr, head: &str) -> (u16, String) {
+fn connect_from(from: [u8; 4], addr: SocketAddr) -> TcpStream {
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     socket.bind(&SocketAddr::from((from, 0)).into()).unwrap();
     socket
         .connect_timeout(&addr.into(), REQUEST_DEADLINE)
         .unwrap_or_else(|e| panic!("connecting to {addr}: {e}"));
-    let mut stream: TcpStream = socket.into();
+    socket.into()
+}
+
+fn request_from(from: [u8; 4], addr: SocketAddr, head: &str) -> (u16, String) {
+    let mut stream = connect_from(from, addr);
     stream.set_read_timeout(Some(REQUEST_DEADLINE)).unwrap();
     stream.write_all(head.as_bytes()).unwrap();
     let mut answer = Vec::new();
@@ -188,8 +242,9 @@ fn under_attack(class: &str, target: &mut Target, attack: impl FnOnce(SocketAddr
         })
     };
     let failures = Arc::new(Mutex::new(Vec::<String>::new()));
+    let client = target.bystander.clone();
     let bystander = {
-        let (stop, failures) = (stop.clone(), failures.clone());
+        let (stop, failures, client) = (stop.clone(), failures.clone(), client.clone());
         std::thread::spawn(move || {
             let mut served = 0u64;
             while !stop.load(Ordering::SeqCst) {
@@ -197,7 +252,7 @@ fn under_attack(class: &str, target: &mut Target, attack: impl FnOnce(SocketAddr
                     "/health",
                     "/api/v3/intraday/prices/AAPL?interval=1m&limit=5",
                 ] {
-                    let (status, body) = get(addr, path);
+                    let (status, body) = client.get(addr, path);
                     if status == 200 {
                         served += 1;
                     } else {
@@ -213,7 +268,7 @@ fn under_attack(class: &str, target: &mut Target, attack: impl FnOnce(SocketAddr
     };
     attack(addr);
     // One more round of the well-behaved client after the attack, then stop.
-    let (status, _) = get(addr, "/health");
+    let (status, _) = client.get(addr, "/health");
     stop.store(true, Ordering::SeqCst);
     let served = bystander.join().expect("the well-behaved client");
     sampler.join().unwrap();
@@ -304,7 +359,11 @@ fn read_frames_until(stream: &mut TcpStream, until: &str, count: &str) -> usize 
 /// ticks, from a client that reads nothing until all are sent.
 #[test]
 fn class_1_a_websocket_command_storm() {
-    let mut target = target(20_000, "");
+    // The snapshot limits, not the command rate (class 22), are under test here.
+    let mut target = target(
+        20_000,
+        ", rate_limit: {ws_commands: {rate: 1000000000/s}, per_address: {rate: 1000000000/s}}",
+    );
     under_attack("class 1 (command storm)", &mut target, |addr| {
         let mut storm = raw_websocket(addr, "/ws");
         let mut commands = Vec::new();
@@ -719,5 +778,216 @@ fn class_18_unparsable_requests() {
                 .unwrap_or_else(|e| panic!("{status}: not JSON ({e}): {body}"));
             assert!(json["error"]["code"].is_string(), "{body}");
         }
+    });
+}
+
+/// The metric `name{labels}`'s value in a `/metrics` text.
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Class 19: 10,000 wrong API keys from one address. After its failed-attempt bucket
+/// (20, then 10 a minute) the address is answered 429 without its keys being checked;
+/// other addresses are served.
+#[test]
+fn class_19_ten_thousand_wrong_keys() {
+    const GOOD: &str = "good-key-0123456789abcdef";
+    let bystander = Bystander {
+        from: [127, 0, 0, 2],
+        key: Some(GOOD.into()),
+        tls: None,
+    };
+    let mut target = target_in(
+        scratch(),
+        2_000,
+        &format!(", auth: {{keys: [{{name: good, key: {GOOD}, scopes: [read, admin]}}]}}"),
+        bystander,
+    );
+    let started = Instant::now();
+    let (mut unauthorized, mut limited) = (0u32, 0u32);
+    under_attack("class 19 (wrong keys)", &mut target, |addr| {
+        for i in 0..10_000 {
+            let head = format!(
+                "GET /api/v3/symbols HTTP/1.1\r\nHost: {addr}\r\nX-API-Key: guess-{i:016}\r\nConnection: close\r\n\r\n"
+            );
+            match request_from([127, 0, 0, 1], addr, &head) {
+                (401, _) => unauthorized += 1,
+                (429, body) => {
+                    assert!(body.contains("failed authentication"), "{body}");
+                    limited += 1
+                }
+                (status, body) => panic!("a wrong key got {status}: {body}"),
+            }
+        }
+    });
+    let seconds = started.elapsed().as_secs_f64();
+    // 20 at once, then one every 6 s.
+    let allowed = 20.0 + seconds / 6.0 + 2.0;
+    println!(
+        "class 19: {unauthorized} answered 401 and {limited} 429 in {seconds:.1} s (at most {allowed:.0} keys may be checked)"
+    );
+    assert!(f64::from(unauthorized) <= allowed, "{unauthorized} keys checked");
+    let (_, metrics) = target.bystander.get(target.addr, "/metrics");
+    assert!(
+        metric(&metrics, "marketflow_http_rate_limited_total{limit=\"failed_auth\"}")
+            >= f64::from(limited)
+    );
+}
+
+/// A server with TLS and a bystander that speaks it.
+fn tls_target(server: &str) -> Target {
+    let dir = scratch();
+    let pair = support::tls::certificate();
+    support::tls::install(dir.path(), &pair);
+    let bystander = Bystander {
+        from: [127, 0, 0, 2],
+        key: None,
+        tls: Some(support::tls::client_config(&[&pair.0])),
+    };
+    target_in(
+        dir,
+        2_000,
+        &format!(", tls: {{cert: cert.pem, key: key.pem}}{server}"),
+        bystander,
+    )
+}
+
+/// Class 20: a flood of TLS handshakes (completed and dropped, half-sent and held) and
+/// garbage where a ClientHello should be.
+#[test]
+fn class_20_tls_handshake_floods_and_garbage() {
+    let mut target = tls_target("");
+    let config = target.bystander.tls.clone().expect("TLS");
+    under_attack("class 20 (TLS handshakes)", &mut target, |addr| {
+        let mut rng = Lcg(20);
+        // Half a ClientHello each, held open meanwhile.
+        let mut held = Vec::new();
+        for i in 0..200u32 {
+            let mut s = connect_from([127, 0, 6, (i % 50) as u8 + 1], addr);
+            s.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]).unwrap();
+            held.push(s);
+        }
+        let mut garbage_closed = 0;
+        for i in 0..1_000u32 {
+            let mut s = connect_from([127, 0, 7, (i % 50) as u8 + 1], addr);
+            s.set_read_timeout(Some(REQUEST_DEADLINE)).unwrap();
+            let bytes: Vec<u8> = (0..512).map(|_| rng.next() as u8).collect();
+            let _ = s.write_all(&bytes);
+            let mut sink = Vec::new();
+            match s.read_to_end(&mut sink) {
+                Ok(_) => garbage_closed += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => garbage_closed += 1,
+                Err(e) => panic!("a garbage ClientHello was not closed: {e}"),
+            }
+        }
+        let mut handshakes = 0;
+        for i in 0..1_000u32 {
+            let tcp = connect_from([127, 0, 8, (i % 50) as u8 + 1], addr);
+            support::tls::connect_over(tcp, &config, REQUEST_DEADLINE)
+                .unwrap_or_else(|e| panic!("handshake {i}: {e}"));
+            handshakes += 1;
+        }
+        println!("class 20: {garbage_closed} garbage ClientHellos closed, {handshakes} handshakes completed and dropped, 200 half-sent held");
+        assert_eq!(garbage_closed, 1_000);
+        drop(held);
+    });
+    let (_, metrics) = target.bystander.get(target.addr, "/metrics");
+    let failed = metric(
+        &metrics,
+        "marketflow_tls_handshake_failures_total{reason=\"error\"}",
+    );
+    assert!(failed >= 1_000.0, "{failed} handshake failures counted");
+}
+
+/// Class 21: slowloris over TLS: handshakes done, then a request head one byte a second.
+/// The head's time limit (10 s) closes each.
+#[test]
+fn class_21_slowloris_over_tls() {
+    let mut target = tls_target("");
+    let config = target.bystander.tls.clone().expect("TLS");
+    under_attack("class 21 (slowloris over TLS)", &mut target, |addr| {
+        let mut slow: Vec<_> = (0..100u32)
+            .map(|i| {
+                let tcp = connect_from([127, 0, 9, (i % 50) as u8 + 1], addr);
+                let mut s = support::tls::connect_over(tcp, &config, REQUEST_DEADLINE)
+                    .expect("a TLS handshake");
+                s.sock
+                    .set_read_timeout(Some(Duration::from_millis(20)))
+                    .unwrap();
+                s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n").unwrap();
+                s.flush().unwrap();
+                Some(s)
+            })
+            .collect();
+        let until = Instant::now() + Duration::from_secs(40);
+        let started = Instant::now();
+        while slow.iter().any(Option::is_some) {
+            assert!(
+                Instant::now() < until,
+                "waited 40 s for the server to close {} slow clients",
+                slow.iter().flatten().count()
+            );
+            for s in &mut slow {
+                let Some(stream) = s else { continue };
+                let mut buf = [0u8; 256];
+                let closed = match stream.read(&mut buf) {
+                    Ok(_) => true, // the end, or a 408
+                    Err(e) => !matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ),
+                } || stream.write_all(b"X").and_then(|()| stream.flush()).is_err();
+                if closed {
+                    *s = None;
+                }
+            }
+            // The attack's pace: a byte per client about every second.
+            std::thread::sleep(Duration::from_millis(1000));
+        }
+        println!(
+            "class 21: 100 slow TLS clients closed after {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+    });
+}
+
+/// Class 22: a WebSocket command storm at the default command rate: the commands past it
+/// are answered `rate_limited`, then the connection is closed.
+#[test]
+fn class_22_websocket_commands_past_the_rate() {
+    let mut target = target(2_000, "");
+    under_attack("class 22 (command rate)", &mut target, |addr| {
+        let mut storm = raw_websocket(addr, "/ws");
+        let mut commands = Vec::new();
+        for _ in 0..1_000 {
+            commands.extend(client_frame(0x81, br#"{"action":"ping"}"#));
+        }
+        let _ = storm.write_all(&commands);
+        let mut buf = Vec::new();
+        let (mut pongs, mut limited, mut close) = (0, 0, None);
+        while close.is_none() {
+            if let Some((opcode, payload, used)) = frame(&buf) {
+                buf.drain(..used);
+                let text = String::from_utf8_lossy(&payload);
+                pongs += usize::from(text.contains("pong"));
+                limited += usize::from(text.contains("rate_limited"));
+                if opcode == 8 && payload.len() >= 2 {
+                    close = Some(u16::from_be_bytes([payload[0], payload[1]]));
+                }
+                continue;
+            }
+            let mut chunk = [0u8; 4096];
+            match storm.read(&mut chunk) {
+                Ok(0) => break,
+                Err(e) => panic!("reading the storm's answers: {e}"),
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        println!("class 22: {pongs} pongs, {limited} refused as rate_limited, then close {close:?}");
+        assert!((50..1_000).contains(&pongs), "{pongs} pongs");
+        assert!(limited >= 100, "{limited} refused");
+        assert_eq!(close, Some(1008));
     });
 }

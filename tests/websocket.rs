@@ -720,7 +720,11 @@ fn rss() -> u64 {
 #[test]
 fn a_command_storm_is_bounded() {
     block_on(async {
-        let (server, hub) = start(&config(|c| c.snapshot = 100));
+        // The snapshot limits, not the command rate (tests/hostile.rs class 22), are under test.
+        let (server, hub) = start(&config(|c| {
+            c.snapshot = 100;
+            c.rate_limit.ws_commands.rate.value = "1000000000/s".parse().unwrap();
+        }));
         hub.publish((0..100).map(|i| tick("A", i)).collect());
         let before = rss();
         let mut storm = raw_websocket(server.addr, "/ws").await;

@@ -334,7 +334,14 @@ async fn serve(
             code,
             reason: why.into(),
         }));
-        let _ = tokio::time::timeout(Duration::from_secs(1), ws.send(close)).await;
+        // Then the client's Close, reading past what it sent meanwhile: closing a socket
+        // with unread input resets it, and the client would lose our Close frame.
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            ws.send(close).await?;
+            while let Some(Ok(_)) = ws.next().await {}
+            Ok::<_, tokio_tungstenite::tungstenite::Error>(())
+        })
+        .await;
     }
 }
 
