@@ -828,11 +828,16 @@ fn class_19_ten_thousand_wrong_keys() {
     println!(
         "class 19: {unauthorized} answered 401 and {limited} 429 in {seconds:.1} s (at most {allowed:.0} keys may be checked)"
     );
-    assert!(f64::from(unauthorized) <= allowed, "{unauthorized} keys checked");
+    assert!(
+        f64::from(unauthorized) <= allowed,
+        "{unauthorized} keys checked"
+    );
     let (_, metrics) = target.bystander.get(target.addr, "/metrics");
     assert!(
-        metric(&metrics, "marketflow_http_rate_limited_total{limit=\"failed_auth\"}")
-            >= f64::from(limited)
+        metric(
+            &metrics,
+            "marketflow_http_rate_limited_total{limit=\"failed_auth\"}"
+        ) >= f64::from(limited)
     );
 }
 
@@ -938,7 +943,10 @@ fn class_21_slowloris_over_tls() {
                         e.kind(),
                         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                     ),
-                } || stream.write_all(b"X").and_then(|()| stream.flush()).is_err();
+                } || stream
+                    .write_all(b"X")
+                    .and_then(|()| stream.flush())
+                    .is_err();
                 if closed {
                     *s = None;
                 }
@@ -985,7 +993,9 @@ fn class_22_websocket_commands_past_the_rate() {
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
             }
         }
-        println!("class 22: {pongs} pongs, {limited} refused as rate_limited, then close {close:?}");
+        println!(
+            "class 22: {pongs} pongs, {limited} refused as rate_limited, then close {close:?}"
+        );
         assert!((50..1_000).contains(&pongs), "{pongs} pongs");
         assert!(limited >= 100, "{limited} refused");
         assert_eq!(close, Some(1008));

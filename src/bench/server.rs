@@ -8,6 +8,9 @@
 //!    1,000 subscribers shows whether clients slow the pipeline.
 //! 2. REST: `--connections` keep-alive clients ask for 100 one-minute bars from a SQLite
 //!    store for `--rest-seconds`; the baseline is the same store query called directly.
+//! 3. Security: both again with API keys and TLS on (https and wss, a certificate made for
+//!    the run), side by side with the figures without. Rate limits are raised out of the
+//!    way in both runs (their buckets are still checked on every request).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,9 +25,12 @@ use marketflow_operators::{Bar, Interval, Record, Symbol, Tick};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::config::de::Spanned;
+use crate::config::values::Secret;
 use crate::hub::Hub;
 use crate::metrics::metrics;
 use crate::server::{self, ServerConfig, ServerState};
+use crate::spec::server::{ApiKeyConfig, AuthConfig, RateLimitConfig, Scope, TlsConfig};
 use crate::store::{sqlite, BarQuery, Batch, Location, Store};
 
 /// Options of `marketflow bench-server`.
@@ -61,8 +67,8 @@ pub fn run(args: &ServerBenchArgs) -> anyhow::Result<()> {
         "== WebSocket fan-out: {} clients, {} records/s, {} s ==",
         args.clients, args.rate, args.seconds
     );
-    let baseline = fan_out(&server_rt, &client_rt, args, 0)?;
-    let loaded = fan_out(&server_rt, &client_rt, args, args.clients)?;
+    let baseline = fan_out(&server_rt, &client_rt, args, 0, None)?;
+    let loaded = fan_out(&server_rt, &client_rt, args, args.clients, None)?;
     println!(
         "publisher without clients: {:.0} records/s achieved, publish call p50 {} / p99 {}",
         baseline.achieved_rate,
@@ -107,8 +113,137 @@ pub fn run(args: &ServerBenchArgs) -> anyhow::Result<()> {
             "SOME for other clients"
         }
     );
-    rest(&server_rt, &client_rt, args)?;
+    let plain_rest = rest(&server_rt, &client_rt, args, None)?;
+    let dir = ScratchDir::new("secure")?;
+    let secure = Secure::new(&dir.0)?;
+    println!(
+        "== Security: API keys and TLS on, the same loads ({} clients, {} connections) ==",
+        args.clients, args.connections
+    );
+    let secure_fan_out = fan_out(&server_rt, &client_rt, args, args.clients, Some(&secure))?;
+    let secure_rest = rest(&server_rt, &client_rt, args, Some(&secure))?;
+    println!("| figure | off | keys + TLS | ratio |");
+    println!("|---|---|---|---|");
+    println!(
+        "| REST requests/s | {:.0} | {:.0} | {:.2}x |",
+        plain_rest.rate,
+        secure_rest.rate,
+        secure_rest.rate / plain_rest.rate
+    );
+    println!(
+        "| REST latency p99 | {} | {} | {:.2}x |",
+        millis(plain_rest.p99),
+        millis(secure_rest.p99),
+        secure_rest.p99.as_secs_f64() / plain_rest.p99.as_secs_f64()
+    );
+    println!(
+        "| WebSocket delivery p99 | {} | {} | {:.2}x |",
+        millis(loaded.latency_p99),
+        millis(secure_fan_out.latency_p99),
+        secure_fan_out.latency_p99.as_secs_f64() / loaded.latency_p99.as_secs_f64()
+    );
+    println!(
+        "| WebSocket records delivered/s | {:.2}M | {:.2}M | {:.2}x |",
+        loaded.delivered as f64 / args.seconds as f64 / 1e6,
+        secure_fan_out.delivered as f64 / args.seconds as f64 / 1e6,
+        secure_fan_out.delivered as f64 / loaded.delivered.max(1) as f64
+    );
     Ok(())
+}
+
+/// The key and certificate of the secured runs.
+struct Secure {
+    config: ServerConfig,
+    client: Arc<rustls::ClientConfig>,
+    key: String,
+}
+
+const BENCH_KEY: &str = "bench-key-0123456789abcdef";
+
+impl Secure {
+    fn new(dir: &std::path::Path) -> anyhow::Result<Secure> {
+        let key_pair = rcgen::KeyPair::generate()?;
+        let cert =
+            rcgen::CertificateParams::new(vec!["127.0.0.1".into()])?.self_signed(&key_pair)?;
+        let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&cert_path, cert.pem())?;
+        std::fs::write(&key_path, key_pair.serialize_pem())?;
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert.der().clone())?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let spanned =
+            |p: &std::path::Path| Spanned::new(p.display().to_string(), Default::default());
+        let config = ServerConfig {
+            auth: Some(AuthConfig {
+                keys: vec![ApiKeyConfig {
+                    name: "bench".into(),
+                    key: Spanned::new(Secret(BENCH_KEY.into()), Default::default()),
+                    scopes: vec![Scope::Read, Scope::Stream],
+                }],
+                keys_file: None,
+            }),
+            tls: Some(TlsConfig {
+                cert: spanned(&cert_path),
+                key: spanned(&key_path),
+            }),
+            ..ServerConfig::default()
+        };
+        Ok(Secure {
+            config,
+            client: Arc::new(client),
+            key: BENCH_KEY.into(),
+        })
+    }
+
+    /// A TLS connection over `tcp`.
+    async fn wrap(&self, tcp: TcpStream) -> anyhow::Result<Box<dyn Io>> {
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1")?;
+        let tls = tokio_rustls::TlsConnector::from(self.client.clone())
+            .connect(name, tcp)
+            .await?;
+        Ok(Box::new(tls))
+    }
+}
+
+/// A client connection, plain or TLS.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+/// Rate limits out of the way of the bench's own load (still checked per request).
+fn unlimited() -> RateLimitConfig {
+    let mut limits = RateLimitConfig::default();
+    for bucket in [&mut limits.per_key, &mut limits.per_address] {
+        bucket.rate.value = crate::spec::server::Rate {
+            count: 1_000_000_000,
+            per_ms: 1000,
+        };
+        bucket.burst = Some(1_000_000_000);
+    }
+    limits
+}
+
+/// The server state of a run, secured or not.
+fn state(
+    config: &ServerConfig,
+    store: Option<Location>,
+    hub: Hub,
+    secure: Option<&Secure>,
+) -> anyhow::Result<ServerState> {
+    let mut config = secure.map_or_else(
+        || config.clone(),
+        |s| ServerConfig {
+            snapshot: config.snapshot,
+            max_dropped: config.max_dropped,
+            ..s.config.clone()
+        },
+    );
+    config.rate_limit = unlimited();
+    let addr = SocketAddr::from(([127, 0, 0, 1], 0));
+    Ok(ServerState::secured(&config, store, hub, addr, false)?)
 }
 
 fn runtime(name: &str, threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
@@ -224,6 +359,7 @@ fn fan_out(
     client_rt: &tokio::runtime::Runtime,
     args: &ServerBenchArgs,
     clients: usize,
+    secure: Option<&Secure>,
 ) -> anyhow::Result<FanOut> {
     // A client may lose 2 s of the stream before it is dropped.
     let config = ServerConfig {
@@ -235,7 +371,7 @@ fn fan_out(
     let listener = server::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
     let handle = {
         let _guard = server_rt.enter();
-        server::start(listener, ServerState::new(&config, None, hub.clone()))?
+        server::start(listener, state(&config, None, hub.clone(), secure)?)?
     };
     let addr = handle.addr;
     let per_batch = args.rate / BATCHES_PER_SECOND;
@@ -255,7 +391,7 @@ fn fan_out(
             let sockets: Vec<_> = client_rt.block_on(async {
                 let mut out = Vec::new();
                 for _ in wave {
-                    out.push(subscribe(addr).await);
+                    out.push(subscribe(addr, secure).await);
                 }
                 out
             });
@@ -275,7 +411,7 @@ fn fan_out(
                 done,
             )));
         }
-        Some(client_rt.block_on(subscribe_with(addr, Some(4096)))?)
+        Some(client_rt.block_on(subscribe_with(addr, Some(4096), secure))?)
     } else {
         None
     };
@@ -349,21 +485,29 @@ fn fan_out(
 
 /// Connects, subscribes to the bench stream and reads the acknowledgement and snapshot
 /// marker; returns the socket positioned at the first record.
-async fn subscribe(addr: SocketAddr) -> anyhow::Result<TcpStream> {
-    subscribe_with(addr, None).await
+async fn subscribe(addr: SocketAddr, secure: Option<&Secure>) -> anyhow::Result<Box<dyn Io>> {
+    subscribe_with(addr, None, secure).await
 }
 
 /// As [`subscribe`], with a receive buffer of `recv_buffer` bytes (a stalled client on a
 /// small device).
-async fn subscribe_with(addr: SocketAddr, recv_buffer: Option<u32>) -> anyhow::Result<TcpStream> {
+async fn subscribe_with(
+    addr: SocketAddr,
+    recv_buffer: Option<u32>,
+    secure: Option<&Secure>,
+) -> anyhow::Result<Box<dyn Io>> {
     let socket = tokio::net::TcpSocket::new_v4()?;
     if let Some(size) = recv_buffer {
         socket.set_recv_buffer_size(size)?;
     }
-    let mut stream = socket.connect(addr).await?;
-    stream.set_nodelay(true)?;
+    let tcp = socket.connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    let (mut stream, query): (Box<dyn Io>, String) = match secure {
+        Some(s) => (s.wrap(tcp).await?, format!("?api_key={}", s.key)),
+        None => (Box::new(tcp), String::new()),
+    };
     let request = format!(
-        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+        "GET /ws{query} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     );
     stream.write_all(request.as_bytes()).await?;
@@ -397,7 +541,7 @@ async fn subscribe_with(addr: SocketAddr, recv_buffer: Option<u32>) -> anyhow::R
 /// Reads `total` records, timing each against its batch's publication; returns the count
 /// and the latency histogram.
 async fn read_stream(
-    mut stream: TcpStream,
+    mut stream: Box<dyn Io>,
     published_at: Arc<Vec<AtomicU64>>,
     epoch: Instant,
     per_batch: u64,
@@ -470,16 +614,25 @@ fn sequence(payload: &[u8]) -> Option<u64> {
         .ok()
 }
 
+/// What the REST load measured.
+struct RestFigures {
+    rate: f64,
+    p99: Duration,
+}
+
 fn rest(
     server_rt: &tokio::runtime::Runtime,
     client_rt: &tokio::runtime::Runtime,
     args: &ServerBenchArgs,
-) -> anyhow::Result<()> {
+    secure: Option<&Secure>,
+) -> anyhow::Result<RestFigures> {
     println!(
-        "== REST: GET /api/v2/intraday/prices/BENCH?interval=1m&limit=100 from SQLite, {} connections, {} s ==",
-        args.connections, args.rest_seconds
+        "== REST{}: GET /api/v2/intraday/prices/BENCH?interval=1m&limit=100 from SQLite, {} connections, {} s ==",
+        if secure.is_some() { " (keys + TLS)" } else { "" },
+        args.connections,
+        args.rest_seconds
     );
-    let dir = ScratchDir::new()?;
+    let dir = ScratchDir::new("rest")?;
     let path = dir.0.join("bench.db");
     let mut conn = sqlite::open(&path)?;
     sqlite::migrate(&mut conn)?;
@@ -549,7 +702,12 @@ fn rest(
         let _guard = server_rt.enter();
         server::start(
             listener,
-            ServerState::new(&ServerConfig::default(), Some(location), Hub::default()),
+            state(
+                &ServerConfig::default(),
+                Some(location),
+                Hub::default(),
+                secure,
+            )?,
         )?
     };
     let addr = handle.addr;
@@ -559,9 +717,18 @@ fn rest(
         let mut tasks = Vec::new();
         for _ in 0..args.connections {
             let latencies = latencies.clone();
+            let connection = async {
+                let tcp = TcpStream::connect(addr).await?;
+                tcp.set_nodelay(true)?;
+                Ok::<_, anyhow::Error>(match secure {
+                    Some(s) => (s.wrap(tcp).await?, Some(s.key.clone())),
+                    None => (Box::new(tcp) as Box<dyn Io>, None),
+                })
+            };
+            let (stream, key) = connection.await?;
             tasks.push(tokio::spawn(async move {
                 let mut hist = Histogram::new();
-                let result = keep_alive_client(addr, deadline, &mut hist).await;
+                let result = keep_alive_client(stream, key, deadline, &mut hist).await;
                 if let Ok(mut all) = latencies.lock() {
                     all.merge(&hist);
                 }
@@ -578,8 +745,8 @@ fn rest(
                 _ => failed += 1,
             }
         }
-        (ok, failed)
-    });
+        Ok::<_, anyhow::Error>((ok, failed))
+    })?;
     server_rt.block_on(handle.stop());
     let rate = ok as f64 / seconds.as_secs_f64();
     let hist = latencies
@@ -597,26 +764,32 @@ fn rest(
         millis(hist.quantile(0.99)),
         if rate >= 5000.0 { "met" } else { "MISSED" }
     );
-    Ok(())
+    Ok(RestFigures {
+        rate,
+        p99: hist.quantile(0.99),
+    })
 }
 
 /// Requests over one keep-alive connection until `deadline`: (answers of 100 bars, others).
 async fn keep_alive_client(
-    addr: SocketAddr,
+    stream: Box<dyn Io>,
+    key: Option<String>,
     deadline: Instant,
     hist: &mut Histogram,
 ) -> anyhow::Result<(u64, u64)> {
-    let stream = TcpStream::connect(addr).await?;
-    stream.set_nodelay(true)?;
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
     tokio::spawn(conn);
     let (mut ok, mut failed) = (0, 0);
     let mut checked = false;
     while Instant::now() < deadline {
-        let request = hyper::Request::get("/api/v2/intraday/prices/BENCH?interval=1m&limit=100")
-            .header("host", "bench")
-            .body(Empty::<Bytes>::new())?;
+        let mut request =
+            hyper::Request::get("/api/v2/intraday/prices/BENCH?interval=1m&limit=100")
+                .header("host", "bench");
+        if let Some(key) = &key {
+            request = request.header("authorization", format!("Bearer {key}"));
+        }
+        let request = request.body(Empty::<Bytes>::new())?;
         let t = Instant::now();
         let response = sender.send_request(request).await?;
         let status = response.status();
@@ -641,9 +814,11 @@ async fn keep_alive_client(
 struct ScratchDir(std::path::PathBuf);
 
 impl ScratchDir {
-    fn new() -> anyhow::Result<ScratchDir> {
-        let dir =
-            std::env::temp_dir().join(format!("marketflow-bench-server-{}", std::process::id()));
+    fn new(name: &str) -> anyhow::Result<ScratchDir> {
+        let dir = std::env::temp_dir().join(format!(
+            "marketflow-bench-server-{}-{name}",
+            std::process::id()
+        ));
         std::fs::create_dir_all(&dir)?;
         Ok(ScratchDir(dir))
     }
