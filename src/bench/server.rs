@@ -242,6 +242,8 @@ fn state(
         },
     );
     config.rate_limit = unlimited();
+    // Every bench client comes from 127.0.0.1.
+    config.max_connections_per_client = config.max_connections;
     let addr = SocketAddr::from(([127, 0, 0, 1], 0));
     Ok(ServerState::secured(&config, store, hub, addr, false)?)
 }
