@@ -640,3 +640,57 @@ fn a_bad_auth_block_is_a_positioned_error() {
     assert!(!stderr.contains("${SHORT_KEY}") || !stderr.contains(": x\n"));
     println!("{stderr}");
 }
+
+#[test]
+fn serve_takes_a_keys_file_and_a_certificate() {
+    if !curl_present() {
+        return;
+    }
+    let dir = scratch();
+    tls::install(dir.path(), &tls::certificate());
+    write(
+        dir.path(),
+        "keys.txt",
+        &format!("filed:read:{}\n", sha256_hex(FILED)),
+    );
+    // A store made by a pipeline, then served apart from it.
+    write(
+        dir.path(),
+        "p.yaml",
+        "pipeline: fill\nsources:\n  t: {type: synthetic, symbols: [AAPL], count: 100}\nsinks:\n  store: {type: sqlite, from: [t], path: store.db}\n",
+    );
+    run_ok(dir.path(), &["run", "p.yaml"]);
+    let mut child = marketflow()
+        .current_dir(dir.path())
+        .args(["serve", "--store", "store.db", "--listen", "127.0.0.1:0"])
+        .args([
+            "--keys-file",
+            "keys.txt",
+            "--tls-cert",
+            "cert.pem",
+            "--tls-key",
+            "key.pem",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let guard = watchdog(child.id(), DEADLINE, "`serve`'s address");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    drop(guard);
+    let port = line
+        .trim()
+        .strip_prefix("serving on https://127.0.0.1:")
+        .and_then(|p| p.trim_end_matches('/').parse::<u16>().ok())
+        .unwrap_or_else(|| panic!("expected `serving on https://...`, got {line:?}"));
+    let url = format!("https://127.0.0.1:{port}/api/v3/symbols");
+    let ca = dir.path().join("cert.pem");
+    let (without, _, _) = curl(&ca, &url, &[], "GET");
+    let (with, _, body) = curl(&ca, &url, &[&format!("X-API-Key: {FILED}")], "GET");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!((without, with), (401, 200), "{body}");
+    assert!(body.contains("AAPL"), "{body}");
+}
