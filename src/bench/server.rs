@@ -635,35 +635,7 @@ fn rest(
         args.rest_seconds
     );
     let dir = ScratchDir::new("rest")?;
-    let path = dir.0.join("bench.db");
-    let mut conn = sqlite::open(&path)?;
-    sqlite::migrate(&mut conn)?;
-    let mut batch = Batch::default();
-    for symbol in ["BENCH", "OTHER1", "OTHER2", "OTHER3"] {
-        for i in 0..20_000i64 {
-            let start = 1_704_205_800_000 + i * 60_000;
-            batch.push(Record::Bar(Bar {
-                symbol: Symbol::new(symbol).expect("valid symbol"),
-                interval: Interval::M1,
-                start,
-                end: start + 60_000,
-                open: 100.0,
-                high: 101.5,
-                low: 99.25,
-                close: 100.5 + (i % 17) as f64 / 8.0,
-                volume: Fixed::from_f64(1234.0),
-                notional: Fixed::from_f64(1234.0 * 100.4),
-                trades: 42,
-                revision: 0,
-                seq: 0,
-                wm: start,
-                source: Default::default(),
-            }));
-        }
-    }
-    sqlite::write(&mut conn, &batch)?;
-    drop(conn);
-    let location = Location::Sqlite(path.clone());
+    let location = bench_store(&dir.0)?;
 
     // Baseline: the store query alone, on the same number of concurrent tasks.
     let store = Arc::new(server_rt.block_on(Store::open(&location))?);
@@ -770,6 +742,39 @@ fn rest(
         rate,
         p99: hist.quantile(0.99),
     })
+}
+
+/// A SQLite store of 20,000 one-minute bars for each of four symbols.
+fn bench_store(dir: &std::path::Path) -> anyhow::Result<Location> {
+    let path = dir.join("bench.db");
+    let mut conn = sqlite::open(&path)?;
+    sqlite::migrate(&mut conn)?;
+    let mut batch = Batch::default();
+    for symbol in ["BENCH", "OTHER1", "OTHER2", "OTHER3"] {
+        for i in 0..20_000i64 {
+            let start = 1_704_205_800_000 + i * 60_000;
+            batch.push(Record::Bar(Bar {
+                symbol: Symbol::new(symbol).expect("valid symbol"),
+                interval: Interval::M1,
+                start,
+                end: start + 60_000,
+                open: 100.0,
+                high: 101.5,
+                low: 99.25,
+                close: 100.5 + (i % 17) as f64 / 8.0,
+                volume: Fixed::from_f64(1234.0),
+                notional: Fixed::from_f64(1234.0 * 100.4),
+                trades: 42,
+                revision: 0,
+                seq: 0,
+                wm: start,
+                source: Default::default(),
+            }));
+        }
+    }
+    sqlite::write(&mut conn, &batch)?;
+    drop(conn);
+    Ok(Location::Sqlite(path))
 }
 
 /// Requests over one keep-alive connection until `deadline`: (answers of 100 bars, others).

@@ -25,7 +25,7 @@ pub use self::context::{
     SinkQueue, SourceContext, SourceSender, Task, TaskError,
 };
 pub use self::event::{Position, SinkEvent, SourceEvent};
-pub use self::registry::{Registry, SinkConfig, SinkType, SourceConfig, SourceType};
+pub use self::registry::{ended, Registry, SinkConfig, SinkType, SourceConfig, SourceType};
 pub use self::stamper::{report_watermark, Stamper, StamperState};
 use crate::codec::RecordKind;
 use crate::config::de::Spanned;

@@ -77,6 +77,42 @@ impl<T: Source> SourceConfig for Erased<T> {
     }
 }
 
+/// A source left out of a backfill, in place of one that reads live: it produces its type
+/// and ends at once, so the graph, and what each sink reads, stay the same.
+#[derive(Debug, Clone, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Ended {
+    #[serde(skip, default = "ticks")]
+    #[schemars(skip)]
+    output: StreamType,
+}
+
+fn ticks() -> StreamType {
+    StreamType::Ticks
+}
+
+impl Source for Ended {
+    const TYPE: &'static str = "ended";
+    const ABOUT: &'static str = "nothing: a live source left out of a backfill";
+    fn output(&self) -> StreamType {
+        self.output.clone()
+    }
+    fn is_finite(&self) -> bool {
+        true
+    }
+    fn restart_from(&self) -> super::RestartFrom {
+        super::RestartFrom::Position
+    }
+    fn build(&self, _ctx: SourceContext) -> Task {
+        Task::Async(Box::pin(async { Ok(()) }))
+    }
+}
+
+/// A source of type `output` that ends at once.
+pub fn ended(output: StreamType) -> Arc<dyn SourceConfig> {
+    Arc::new(Erased(Ended { output }))
+}
+
 /// A configured sink of any type.
 pub trait SinkConfig: fmt::Debug + Send + Sync {
     fn type_name(&self) -> &'static str;

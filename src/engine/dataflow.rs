@@ -467,11 +467,11 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> f64 {
         let mut moved = 0;
         for feed in &mut feeds {
             let name = &shared.pipeline.sources[feed.source].name;
-            let waiting = feed
+            let on_the_way = feed
                 .input
                 .as_ref()
                 .map_or(0, |input| feed.pumped.before(input.time()));
-            let budget = shared.flow.pump_budget(waiting, open_feeds);
+            let budget = shared.flow.pump_budget(on_the_way, open_feeds);
             moved += feed.pump(shared, name, budget);
         }
         let step_started = Instant::now();
@@ -494,8 +494,8 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> f64 {
         let open = feeds.iter().any(|f| f.input.is_some());
         // Once drained, wait for the sinks' last acknowledgement, so that the final
         // positions of the sources are acknowledged (and kept, for resumable ones).
-        let waiting = !open && !settled(shared, &mut final_ack);
-        let park = if open || control.is_some() || waiting {
+        let awaiting_acks = !open && !settled(shared, &mut final_ack);
+        let park = if open || control.is_some() || awaiting_acks {
             Some(Duration::from_millis(if shared.flow.paused() {
                 5
             } else {
@@ -512,7 +512,7 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> f64 {
         if moved == 0 && open && shared.flow.paused() && local == 0 {
             paused_seconds.inc_by(step_started.elapsed().as_secs_f64());
         }
-        if !more && !open && control.is_none() && !waiting {
+        if !more && !open && control.is_none() && !awaiting_acks {
             break;
         }
     }

@@ -112,7 +112,7 @@ impl Pipeline {
                     history += 1;
                     narrowed
                 }
-                None => Arc::new(Ended(source.spec.output())),
+                None => crate::connector::ended(source.spec.output()),
             };
         }
         (history > 0).then_some(pipeline)
@@ -281,52 +281,6 @@ impl Pipeline {
         let mut pipeline = self.clone();
         pipeline.sources[index].spec = replacement;
         Ok(pipeline)
-    }
-}
-
-/// A source left out of a backfill: it produces its type and ends at once.
-#[derive(Debug)]
-struct Ended(StreamType);
-
-impl SourceConfig for Ended {
-    fn type_name(&self) -> &'static str {
-        "ended"
-    }
-    fn output(&self) -> StreamType {
-        self.0.clone()
-    }
-    fn check(&self, _path: &str) -> Vec<Diagnostic> {
-        Vec::new()
-    }
-    fn is_finite(&self) -> bool {
-        true
-    }
-    fn prepare(&self) -> anyhow::Result<()> {
-        Ok(())
-    }
-    fn partitions(&self) -> usize {
-        1
-    }
-    fn idle_timeout(&self) -> Option<std::time::Duration> {
-        None
-    }
-    fn resume_key(&self, _partition: usize) -> Option<String> {
-        None
-    }
-    fn for_backfill(&self, _range: &BackfillRange) -> Option<Arc<dyn SourceConfig>> {
-        None
-    }
-    fn max_delay(&self) -> i64 {
-        0
-    }
-    fn for_replay(&self, _range: &ReplayRange) -> Option<Arc<dyn SourceConfig>> {
-        None
-    }
-    fn restart_from(&self) -> crate::connector::RestartFrom {
-        crate::connector::RestartFrom::Position
-    }
-    fn build(&self, _ctx: crate::connector::SourceContext) -> crate::connector::Task {
-        crate::connector::Task::Async(Box::pin(async { Ok(()) }))
     }
 }
 
