@@ -554,6 +554,15 @@ fn rate_limits_answer_429_with_retry_after() {
     let other: Vec<u16> = answers.iter().map(|a| a.0).collect();
     assert_eq!(other, [200, 200, 429], "per address (7 requests)");
     assert!(answers[2].2.contains("address"), "{}", answers[2].2);
+    // The address's bucket counts every request, preflights and unknown routes too.
+    for head in [
+        "OPTIONS /api/v3/symbols HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        "GET /no/such/route HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    ] {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(DEADLINE)).unwrap();
+        assert_eq!(tls::request(&mut s, head).0, 429, "{head}");
+    }
     assert_eq!(get_from([127, 0, 0, 2], addr, path, STREAMER).0, 200);
     // Wrong keys: two tries, then the address is locked out, even with a good key.
     let wrong: Vec<u16> = (0..3)

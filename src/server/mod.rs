@@ -378,7 +378,23 @@ async fn handle(state: Arc<ServerState>, req: Request<Incoming>) -> Response<Bod
         .as_ref()
         .map(|o| origins::allowed(o, req.headers(), &state.allowed_origins));
     let hosts = req.headers().get_all(hyper::header::HOST).iter().count();
-    let mut response = if hosts != 1 {
+    // Every request but the orchestrators' probes counts against its address's bucket.
+    let probe = matched
+        .as_ref()
+        .is_some_and(|(r, _)| matches!(r.endpoint, Endpoint::Health | Endpoint::Live));
+    let address_limited = if probe {
+        Ok(())
+    } else {
+        state.limits.address(client_address(&req))
+    };
+    let mut response = if let Err(limited) = address_limited {
+        Refusal::Limited {
+            limited,
+            limit: "per_address",
+            message: "this address sends too many requests",
+        }
+        .response()
+    } else if hosts != 1 {
         error_response(&ApiError::bad(
             "bad_host",
             "a request needs exactly one Host header",
@@ -464,21 +480,10 @@ fn client_address(req: &Request<Incoming>) -> std::net::IpAddr {
         .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |s| s.client())
 }
 
-/// Rate limits and API keys: the access a request has, or the answer that refuses it.
+/// API keys: the access a request has, or the answer that refuses it (its address's bucket
+/// is checked before, in `handle`).
 fn admit(state: &ServerState, route: &Route, req: &Request<Incoming>) -> Result<Access, Refusal> {
-    // Orchestrators' probes are never limited nor asked for keys.
-    if matches!(route.endpoint, Endpoint::Health | Endpoint::Live) {
-        return Ok(Access::Open);
-    }
     let address = client_address(req);
-    state
-        .limits
-        .address(address)
-        .map_err(|limited| Refusal::Limited {
-            limited,
-            limit: "per_address",
-            message: "this address sends too many requests",
-        })?;
     let (Some(_), Some(scope)) = (&state.keys, scope(route.endpoint)) else {
         return Ok(Access::Open);
     };
