@@ -69,23 +69,16 @@ fn start(server: &str, args: &[&str]) -> Server {
              - {{name: ops, key: \"${{OPS_KEY}}\", scopes: [admin]}}\n{server}"
         ),
     );
-    let mut child = marketflow()
-        .current_dir(dir.path())
-        .args(["run", "p.yaml"])
-        .args(args)
-        .env("READER_KEY", READER)
-        .env("STREAMER_KEY", STREAMER)
-        .env("OPS_KEY", OPS)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("marketflow starts");
-    let stdout = child.stdout.take().expect("stdout piped");
-    let guard = watchdog(child.id(), Duration::from_secs(60), "the server's address");
-    let mut line = String::new();
-    std::io::BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("reading the server's address");
-    drop(guard);
+    let (child, line) = spawn_serving(
+        marketflow()
+            .current_dir(dir.path())
+            .args(["run", "p.yaml"])
+            .args(args)
+            .env("READER_KEY", READER)
+            .env("STREAMER_KEY", STREAMER)
+            .env("OPS_KEY", OPS),
+        "the server's address",
+    );
     let addr = line
         .trim()
         .strip_prefix("serving on https://")
@@ -93,6 +86,21 @@ fn start(server: &str, args: &[&str]) -> Server {
         .and_then(|rest| rest.trim_end_matches('/').parse().ok())
         .unwrap_or_else(|| panic!("expected `serving on https://ADDR/`, got {line:?}"));
     Server { child, addr, dir }
+}
+
+/// Starts `cmd` (stdout piped) and reads the first line it prints: the server's address.
+fn spawn_serving(cmd: &mut Command, what: &'static str) -> (Child, String) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("marketflow starts");
+    let guard = watchdog(child.id(), Duration::from_secs(60), what);
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout piped"))
+        .read_line(&mut line)
+        .expect("reading the server's address");
+    drop(guard);
+    (child, line)
 }
 
 fn tls_block(dir_hint: &str) -> String {
@@ -119,14 +127,7 @@ fn curl(ca: &Path, url: &str, headers: &[&str], method: &str) -> (u16, String, S
         "curl {url}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, head.to_owned(), body.to_owned())
+    tls::split_answer(&String::from_utf8_lossy(&out.stdout))
 }
 
 fn error_code(body: &str) -> String {
@@ -598,18 +599,12 @@ fn a_server_beyond_loopback_needs_keys_or_insecure() {
         "{stderr}"
     );
     println!("{}", stderr.trim());
-    let mut child = marketflow()
-        .current_dir(dir.path())
-        .args(["run", "p.yaml", "--insecure"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let guard = watchdog(child.id(), DEADLINE, "the --insecure server");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    drop(guard);
+    let (mut child, line) = spawn_serving(
+        marketflow()
+            .current_dir(dir.path())
+            .args(["run", "p.yaml", "--insecure"]),
+        "the --insecure server",
+    );
     let _ = child.kill();
     let _ = child.wait();
     assert!(
@@ -669,26 +664,20 @@ fn serve_takes_a_keys_file_and_a_certificate() {
         "pipeline: fill\nsources:\n  t: {type: synthetic, symbols: [AAPL], count: 100}\nsinks:\n  store: {type: sqlite, from: [t], path: store.db}\n",
     );
     run_ok(dir.path(), &["run", "p.yaml"]);
-    let mut child = marketflow()
-        .current_dir(dir.path())
-        .args(["serve", "--store", "store.db", "--listen", "127.0.0.1:0"])
-        .args([
-            "--keys-file",
-            "keys.txt",
-            "--tls-cert",
-            "cert.pem",
-            "--tls-key",
-            "key.pem",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let guard = watchdog(child.id(), DEADLINE, "`serve`'s address");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    drop(guard);
+    let (mut child, line) = spawn_serving(
+        marketflow()
+            .current_dir(dir.path())
+            .args(["serve", "--store", "store.db", "--listen", "127.0.0.1:0"])
+            .args([
+                "--keys-file",
+                "keys.txt",
+                "--tls-cert",
+                "cert.pem",
+                "--tls-key",
+                "key.pem",
+            ]),
+        "`serve`'s address",
+    );
     let port = line
         .trim()
         .strip_prefix("serving on https://127.0.0.1:")

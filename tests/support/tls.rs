@@ -111,8 +111,12 @@ pub fn request<S: Read + Write>(stream: &mut S, head: &str) -> (u16, String, Str
             Err(e) => panic!("reading an answer: {e}"),
         }
     }
-    let text = String::from_utf8_lossy(&answer).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    split_answer(&String::from_utf8_lossy(&answer))
+}
+
+/// An HTTP answer as (status, head, body); status 0 when it is none.
+pub fn split_answer(text: &str) -> (u16, String, String) {
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text, ""));
     let status = head
         .split_whitespace()
         .nth(1)
