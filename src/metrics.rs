@@ -27,6 +27,7 @@ pub struct Metrics {
     pub discarded_at_shutdown: IntCounterVec,
     pub dead_letters: IntCounterVec,
     pub sink_records: IntCounterVec,
+    pub sink_writer_records: IntCounterVec,
     pub sink_batches: IntCounterVec,
     pub sink_errors: IntCounterVec,
     pub sink_retries: IntCounterVec,
@@ -264,6 +265,12 @@ impl Metrics {
                 "marketflow_sink_records_total",
                 "Records written by a sink.",
                 &["sink"],
+            ),
+            sink_writer_records: counter(
+                r,
+                "marketflow_sink_writer_records_total",
+                "Records written by one writer of a sink: its worker's global index (a sink written in parallel has one writer per worker of every process; others have writer 0).",
+                &["sink", "writer"],
             ),
             sink_batches: counter(
                 r,

@@ -332,7 +332,7 @@ fn a_two_process_cluster_gives_the_same_bars_as_one_process() {
     let single = sorted_lines(&dir.path().join("out.jsonl"));
     std::fs::remove_file(dir.path().join("out.jsonl")).unwrap();
 
-    run_cluster(dir.path(), 2, 2);
+    run_cluster(dir.path(), 2, 2, &[]);
     assert_eq!(single, sorted_lines(&dir.path().join("out.jsonl")));
 }
 
@@ -349,38 +349,6 @@ fn a_missing_input_file_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("opening nowhere.csv"), "{stderr}");
-}
-
-/// Runs `p.yaml` in `dir` as a cluster of `processes` processes with `workers` each, to
-/// completion within a deadline.
-fn run_cluster(dir: &Path, processes: usize, workers: usize) {
-    let ports: Vec<u16> = (0..processes)
-        .map(|_| {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port()
-        })
-        .collect();
-    let hosts: String = ports.iter().map(|p| format!("127.0.0.1:{p}\n")).collect();
-    write(dir, "hosts.txt", &hosts);
-    let (n, w) = (processes.to_string(), workers.to_string());
-    let children: Vec<_> = (0..processes)
-        .map(|i| {
-            let i = i.to_string();
-            marketflow()
-                .current_dir(dir)
-                .args(["run", "p.yaml", "--workers", &w, "--processes", &n])
-                .args(["--process", &i, "--hostfile", "hosts.txt"])
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for child in children {
-        let status = wait_with_deadline(child, std::time::Duration::from_secs(120));
-        assert!(status.success(), "a cluster process failed: {status}");
-    }
 }
 
 #[test]
@@ -411,7 +379,7 @@ fn a_partitioned_file_gives_byte_identical_output_for_any_workers_and_processes(
         runs.push((format!("{workers} workers"), std::fs::read(&out).unwrap()));
         std::fs::remove_file(&out).unwrap();
     }
-    run_cluster(dir.path(), 2, 2);
+    run_cluster(dir.path(), 2, 2, &[]);
     runs.push((
         "2 processes of 2 workers".into(),
         std::fs::read(&out).unwrap(),

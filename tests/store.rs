@@ -116,8 +116,57 @@ fn running_a_pipeline_twice_gives_the_same_rows() {
     assert_eq!(db.count("realtime_prices"), 20_000);
     assert!(db.count("intraday_ohlcv") > 100);
     assert!(db.count("intraday_analytics") > 100);
-    run_ok(dir.path(), &["run", "p.yaml", "--workers", "2"]);
+    run_ok(
+        dir.path(),
+        &[
+            "run",
+            "p.yaml",
+            "--workers",
+            "2",
+            "--metrics-file",
+            "m.prom",
+        ],
+    );
     assert_eq!(first, db.dump());
+    // Each worker wrote its symbols over its own connection.
+    let written = metric_series(
+        &dir.path().join("m.prom"),
+        "marketflow_sink_writer_records_total",
+    );
+    let writers: Vec<&String> = written
+        .iter()
+        .filter(|(_, n)| **n > 0.0)
+        .map(|(l, _)| l)
+        .collect();
+    assert_eq!(
+        writers,
+        ["sink=\"db\",writer=\"0\"", "sink=\"db\",writer=\"1\""],
+        "{written:?}"
+    );
+    assert_eq!(
+        written.values().sum::<f64>(),
+        sink_total(&dir.path().join("m.prom"))
+    );
+
+    // A cluster of two processes: each writes its share.
+    run_cluster(dir.path(), 2, 1, &["--metrics-file", "m{process}.prom"]);
+    assert_eq!(first, db.dump());
+    for (process, writer) in [("0", "0"), ("1", "1")] {
+        let path = dir.path().join(format!("m{process}.prom"));
+        let written = metric_series(&path, "marketflow_sink_writer_records_total");
+        let own = written
+            .get(&format!("sink=\"db\",writer=\"{writer}\""))
+            .copied();
+        assert!(
+            own.is_some_and(|n| n > 0.0),
+            "process {process} wrote nothing: {written:?}"
+        );
+    }
+}
+
+/// The records the sink `db` wrote, by the metrics file.
+fn sink_total(path: &Path) -> f64 {
+    metric_series(path, "marketflow_sink_records_total")["sink=\"db\""]
 }
 
 /// Starts `marketflow run p.yaml` reading ticks from a FIFO; returns the child and the

@@ -4,6 +4,7 @@
 //! process so that its peak RSS is its own.
 
 pub mod kafka;
+mod scaling;
 pub mod server;
 
 use std::collections::BTreeMap;
@@ -54,6 +55,14 @@ pub struct BenchArgs {
     /// 1m -> 5m -> 1d bars and 9 indicators on the 1m bars).
     #[arg(long)]
     pub late_only: bool,
+    /// Only print the scaling table: a light and a heavy pipeline into the null, file and
+    /// PostgreSQL sinks at each worker count.
+    #[arg(long)]
+    pub scaling_only: bool,
+    /// PostgreSQL server for the scaling table's postgres sink (a scratch database is
+    /// created on it and dropped); without it that sink is skipped.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
     /// Internal: measure one mode in this process and print JSON.
     #[arg(long, hide = true)]
     pub child: Option<String>,
@@ -73,6 +82,9 @@ struct Measurement {
     /// Checkpoints committed.
     #[serde(default)]
     checkpoints: u64,
+    /// User and system CPU seconds of the process during the run.
+    #[serde(default)]
+    cpu_seconds: f64,
 }
 
 impl Measurement {
@@ -96,6 +108,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             "indicators" => engine_run(file, 1, 1, INDICATORS_1M)?,
             "late-drop" => engine_run(file, 1, 1, &late_graph(""))?,
             "late-revise" => engine_run(file, 1, 1, &late_graph(", late: revise, revise_for: 1m"))?,
+            other if other.starts_with("scale-") => scaling::child(other, file)?,
             other if other.starts_with("checkpoints-") => {
                 // checkpoints-MS: 2 workers, the indicators graph, a checkpoint every MS
                 // (0: none).
@@ -139,6 +152,14 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
 
     let dir = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     std::fs::create_dir_all(&dir)?;
+    if args.scaling_only {
+        return scaling::section(
+            &args.workers,
+            args.repeat,
+            (&dir, args.dir.is_some()),
+            args.database_url.as_deref(),
+        );
+    }
     let file = dir.join(format!(
         "marketflow-bench-{}x{}-{}.csv",
         args.symbols, args.ticks, args.rate
@@ -208,7 +229,12 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     if args.dir.is_none() {
         let _ = std::fs::remove_file(&file);
     }
-    Ok(())
+    scaling::section(
+        &args.workers,
+        args.repeat,
+        (&dir, args.dir.is_some()),
+        args.database_url.as_deref(),
+    )
 }
 
 /// The engine's modes against the baseline, and the indicators' share.
@@ -313,12 +339,16 @@ fn best_of_each(runs: usize, modes: &[&str], file: &Path) -> anyhow::Result<Vec<
 }
 
 fn child(mode: &str, file: &Path) -> anyhow::Result<Measurement> {
-    let exe = std::env::current_exe()?;
-    let output = Command::new(exe)
+    let mut command = Command::new(std::env::current_exe()?);
+    command
         .args(["--log", "warn", "bench", "--child", mode, "--file"])
-        .arg(file)
-        .output()
-        .context("starting a bench child process")?;
+        .arg(file);
+    measured_by(command, mode)
+}
+
+/// Runs a bench child and reads its measurement.
+fn measured_by(mut command: Command, mode: &str) -> anyhow::Result<Measurement> {
+    let output = command.output().context("starting a bench child process")?;
     if !output.status.success() {
         bail!(
             "bench {mode} failed: {}",
@@ -461,6 +491,7 @@ fn baseline(path: &Path) -> anyhow::Result<Measurement> {
         bars,
         worker_busy: Vec::new(),
         checkpoints: 0,
+        cpu_seconds: 0.0,
     })
 }
 
@@ -539,6 +570,7 @@ fn engine_run(
     let pipeline =
         spec::load_str("bench.yaml", &yaml, &|_| None).map_err(|e| anyhow::anyhow!("{e}"))?;
     let started = Instant::now();
+    let cpu_at_start = process_cpu_seconds();
     let summary = engine::run(
         &pipeline,
         &RunOptions {
@@ -547,6 +579,7 @@ fn engine_run(
         },
     )?;
     let seconds = started.elapsed().as_secs_f64();
+    let cpu_seconds = process_cpu_seconds() - cpu_at_start;
     let bars = metrics().sink_records.with_label_values(&["out"]).get();
     Ok(Measurement {
         seconds,
@@ -554,7 +587,20 @@ fn engine_run(
         bars,
         worker_busy: summary.worker_busy,
         checkpoints: metrics().checkpoints.get(),
+        cpu_seconds,
     })
+}
+
+/// User and system CPU seconds of this process so far.
+fn process_cpu_seconds() -> f64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct it is given; on failure it is left zeroed.
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
 /// Arguments of `marketflow bench-store`.

@@ -194,23 +194,54 @@ pub struct Restart {
 }
 
 /// A sink's acknowledgements: the progress (a watermark from [`SinkEvent::Progress`]) up to
-/// which its writes are durable: committed, flushed, delivered.
+/// which its writes are durable: committed, flushed, delivered. A sink written in parallel
+/// has one slot per writer ([`Acknowledger::writer`]): its frontier is the least of theirs.
 #[derive(Clone)]
 pub struct Acknowledger {
-    frontier: Arc<AtomicI64>,
+    slots: Arc<[AtomicI64]>,
+    /// The slot this handle acknowledges in.
+    slot: usize,
     gauge: prometheus::Gauge,
     /// Offsets reported at checkpoints, by checkpoint time.
     offsets: Arc<Mutex<std::collections::BTreeMap<i64, u64>>>,
+    /// Called when the frontier advances: wakes the worker that passes it on.
+    on_advance: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
 impl Acknowledger {
     pub fn new(sink: &str) -> Acknowledger {
+        Acknowledger::with_writers(sink, 1)
+    }
+
+    /// The acknowledgements of a sink with `writers` instances, each acknowledging with
+    /// its own [`Acknowledger::writer`] handle.
+    pub fn with_writers(sink: &str, writers: usize) -> Acknowledger {
         Acknowledger {
-            frontier: Arc::new(AtomicI64::new(i64::MIN)),
+            slots: (0..writers.max(1))
+                .map(|_| AtomicI64::new(i64::MIN))
+                .collect(),
+            slot: 0,
             gauge: metrics()
                 .sink_committed_watermark
                 .with_label_values(&[sink]),
             offsets: Arc::default(),
+            on_advance: None,
+        }
+    }
+
+    /// Calls `wake` whenever the frontier advances.
+    pub fn waking(self, wake: Arc<dyn Fn() + Send + Sync>) -> Acknowledger {
+        Acknowledger {
+            on_advance: Some(wake),
+            ..self
+        }
+    }
+
+    /// The handle writer `index` acknowledges with.
+    pub fn writer(&self, index: usize) -> Acknowledger {
+        Acknowledger {
+            slot: index.min(self.slots.len() - 1),
+            ..self.clone()
         }
     }
 
@@ -231,17 +262,27 @@ impl Acknowledger {
         self.offsets.lock().ok()?.get(&time).copied()
     }
 
-    /// Everything received with a time below `frontier` is durable.
+    /// Everything received (by this writer) with a time below `frontier` is durable.
     pub fn acknowledge(&self, frontier: i64) {
-        let before = self.frontier.fetch_max(frontier, Ordering::SeqCst);
+        let before = self.slots[self.slot].fetch_max(frontier, Ordering::SeqCst);
         if frontier > before {
-            self.gauge.set(frontier as f64 / 1000.0);
+            let least = self.frontier();
+            if least > i64::MIN {
+                self.gauge.set(least as f64 / 1000.0);
+            }
+            if let Some(wake) = &self.on_advance {
+                wake();
+            }
         }
     }
 
-    /// The highest frontier acknowledged so far.
+    /// The highest frontier acknowledged by every writer so far.
     pub fn frontier(&self) -> i64 {
-        self.frontier.load(Ordering::SeqCst)
+        self.slots
+            .iter()
+            .map(|s| s.load(Ordering::SeqCst))
+            .min()
+            .unwrap_or(i64::MIN)
     }
 }
 
@@ -433,4 +474,43 @@ pub struct SinkContext {
     /// `marketflow run --resume`, for a sink that [resumes at an offset](super::Sink::resumes_at_offset):
     /// the offset to truncate its output to.
     pub resume_offset: Option<u64>,
+    /// Which of the sink's writers this instance is.
+    pub writer: Writer,
+}
+
+/// One instance of a sink: a sink [written in parallel](super::Sink::parallel) has one per
+/// worker of every process, each taking the records its worker holds; any other has one.
+#[derive(Debug, Clone)]
+pub struct Writer {
+    /// The global index of its worker (0 for a sink with one writer).
+    pub index: usize,
+    /// Writers of the sink in the whole run.
+    pub count: usize,
+    /// Records it wrote: the sink's count and this writer's.
+    records: [prometheus::IntCounter; 2],
+}
+
+impl Writer {
+    pub fn new(sink: &str, index: usize, count: usize) -> Writer {
+        let m = metrics();
+        Writer {
+            index,
+            count,
+            records: [
+                m.sink_records.with_label_values(&[sink]),
+                m.sink_writer_records
+                    .with_label_values(&[sink, index.to_string().as_str()]),
+            ],
+        }
+    }
+
+    /// Counts `n` records written (durable where the sink acknowledges).
+    pub fn wrote(&self, n: usize) {
+        self.records.iter().for_each(|c| c.inc_by(n as u64));
+    }
+
+    /// Whether this writer does the sink's once-per-run work (migrations, retention).
+    pub fn is_first(&self) -> bool {
+        self.index == 0
+    }
 }

@@ -22,7 +22,7 @@ use serde::de::DeserializeOwned;
 pub use self::backoff::Backoff;
 pub use self::context::{
     Acknowledger, Closed, FromWorker, Replay, Resources, Restart, SinkContext, SinkInlet,
-    SinkQueue, SourceContext, SourceSender, Task, TaskError,
+    SinkQueue, SourceContext, SourceSender, Task, TaskError, Writer,
 };
 pub use self::event::{Position, SinkEvent, SourceEvent};
 pub use self::registry::{ended, Registry, SinkConfig, SinkType, SourceConfig, SourceType};
@@ -217,6 +217,14 @@ pub trait Sink: DeserializeOwned + JsonSchema + fmt::Debug + Clone + Send + Sync
     /// truncates there), reported at each [`SinkEvent::Checkpoint`]. Other sinks resume by
     /// writing again what followed the checkpoint: idempotent upserts, or at least once.
     fn resumes_at_offset(&self) -> bool {
+        false
+    }
+    /// Whether it is written in parallel: an instance beside every worker of every process
+    /// writes the records that worker holds (operators leave each symbol on one worker),
+    /// over its own connection, with no exchange. For targets that take concurrent writers
+    /// and need no single order across symbols (databases, Kafka, null). Other sinks have
+    /// one instance, in process 0.
+    fn parallel(&self) -> bool {
         false
     }
     /// Whether it needs the pipeline's `server` (and finds the live hub in its resources).

@@ -120,6 +120,7 @@ pub trait SinkConfig: fmt::Debug + Send + Sync {
     fn check(&self, path: &str, inputs: &[StreamType]) -> Vec<Diagnostic>;
     fn store(&self) -> Option<Location>;
     fn resumes_at_offset(&self) -> bool;
+    fn parallel(&self) -> bool;
     fn needs_server(&self) -> bool;
     fn build(&self, ctx: SinkContext) -> Task;
 }
@@ -139,6 +140,9 @@ impl<T: Sink> SinkConfig for Erased<T> {
     }
     fn resumes_at_offset(&self) -> bool {
         self.0.resumes_at_offset()
+    }
+    fn parallel(&self) -> bool {
+        self.0.parallel()
     }
     fn needs_server(&self) -> bool {
         self.0.needs_server()

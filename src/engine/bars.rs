@@ -9,12 +9,12 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use super::route::by_key;
 use marketflow_operators::revise::Revise;
 use marketflow_operators::time::format_timestamp;
 use marketflow_operators::{
     Bar, BarBuilder, BarInput, Calendar, Interval, Placement, Revisions, Tick,
 };
-use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::{Capability, Operator};
 use timely::dataflow::StreamVec;
 use timely::ExchangeData;
@@ -67,7 +67,7 @@ where
     R: BarInput + Rejectable + ExchangeData + Clone,
 {
     let name = stage.name.clone();
-    let exchange = Exchange::new(|r: &R| r.symbol().route_hash());
+    let exchange = by_key(|r: &R| r.symbol().route_hash());
     input.unary_frontier(exchange, &name, move |capability, _info| {
         let mut builder = BarBuilder::new(stage.interval, stage.calendar.clone());
         // One capability per open window end, at `end - 1`.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use marketflow_operators::{Bar, Calendar, IndicatorRow, Record, Tick};
 use timely::container::CapacityContainerBuilder;
-use timely::dataflow::channels::pact::{Exchange, ParallelizationContract, Pipeline};
+use timely::dataflow::channels::pact::{ParallelizationContract, Pipeline};
 use timely::dataflow::operators::vec::{Broadcast, Map};
 use timely::dataflow::operators::{Concatenate, Inspect, Operator, Probe};
 use timely::dataflow::{InputHandleVec as InputHandle, ProbeHandle, Scope, StreamVec};
@@ -406,7 +406,7 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> f64 {
     let inputs = worker.dataflow::<u64, _, _>(|scope| build(scope, shared, senders, &probe));
     let mut control = worker.dataflow::<u64, _, _>(|scope| control_dataflow(scope, shared));
     let leader = index == 0;
-    if !leader {
+    if local != 0 {
         control = None;
     }
 
@@ -479,7 +479,7 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> f64 {
             let now = shared.control();
             if now != last_control {
                 last_control = now;
-                handle.send(now);
+                handle.send((shared.placement.process, now));
                 handle.flush(); // the time never advances: deliver now
             }
             if probe.done() && settled(shared, &mut final_ack) {
@@ -554,15 +554,28 @@ fn thread_cpu_seconds() -> f64 {
         .map_or(0.0, |ns| ns as f64 / 1e9)
 }
 
-/// The dataflow that carries the sinks' acknowledgements and backpressure from the leader
-/// (worker 0 of process 0, where sinks run) to every worker of every process.
-fn control_dataflow(scope: Scope<'_, u64>, shared: &Shared) -> Option<InputHandle<u64, Control>> {
+/// The dataflow that carries the sinks' acknowledgements and backpressure from each
+/// process's first worker (the sinks of a process run beside its workers) to every worker
+/// of every process, which combines them: the least acknowledgement, paused if any is.
+fn control_dataflow(
+    scope: Scope<'_, u64>,
+    shared: &Shared,
+) -> Option<InputHandle<u64, (usize, Control)>> {
     let mut handle = InputHandle::new();
     let flow = shared.flow.clone();
+    let mut by_process = vec![Control::default(); shared.placement.processes];
     handle
         .to_stream(scope)
         .broadcast()
-        .inspect(move |control: &Control| flow.apply(*control));
+        .inspect(move |(process, control): &(usize, Control)| {
+            if let Some(slot) = by_process.get_mut(*process) {
+                *slot = *control;
+            }
+            flow.apply(Control {
+                acked: by_process.iter().map(|c| c.acked).min().unwrap_or(i64::MIN),
+                paused: by_process.iter().any(|c| c.paused),
+            });
+        });
     Some(handle)
 }
 
@@ -604,11 +617,12 @@ fn build<'s>(
             .map(|&s| streams[s].clone().records())
             .collect();
         let records = scope.concatenate(parts).probe_with(probe);
+        let to_process_0 = shared.placement.processes > 1 && !sink.spec.parallel();
         sink_operator(
             scope,
             records,
             &sink.name,
-            (sender, shared.placement.threads, shared.placement.processes),
+            (sender, shared.placement.threads, to_process_0),
             shared.checkpoints.clone(),
         );
     }
@@ -841,24 +855,24 @@ fn operator<'s>(
     }
 }
 
-/// Hands a sink the records of this worker with their time, then the worker's progress
-/// (the sink's inlet combines the workers' progress). Sinks run in process 0: there every
-/// worker writes what it holds, with no exchange; another process sends its records to
-/// the worker of the same local index there.
+/// Hands a sink the records of this worker with their time, then the worker's progress.
+/// A sink written in parallel takes them here, in its instance beside this worker, with
+/// no exchange. Any other runs in process 0, where every worker hands it what it holds
+/// (the sink's inlet combines their progress); with `to_process_0`, this process is not
+/// that one and sends its records to the worker of the same local index there.
 fn sink_operator(
     scope: Scope<'_, u64>,
     records: StreamVec<'_, u64, Record>,
     name: &str,
-    (sender, threads, processes): (Option<SinkSender>, usize, usize),
+    (sender, threads, to_process_0): (Option<SinkSender>, usize, bool),
     checkpoints: Option<Arc<Checkpoints>>,
 ) {
-    let local = scope.index() % threads.max(1);
-    if processes > 1 {
-        let to = local as u64;
-        let pact = Exchange::new(move |_: &Record| to);
-        sink_stage(scope, records, name, pact, (sender, local), checkpoints);
+    if to_process_0 {
+        let to = (scope.index() % threads.max(1)) as u64;
+        let pact = super::route::by_key(move |_: &Record| to);
+        sink_stage(scope, records, name, pact, sender, checkpoints);
     } else {
-        sink_stage(scope, records, name, Pipeline, (sender, local), checkpoints);
+        sink_stage(scope, records, name, Pipeline, sender, checkpoints);
     }
 }
 
@@ -872,7 +886,7 @@ fn sink_stage<P>(
     records: StreamVec<'_, u64, Record>,
     name: &str,
     pact: P,
-    (sender, local): (Option<SinkSender>, usize),
+    sender: Option<SinkSender>,
     checkpoints: Option<Arc<Checkpoints>>,
 ) where
     P: ParallelizationContract<u64, Vec<Record>>,
@@ -905,7 +919,10 @@ fn sink_stage<P>(
                         waiting.push_back(event);
                     }
                 });
-                let Some(SinkSender { tx, queue }) = &sender else {
+                let Some(SinkSender {
+                    tx, queue, slot, ..
+                }) = &sender
+                else {
                     hold.take();
                     return;
                 };
@@ -927,7 +944,7 @@ fn sink_stage<P>(
                     waiting.push_back(SinkEvent::Progress(progress));
                 }
                 while let Some(event) = waiting.pop_front() {
-                    match tx.try_send((local, event)) {
+                    match tx.try_send((*slot, event)) {
                         Ok(()) => {}
                         Err(TrySendError::Full((_, event))) => {
                             waiting.push_front(event);

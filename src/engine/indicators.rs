@@ -3,11 +3,11 @@
 
 use std::collections::BTreeMap;
 
+use super::route::by_key;
 use compact_str::CompactString;
 use marketflow_operators::indicators::{Indicator, IndicatorSpec};
 use marketflow_operators::{Bar, Calendar, IndicatorKind, IndicatorRow, Interval, Symbol};
 use rustc_hash::FxHashMap;
-use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::{Capability, Operator};
 use timely::dataflow::StreamVec;
 
@@ -37,7 +37,7 @@ pub fn indicators<'s>(
     stage: IndicatorsStage,
 ) -> StreamVec<'s, u64, IndicatorRow> {
     let name = stage.name.clone();
-    let exchange = Exchange::new(|b: &Bar| b.symbol.route_hash());
+    let exchange = by_key(|b: &Bar| b.symbol.route_hash());
     input.unary_frontier(exchange, &name, move |_capability, _info| {
         let ids: Vec<(CompactString, IndicatorKind)> = stage
             .specs

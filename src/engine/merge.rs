@@ -17,10 +17,10 @@
 
 use std::collections::BTreeMap;
 
+use super::route::by_key;
 use marketflow_operators::time::format_timestamp;
 use marketflow_operators::{Bar, Symbol};
 use rustc_hash::FxHashMap;
-use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Capability, Concatenate, Operator};
 use timely::dataflow::{Scope, StreamVec};
@@ -69,7 +69,7 @@ pub fn merge_bars<'s>(
         .map(|(i, s)| s.map(move |bar| (i.min(u8::MAX as usize) as u8, bar)))
         .collect();
     let name = name.to_owned();
-    let exchange = Exchange::new(|(_, b): &(u8, Bar)| b.symbol.route_hash());
+    let exchange = by_key(|(_, b): &(u8, Bar)| b.symbol.route_hash());
     scope
         .concatenate(tagged)
         .unary_frontier(exchange, &name.clone(), move |capability, _info| {

@@ -10,6 +10,7 @@ pub mod indicators;
 mod merge;
 mod placement;
 mod revise;
+mod route;
 pub mod tick_indicators;
 
 use std::collections::HashMap;
@@ -26,7 +27,7 @@ use self::flow::{Control, Flow};
 use self::placement::Placement;
 use crate::connector::{
     Acknowledger, FromWorker, Position, Replay, Resources, RestartFrom, SinkContext, SinkInlet,
-    SinkQueue, SourceContext, SourceEvent, SourceSender, Task, TaskError,
+    SinkQueue, SourceContext, SourceEvent, SourceSender, Task, TaskError, Writer,
 };
 use crate::dead_letter::DeadLetters;
 use crate::shutdown::Shutdown;
@@ -41,6 +42,9 @@ use crate::store::recovery::{Checkpoint, Identity, RecoveryStore};
 pub struct SinkSender {
     pub tx: mpsc::Sender<FromWorker>,
     pub queue: SinkQueue,
+    /// The sender's slot in the sink's inlet (the local worker index; 0 for an instance of
+    /// a parallel sink, which one worker feeds).
+    pub slot: usize,
 }
 
 /// How to place the workers, and what sinks may use.
@@ -222,14 +226,14 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunSummary, RunE
     // Before the sinks start: a database file is set up by one connection at a time.
     let positions = runtime.block_on(open_positions(pipeline))?;
     let restored = recovery.as_ref().and_then(|r| r.restored.clone());
+    let waker = Waker::default();
     let sinks = start_sinks(
         &runtime,
         pipeline,
         &placement,
-        &stop,
+        (&stop, &waker),
         (&options.resources, restored.as_ref()),
     );
-    let waker = Waker::default();
     let (source_tasks, partitions) = start_sources(
         &runtime,
         pipeline,
@@ -541,12 +545,14 @@ struct StartedSinks {
     queues: Vec<SinkQueue>,
 }
 
-/// Starts every sink (in process 0, whose workers hand each sink their records).
+/// Starts every sink: a sink written in parallel has an instance beside every worker of
+/// every process, fed by that worker alone; any other has one, in process 0, fed by every
+/// worker there (other processes send their records to those workers).
 fn start_sinks(
     runtime: &tokio::runtime::Runtime,
     pipeline: &Pipeline,
     placement: &Placement,
-    stop: &Stop,
+    (stop, waker): (&Stop, &Waker),
     (resources, restored): (&Resources, Option<&Checkpoint>),
 ) -> StartedSinks {
     let mut tasks = Vec::new();
@@ -554,45 +560,72 @@ fn start_sinks(
     let mut queues = Vec::new();
     let mut senders: Vec<Vec<Option<SinkSender>>> = vec![Vec::new(); placement.threads];
     for (sink, inputs) in pipeline.sinks.iter().zip(&pipeline.sink_inputs) {
-        if placement.process != 0 {
+        let parallel = sink.spec.parallel();
+        if !parallel && placement.process != 0 {
             senders.iter_mut().for_each(|s| s.push(None));
             continue;
         }
-        let (tx, rx) = mpsc::channel(SINK_CHANNEL);
-        let ack = Acknowledger::new(&sink.name);
+        let instances = if parallel { placement.threads } else { 1 };
+        // An acknowledgement wakes the worker that passes it on (local worker 0), so that
+        // it is not left until that worker's next step.
+        let wake = {
+            let waker = waker.clone();
+            Arc::new(move || waker.wake(0))
+        };
+        let ack = Acknowledger::with_writers(&sink.name, instances).waking(wake);
         let queue = SinkQueue::new(&sink.name);
-        let ctx = SinkContext {
-            name: sink.name.clone(),
-            records: SinkInlet::new(rx, placement.threads, queue.clone()),
-            kinds: inputs
-                .iter()
-                .map(|&i| pipeline.streams[i].record_kind())
-                .collect(),
-            shutdown: stop.shutdown.clone(),
-            ack: ack.clone(),
-            resources: resources.clone(),
-            resume_offset: restored
-                .filter(|_| sink.spec.resumes_at_offset())
-                .and_then(|c| c.sinks.get(&sink.name).copied()),
-        };
-        let component = Component::Sink {
-            name: sink.name.clone(),
-        };
-        tasks.push(spawn_task(
-            runtime,
-            sink.spec.build(ctx),
-            component,
-            stop.clone(),
-        ));
-        acks.push(ack);
-        // Every worker of process 0 hands the sink its records and progress (the inlet
-        // combines their progress); other processes send theirs to these workers.
-        for s in senders.iter_mut() {
-            s.push(Some(SinkSender {
+        for instance in 0..instances {
+            let (tx, rx) = mpsc::channel(SINK_CHANNEL);
+            let writer = match parallel {
+                true => Writer::new(
+                    &sink.name,
+                    placement.process * placement.threads + instance,
+                    placement.peers(),
+                ),
+                false => Writer::new(&sink.name, 0, 1),
+            };
+            let ctx = SinkContext {
+                name: sink.name.clone(),
+                records: SinkInlet::new(
+                    rx,
+                    if parallel { 1 } else { placement.threads },
+                    queue.clone(),
+                ),
+                kinds: inputs
+                    .iter()
+                    .map(|&i| pipeline.streams[i].record_kind())
+                    .collect(),
+                shutdown: stop.shutdown.clone(),
+                ack: ack.writer(instance),
+                resources: resources.clone(),
+                resume_offset: restored
+                    .filter(|_| sink.spec.resumes_at_offset())
+                    .and_then(|c| c.sinks.get(&sink.name).copied()),
+                writer,
+            };
+            let component = Component::Sink {
+                name: sink.name.clone(),
+            };
+            tasks.push(spawn_task(
+                runtime,
+                sink.spec.build(ctx),
+                component,
+                stop.clone(),
+            ));
+            let sender = |slot| SinkSender {
                 tx: tx.clone(),
                 queue: queue.clone(),
-            }));
+                slot,
+            };
+            match parallel {
+                true => senders[instance].push(Some(sender(0))),
+                false => senders
+                    .iter_mut()
+                    .enumerate()
+                    .for_each(|(local, s)| s.push(Some(sender(local)))),
+            }
         }
+        acks.push(ack);
         queues.push(queue);
     }
     StartedSinks {

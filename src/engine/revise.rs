@@ -23,7 +23,9 @@ use marketflow_operators::{
 };
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
-use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::channels::pact::Pipeline;
+
+use super::route::by_key;
 use timely::dataflow::operators::{Capability, Operator};
 use timely::dataflow::StreamVec;
 
@@ -238,7 +240,7 @@ fn fine_bar_changes<'s>(
     input: StreamVec<'s, u64, Bar>,
     stage: CascadeStage,
 ) -> StreamVec<'s, u64, Change> {
-    let exchange = Exchange::new(|b: &Bar| b.symbol.route_hash());
+    let exchange = by_key(|b: &Bar| b.symbol.route_hash());
     let name = format!("{}:changes", stage.name);
     input.unary_frontier(exchange, &name.clone(), move |capability, _| {
         let mut fine = FineBars {
@@ -408,7 +410,7 @@ pub fn revised_indicators<'s>(
     revise_for: i64,
 ) -> StreamVec<'s, u64, IndicatorRow> {
     let name = stage.name.clone();
-    let exchange = Exchange::new(|b: &Bar| b.symbol.route_hash());
+    let exchange = by_key(|b: &Bar| b.symbol.route_hash());
     input.unary_frontier(exchange, &name, move |_, _| {
         let ids: Vec<(CompactString, IndicatorKind)> = stage
             .specs

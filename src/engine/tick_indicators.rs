@@ -11,13 +11,13 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use super::route::by_key;
 use compact_str::CompactString;
 use marketflow_operators::indicators::ticks::{TickIndicator, TickIndicatorSpec};
 use marketflow_operators::indicators::Outputs;
 use marketflow_operators::time::format_timestamp;
 use marketflow_operators::{IndicatorKind, IndicatorRow, Interval, Symbol, Tick};
 use rustc_hash::FxHashMap;
-use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::{Capability, Operator};
 use timely::dataflow::StreamVec;
 
@@ -47,7 +47,7 @@ pub fn tick_indicators<'s>(
     stage: TickIndicatorsStage,
 ) -> StreamVec<'s, u64, IndicatorRow> {
     let name = stage.name.clone();
-    let exchange = Exchange::new(|t: &Tick| t.symbol.route_hash());
+    let exchange = by_key(|t: &Tick| t.symbol.route_hash());
     input.unary_frontier(exchange, &name, move |capability, _info| {
         let ids: Vec<(CompactString, IndicatorKind)> = stage
             .specs

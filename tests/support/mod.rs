@@ -256,6 +256,54 @@ pub fn wait_with_deadline(
     }
 }
 
+/// Runs `p.yaml` in `dir` as a cluster of `processes` processes with `workers` each, to
+/// completion within a deadline. Every `{process}` in `extra` (more arguments of `run`)
+/// becomes the process's index.
+pub fn run_cluster(dir: &Path, processes: usize, workers: usize, extra: &[&str]) {
+    let ports: Vec<u16> = (0..processes)
+        .map(|_| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        })
+        .collect();
+    let hosts: String = ports.iter().map(|p| format!("127.0.0.1:{p}\n")).collect();
+    write(dir, "hosts.txt", &hosts);
+    let (n, w) = (processes.to_string(), workers.to_string());
+    let children: Vec<_> = (0..processes)
+        .map(|i| {
+            let i = i.to_string();
+            marketflow()
+                .current_dir(dir)
+                .args(["run", "p.yaml", "--workers", &w, "--processes", &n])
+                .args(["--process", &i, "--hostfile", "hosts.txt"])
+                .args(extra.iter().map(|a| a.replace("{process}", &i)))
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let status = wait_with_deadline(child, std::time::Duration::from_secs(120));
+        assert!(status.success(), "a cluster process failed: {status}");
+    }
+}
+
+/// The value of every series of `metric` in a Prometheus text file, by its labels
+/// (`sink="db",writer="1"`).
+pub fn metric_series(path: &Path, metric: &str) -> std::collections::BTreeMap<String, f64> {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("reading metrics {}: {e}", path.display()));
+    text.lines()
+        .filter_map(|l| l.strip_prefix(metric)?.strip_prefix('{'))
+        .filter_map(|l| {
+            let (labels, value) = l.split_once("} ")?;
+            Some((labels.to_owned(), value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
 /// Kills process `pid` if it is still running after `deadline`, so that a test blocked
 /// reading its output sees the end of it and fails, instead of hanging. Dropping the
 /// watchdog calls it off.

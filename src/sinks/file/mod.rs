@@ -162,9 +162,6 @@ pub fn write_records<W: Write>(
     mut out: Output<W>,
     format: Format,
 ) -> anyhow::Result<()> {
-    let counter = metrics()
-        .sink_records
-        .with_label_values(&[ctx.name.as_str()]);
     let batches = metrics()
         .sink_batches
         .with_label_values(&[ctx.name.as_str()]);
@@ -201,7 +198,7 @@ pub fn write_records<W: Write>(
             }
             out.write_all(&buf)?;
             buf.clear();
-            counter.inc_by(records.len() as u64);
+            ctx.writer.wrote(records.len());
             batches.inc();
         }
         Ok(())

@@ -104,6 +104,12 @@ impl Sink for KafkaSinkConfig {
     const ABOUT: &'static str =
         "JSON messages keyed by symbol, from an idempotent producer (acks=all); topics are created when missing";
 
+    /// Every worker produces its symbols with its own producer (a symbol's records keep
+    /// their order: one worker holds them).
+    fn parallel(&self) -> bool {
+        true
+    }
+
     fn inputs(&self) -> &[Spanned<String>] {
         &self.from.0
     }
@@ -192,6 +198,8 @@ struct Writer {
     deliveries: Arc<Deliveries>,
     topics: HashSet<String>,
     sent: u64,
+    /// Deliveries counted in the sink's metrics so far.
+    counted: u64,
     /// (records sent before it, progress) of each progress not yet acknowledged.
     pending: VecDeque<(u64, i64, tokio::time::Instant)>,
     buf: Vec<u8>,
@@ -248,6 +256,7 @@ impl Writer {
             deliveries,
             topics: HashSet::new(),
             sent: 0,
+            counted: 0,
             pending: VecDeque::new(),
             buf: Vec::with_capacity(512),
         })
@@ -338,6 +347,8 @@ impl Writer {
     fn acknowledge(&mut self, ctx: &SinkContext) -> anyhow::Result<()> {
         self.check_failure()?;
         let delivered = self.deliveries.delivered.load(Ordering::SeqCst);
+        ctx.writer.wrote(delivered.saturating_sub(self.counted) as usize);
+        self.counted = self.counted.max(delivered);
         while let Some(&(sent, progress, since)) = self.pending.front() {
             if delivered < sent {
                 if since.elapsed() > self.config.delivery_timeout.as_std() {

@@ -9,7 +9,6 @@ use schemars::JsonSchema;
 use crate::config::de::OneOrMany;
 use crate::config::de::Spanned;
 use crate::connector::{Sink, SinkContext, SinkEvent, Task};
-use crate::metrics::metrics;
 
 /// Discards records after counting them.
 #[derive(Deserialize, JsonSchema, Debug, Clone)]
@@ -35,18 +34,19 @@ impl Sink for NullSinkConfig {
         &self.from.0
     }
 
+    fn parallel(&self) -> bool {
+        true
+    }
+
     fn build(&self, mut ctx: SinkContext) -> Task {
         let rate = self.rate;
         Task::Async(Box::pin(async move {
-            let counter = metrics()
-                .sink_records
-                .with_label_values(&[ctx.name.as_str()]);
             let started = tokio::time::Instant::now();
             let mut taken = 0u64;
             while let Some(event) = ctx.records.recv().await {
                 match event {
                     SinkEvent::Records { records, .. } => {
-                        counter.inc_by(records.len() as u64);
+                        ctx.writer.wrote(records.len());
                         taken += records.len() as u64;
                         if let Some(rate) = rate {
                             let due = Duration::from_secs_f64(taken as f64 / rate as f64);

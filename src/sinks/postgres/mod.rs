@@ -89,6 +89,11 @@ impl Sink for PostgresSinkConfig {
         Some(Location::Postgres(self.url.clone()))
     }
 
+    /// Every worker writes its symbols over its own connection.
+    fn parallel(&self) -> bool {
+        true
+    }
+
     fn build(&self, ctx: SinkContext) -> Task {
         let config = self.clone();
         Task::Async(Box::pin(async move {
@@ -157,8 +162,7 @@ async fn run(config: PostgresSinkConfig, mut ctx: SinkContext) -> anyhow::Result
     let name = ctx.name.clone();
     let m = metrics();
     let label = [name.as_str()];
-    let (records, batches, seconds, deleted) = (
-        m.sink_records.with_label_values(&label),
+    let (batches, seconds, deleted) = (
         m.sink_batches.with_label_values(&label),
         m.sink_batch_seconds.with_label_values(&label),
         m.sink_retention_deleted.with_label_values(&label),
@@ -168,8 +172,11 @@ async fn run(config: PostgresSinkConfig, mut ctx: SinkContext) -> anyhow::Result
         name: name.clone(),
         writer: None,
     };
-    let timescaledb = prepare(&config, &mut conn).await?;
-    let engine_retention = config.retention == Retention::Auto && !timescaledb;
+    // One writer sets the retention up and applies it; every writer migrates (the
+    // migrations take a lock, so the others find them applied).
+    let first = ctx.writer.is_first();
+    let timescaledb = prepare(&config, &mut conn, first).await?;
+    let engine_retention = config.retention == Retention::Auto && !timescaledb && first;
     let mut next_retention = tokio::time::Instant::now() + RETENTION_EVERY;
 
     let linger = StdDuration::from_millis(config.flush_interval.0.max(0) as u64);
@@ -221,7 +228,7 @@ async fn run(config: PostgresSinkConfig, mut ctx: SinkContext) -> anyhow::Result
         let started = Instant::now();
         conn.commit(&batch).await?;
         seconds.observe(started.elapsed().as_secs_f64());
-        records.inc_by(batch.len() as u64);
+        ctx.writer.wrote(batch.len());
         batches.inc();
         ctx.ack.acknowledge(received_progress);
         batch = Batch::default();
@@ -233,7 +240,11 @@ async fn run(config: PostgresSinkConfig, mut ctx: SinkContext) -> anyhow::Result
 
 /// Connects (waiting for the server as a write would), applies the migrations when
 /// asked, and tells whether TimescaleDB manages the tables.
-async fn prepare(config: &PostgresSinkConfig, conn: &mut Connection) -> anyhow::Result<bool> {
+async fn prepare(
+    config: &PostgresSinkConfig,
+    conn: &mut Connection,
+    set_retention: bool,
+) -> anyhow::Result<bool> {
     let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF, 0.5);
     let mut client = loop {
         match pg::connect(&conn.url).await {
@@ -267,7 +278,7 @@ async fn prepare(config: &PostgresSinkConfig, conn: &mut Connection) -> anyhow::
             conn.name
         )
     })?;
-    if timescaledb {
+    if timescaledb && set_retention {
         pg::set_retention_policies(&client, config.retention == Retention::Off)
             .await
             .with_context(|| format!("sink {}: setting the retention policies", conn.name))?;

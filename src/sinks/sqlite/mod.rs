@@ -84,8 +84,7 @@ fn run(config: &SqliteSinkConfig, mut ctx: SinkContext) -> anyhow::Result<()> {
     }
     let m = metrics();
     let label = [ctx.name.as_str()];
-    let (records, batches, seconds, deleted) = (
-        m.sink_records.with_label_values(&label),
+    let (batches, seconds, deleted) = (
         m.sink_batches.with_label_values(&label),
         m.sink_batch_seconds.with_label_values(&label),
         m.sink_retention_deleted.with_label_values(&label),
@@ -134,7 +133,7 @@ fn run(config: &SqliteSinkConfig, mut ctx: SinkContext) -> anyhow::Result<()> {
         let started = Instant::now();
         sqlite::write(&mut conn, &batch)?;
         seconds.observe(started.elapsed().as_secs_f64());
-        records.inc_by(batch.len() as u64);
+        ctx.writer.wrote(batch.len());
         batches.inc();
         ctx.ack.acknowledge(progress);
         batch = Batch::default();
