@@ -173,6 +173,7 @@ pub fn write_records<W: Write>(
     let mut pending: BTreeMap<i64, Vec<Record>> = BTreeMap::new();
     let mut written = i64::MIN;
     let mut buf = Vec::with_capacity(1 << 16);
+    let encoders = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
     let mut write_until = |upto: i64,
                            pending: &mut BTreeMap<i64, Vec<Record>>,
                            out: &mut Output<W>|
@@ -183,21 +184,23 @@ pub fn write_records<W: Write>(
             }
             let mut records = entry.remove();
             records.sort_unstable_by(canonical_order);
-            for record in &records {
-                match format {
-                    Format::Jsonl => {
-                        write_record_json(&mut buf, record);
-                        buf.push(b'\n');
+            if records.len() >= PARALLEL_ENCODING && encoders > 1 {
+                for round in records.chunks(PARALLEL_ENCODING * encoders) {
+                    for encoded in encode_in_parallel(round, format, encoders)? {
+                        out.write_all(&encoded)?;
                     }
-                    Format::Csv => write_record_csv(&mut buf, record),
                 }
-                if buf.len() >= 1 << 16 {
-                    out.write_all(&buf)?;
-                    buf.clear();
+            } else {
+                for record in &records {
+                    encode(&mut buf, record, format);
+                    if buf.len() >= 1 << 16 {
+                        out.write_all(&buf)?;
+                        buf.clear();
+                    }
                 }
+                out.write_all(&buf)?;
+                buf.clear();
             }
-            out.write_all(&buf)?;
-            buf.clear();
             ctx.writer.wrote(records.len());
             batches.inc();
         }
@@ -236,6 +239,50 @@ pub fn write_records<W: Write>(
     out.out.flush()?;
     ctx.ack.acknowledge(i64::MAX);
     Ok(())
+}
+
+/// Records of one dataflow time from which encoding is shared among threads: the encoding
+/// is most of what the sink does (float and timestamp formatting), and the sink is one
+/// thread for the whole pipeline, so on many workers it is what they wait for. Below this,
+/// a thread costs more than it saves.
+const PARALLEL_ENCODING: usize = 4096;
+
+fn encode(buf: &mut Vec<u8>, record: &Record, format: Format) {
+    match format {
+        Format::Jsonl => {
+            write_record_json(buf, record);
+            buf.push(b'\n');
+        }
+        Format::Csv => write_record_csv(buf, record),
+    }
+}
+
+/// `records` encoded on `threads` threads, as consecutive pieces in their order.
+fn encode_in_parallel(
+    records: &[Record],
+    format: Format,
+    threads: usize,
+) -> std::io::Result<Vec<Vec<u8>>> {
+    let piece = records.len().div_ceil(threads.max(1)).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = records
+            .chunks(piece)
+            .map(|chunk| {
+                scope.spawn(move || {
+                    let mut buf = Vec::with_capacity(chunk.len() * 160);
+                    chunk.iter().for_each(|r| encode(&mut buf, r, format));
+                    buf
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .map_err(|_| std::io::Error::other("a thread encoding records panicked"))
+            })
+            .collect()
+    })
 }
 
 /// The order records of one dataflow time are written in: a function of the records alone.

@@ -347,7 +347,8 @@ impl Writer {
     fn acknowledge(&mut self, ctx: &SinkContext) -> anyhow::Result<()> {
         self.check_failure()?;
         let delivered = self.deliveries.delivered.load(Ordering::SeqCst);
-        ctx.writer.wrote(delivered.saturating_sub(self.counted) as usize);
+        ctx.writer
+            .wrote(delivered.saturating_sub(self.counted) as usize);
         self.counted = self.counted.max(delivered);
         while let Some(&(sent, progress, since)) = self.pending.front() {
             if delivered < sent {

@@ -66,9 +66,29 @@ impl MigrationReport {
     }
 }
 
+/// The advisory lock migrators hold: one at a time per database.
+const MIGRATION_LOCK: i64 = 7208021;
+
 /// Applies the migrations not yet recorded, each once and in its own transaction. The
-/// single decision between TimescaleDB and plain tables is made here.
+/// single decision between TimescaleDB and plain tables is made here. Migrators take turns
+/// (every writer of a parallel sink, every process of a cluster starts by migrating): the
+/// extension and the migrations table are created under the same lock as the migrations.
 pub async fn migrate(
+    client: &mut Client,
+    want: TimescaleMode,
+) -> Result<MigrationReport, StoreError> {
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    let report = migrate_locked(client, want).await;
+    // On an error the session's end releases it (the caller drops the client).
+    client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    report
+}
+
+async fn migrate_locked(
     client: &mut Client,
     want: TimescaleMode,
 ) -> Result<MigrationReport, StoreError> {
@@ -147,9 +167,6 @@ pub async fn migrate(
     let mode = if timescaledb { "timescaledb" } else { "plain" };
     for (version, name, sql) in MIGRATIONS {
         let tx = client.transaction().await?;
-        // One migrator at a time: the lock is held until this transaction ends.
-        tx.execute("SELECT pg_advisory_xact_lock(7208021)", &[])
-            .await?;
         let done = tx
             .query_opt(
                 "SELECT 1 FROM marketflow_migrations WHERE version = $1",
