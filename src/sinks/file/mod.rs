@@ -245,7 +245,7 @@ pub fn write_records<W: Write>(
 /// is most of what the sink does (float and timestamp formatting), and the sink is one
 /// thread for the whole pipeline, so on many workers it is what they wait for. Below this,
 /// a thread costs more than it saves.
-const PARALLEL_ENCODING: usize = 4096;
+const PARALLEL_ENCODING: usize = 1024;
 
 fn encode(buf: &mut Vec<u8>, record: &Record, format: Format) {
     match format {
@@ -257,31 +257,37 @@ fn encode(buf: &mut Vec<u8>, record: &Record, format: Format) {
     }
 }
 
-/// `records` encoded on `threads` threads, as consecutive pieces in their order.
+/// `records` encoded on `threads` threads (this one and helpers), as consecutive pieces in
+/// their order.
 fn encode_in_parallel(
     records: &[Record],
     format: Format,
     threads: usize,
 ) -> std::io::Result<Vec<Vec<u8>>> {
     let piece = records.len().div_ceil(threads.max(1)).max(1);
+    let encoded = |chunk: &[Record]| {
+        let mut buf = Vec::with_capacity(chunk.len() * 160);
+        chunk.iter().for_each(|r| encode(&mut buf, r, format));
+        buf
+    };
+    let mut chunks = records.chunks(piece);
+    let first = chunks.next().unwrap_or_default();
     std::thread::scope(|scope| {
-        let handles: Vec<_> = records
-            .chunks(piece)
+        let helpers = chunks
             .map(|chunk| {
-                scope.spawn(move || {
-                    let mut buf = Vec::with_capacity(chunk.len() * 160);
-                    chunk.iter().for_each(|r| encode(&mut buf, r, format));
-                    buf
-                })
+                std::thread::Builder::new()
+                    .name("file-encode".into())
+                    .spawn_scoped(scope, move || encoded(chunk))
             })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .map_err(|_| std::io::Error::other("a thread encoding records panicked"))
-            })
-            .collect()
+            .collect::<std::io::Result<Vec<_>>>()?;
+        let mut pieces = vec![encoded(first)];
+        for helper in helpers {
+            let piece = helper
+                .join()
+                .map_err(|_| std::io::Error::other("a thread encoding records panicked"))?;
+            pieces.push(piece);
+        }
+        Ok(pieces)
     })
 }
 
