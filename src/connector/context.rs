@@ -514,3 +514,36 @@ impl Writer {
         self.index == 0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use super::Acknowledger;
+
+    /// A sink with several writers has acknowledged what every writer has; each advance of
+    /// a writer wakes the worker that passes acknowledgements on.
+    #[test]
+    fn writers_acknowledge_together() {
+        let woken = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&woken);
+        let ack = Acknowledger::with_writers("ack-test", 2).waking(Arc::new(move || {
+            count.fetch_add(1, Ordering::SeqCst);
+        }));
+        let (first, second) = (ack.writer(0), ack.writer(1));
+        first.acknowledge(100);
+        assert_eq!(
+            ack.frontier(),
+            i64::MIN,
+            "the second writer has acknowledged nothing"
+        );
+        second.acknowledge(50);
+        assert_eq!(ack.frontier(), 50);
+        second.acknowledge(40);
+        assert_eq!(ack.frontier(), 50, "acknowledgements never go back");
+        second.acknowledge(i64::MAX);
+        assert_eq!(ack.frontier(), 100);
+        assert_eq!(woken.load(Ordering::SeqCst), 3, "only advances wake");
+    }
+}

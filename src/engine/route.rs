@@ -82,3 +82,61 @@ where
         self.targets = Vec::new();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use timely::dataflow::operators::Operator;
+    use timely::dataflow::InputHandleVec as InputHandle;
+
+    use super::by_key;
+
+    /// Every record reaches the worker `key % peers` once, for a power of two of workers and
+    /// another: batches bound for one worker, split ones and empty ones.
+    #[test]
+    fn every_record_reaches_the_worker_its_key_names_once() {
+        for peers in [2usize, 3] {
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            let sink = Arc::clone(&seen);
+            timely::execute(timely::Config::process(peers), move |worker| {
+                let index = worker.index();
+                let sink = Arc::clone(&sink);
+                let mut input: InputHandle<u64, u64> = InputHandle::new();
+                worker.dataflow::<u64, _, _>(|scope| {
+                    input.to_stream(scope).sink(
+                        by_key(|x: &u64| *x),
+                        "check",
+                        move |(input, _)| {
+                            input.for_each(|_, data| {
+                                let mut seen = sink.lock().expect("not poisoned");
+                                seen.extend(data.iter().map(|x| (index, *x)));
+                            })
+                        },
+                    );
+                });
+                if index == 0 {
+                    // One worker's share, a mixed batch and nothing.
+                    input.send_batch(&mut (0..1_000).map(|x| x * peers as u64).collect());
+                    input.send_batch(&mut (1_000..3_000).collect());
+                    input.send_batch(&mut Vec::new());
+                }
+            })
+            .expect("timely runs");
+            let seen = seen.lock().expect("not poisoned").clone();
+            let mut values: Vec<u64> = seen.iter().map(|&(_, x)| x).collect();
+            values.sort_unstable();
+            let mut expected: Vec<u64> = (0..1_000)
+                .map(|x| x * peers as u64)
+                .chain(1_000..3_000)
+                .collect();
+            expected.sort_unstable();
+            assert_eq!(values, expected, "{peers} workers: lost or doubled records");
+            let misplaced: Vec<_> = seen
+                .iter()
+                .filter(|&&(worker, x)| worker as u64 != x % peers as u64)
+                .collect();
+            assert!(misplaced.is_empty(), "{peers} workers: {misplaced:?}");
+        }
+    }
+}
