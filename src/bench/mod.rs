@@ -4,8 +4,26 @@
 //! process so that its peak RSS is its own.
 
 pub mod kafka;
-mod scaling;
 pub mod server;
+
+/// The default set of architecture.md's example pipeline (before `mod scaling`, which
+/// uses it too).
+macro_rules! default_indicators {
+    () => {
+        "    indicators:
+      - sma: {period: 20}
+      - ema: {period: 20}
+      - rsi: {period: 14}
+      - macd: {fast: 12, slow: 26, signal: 9}
+      - bollinger: {period: 20, stddev: 2}
+      - atr: {period: 14}
+      - stochastic: {k: 14, k_smooth: 3, d: 3}
+      - stddev: {period: 20}
+      - vwap: {}
+"
+    };
+}
+mod scaling;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -510,22 +528,6 @@ operators:
 sinks:
   out: {type: null, from: bars_1m}
 ";
-/// The default set of architecture.md's example pipeline.
-macro_rules! default_indicators {
-    () => {
-        "    indicators:
-      - sma: {period: 20}
-      - ema: {period: 20}
-      - rsi: {period: 14}
-      - macd: {fast: 12, slow: 26, signal: 9}
-      - bollinger: {period: 20, stddev: 2}
-      - atr: {period: 14}
-      - stochastic: {k: 14, k_smooth: 3, d: 3}
-      - stddev: {period: 20}
-      - vwap: {}
-"
-    };
-}
 const INDICATORS_1M: &str = concat!(
     "
 operators:

@@ -40,23 +40,16 @@ const LOADS: [Load; 2] = [
         symbols: 2_000,
         ticks: 2_000_000,
         rate: 0.25,
-        operators: "
+        operators: concat!(
+            "
   bars_1m: {type: bars, from: ticks, interval: 1m}
   ta_1m:
     type: indicators
     from: bars_1m
-    indicators:
-      - sma: {period: 20}
-      - ema: {period: 20}
-      - rsi: {period: 14}
-      - macd: {fast: 12, slow: 26, signal: 9}
-      - bollinger: {period: 20, stddev: 2}
-      - atr: {period: 14}
-      - stochastic: {k: 14, k_smooth: 3, d: 3}
-      - stddev: {period: 20}
-      - vwap: {}
-      - obv: {}
 ",
+            default_indicators!(),
+            "      - obv: {}\n"
+        ),
     },
 ];
 
