@@ -711,17 +711,8 @@ pub fn run_store(args: &StoreBenchArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let admin = pg::connect(url)
-            .await
-            .with_context(|| format!("connecting to {}", pg::describe(url)))?;
         let name = format!("marketflow_bench_{}", std::process::id());
-        admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
-            .await?;
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await?;
-        let scratch_url = pg::with_database(url, &name);
+        let (admin, scratch_url) = fresh_database(url, &name).await?;
         let result = async {
             let mut client = pg::connect(&scratch_url).await?;
             let mode = pg::migrate(&mut client, pg::TimescaleMode::Auto)
@@ -771,6 +762,22 @@ pub fn run_store(args: &StoreBenchArgs) -> anyhow::Result<()> {
             .await?;
         result
     })
+}
+
+/// An empty database `name` on the server at `url` (dropped first if a past run left it);
+/// returns a connection to the server for dropping it later, and the database's URL.
+async fn fresh_database(url: &str, name: &str) -> anyhow::Result<(tokio_postgres::Client, String)> {
+    use crate::store::postgres as pg;
+    let admin = pg::connect(url)
+        .await
+        .with_context(|| format!("connecting to {}", pg::describe(url)))?;
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
+        .await?;
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await?;
+    Ok((admin, pg::with_database(url, name)))
 }
 
 fn tempfile_dir() -> anyhow::Result<PathBuf> {

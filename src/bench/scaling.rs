@@ -221,17 +221,8 @@ impl Scratch {
             .enable_all()
             .build()?;
         let name = format!("marketflow_bench_scaling_{}", std::process::id());
-        let scratch_url = pg::with_database(url, &name);
-        runtime.block_on(async {
-            let admin = pg::connect(url)
-                .await
-                .with_context(|| format!("connecting to {}", pg::describe(url)))?;
-            admin
-                .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
-                .await?;
-            admin
-                .batch_execute(&format!("CREATE DATABASE {name}"))
-                .await?;
+        let scratch_url = runtime.block_on(async {
+            let (_, scratch_url) = super::fresh_database(url, &name).await?;
             let mut client = pg::connect(&scratch_url).await?;
             let report = pg::migrate(&mut client, pg::TimescaleMode::Auto).await?;
             println!(
@@ -239,7 +230,7 @@ impl Scratch {
                 pg::describe(url),
                 report.mode()
             );
-            anyhow::Ok(())
+            anyhow::Ok(scratch_url)
         })?;
         Ok(Scratch {
             admin_url: url.to_owned(),
