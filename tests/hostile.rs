@@ -78,14 +78,16 @@ impl Bystander {
 
 /// Starts a pipeline of `ticks` synthetic ticks over four symbols into a SQLite store and
 /// the live hub, with `server` keys added to its server block, and waits until it is done.
-/// Requests from one address are not rate-limited unless `server` sets `rate_limit` (the
-/// well-behaved client and most attacks share 127.0.0.1).
+/// Requests from one address, or with one key, are not rate-limited unless `server` sets
+/// `rate_limit` (the well-behaved client and most attacks share 127.0.0.1, and the client
+/// with a key asks as fast as it can).
 fn target(ticks: u64, server: &str) -> Target {
     target_in(scratch(), ticks, server, Bystander::plain())
 }
 
 fn target_in(dir: tempfile::TempDir, ticks: u64, server: &str, bystander: Bystander) -> Target {
-    let unlimited = ", rate_limit: {per_address: {rate: 1000000000/s}}";
+    let unlimited =
+        ", rate_limit: {per_address: {rate: 1000000000/s}, per_key: {rate: 1000000000/s}}";
     let server = if server.contains("rate_limit") {
         server.to_owned()
     } else {
