@@ -95,6 +95,54 @@ fn killed_five_times_and_resumed_equals_an_uninterrupted_run() {
     );
 }
 
+/// A cluster checkpoints as one: a 2-process cluster (each process reads one of the file's
+/// two partitions; the file and SQLite sinks run in process 0, a null sink in both), its
+/// process 1 SIGKILLed at three random moments and both restarted with `--resume` each
+/// time, ends with the output of an uninterrupted single-process run.
+#[test]
+fn a_two_process_cluster_killed_three_times_and_resumed_equals_an_uninterrupted_run() {
+    let dir = scratch();
+    write_ticks(&dir.path().join("ticks.csv"));
+    let yaml = |recovery: &str| {
+        pipeline(recovery, 20)
+            .replace(
+                "{type: file, path: ticks.csv, max_delay: 2s}",
+                "{type: file, path: ticks.csv, max_delay: 2s, partitions: 2}",
+            )
+            .replace("pipeline: recovered", "pipeline: clustered")
+            + "  counted: {type: null, from: [bars_1m, ta]}\n"
+    };
+    let (_, reference) = resume::reference_run(dir.path(), &yaml(""));
+    write(dir.path(), "pipeline.yaml", &yaml(RECOVERY));
+    let cluster = resume::Launch::Cluster {
+        processes: 2,
+        workers: 1,
+    };
+    // Uninterrupted, the cluster gives the single process's output; how long it takes
+    // spreads the kills over its run.
+    let (cluster_time, whole) = resume::uninterrupted(dir.path(), cluster);
+    assert!(
+        whole.lines == reference.lines && whole.db == reference.db,
+        "the uninterrupted cluster's output differs from the single process's:\noutput: {}\ndatabase: {}",
+        line_differences(&whole.lines, &reference.lines),
+        line_differences(&whole.db, &reference.db)
+    );
+    // Each resumed run starts again (the processes connect, read the checkpoint), so the
+    // kills are spread over half that time, to fall while the cluster runs.
+    let runs = resume::killed_and_resumed_as(dir.path(), 3, cluster_time / 2, 0xc1a5, cluster);
+    assert!(
+        runs.killed_running >= 3,
+        "only {} of the 3 kills fell while the cluster ran",
+        runs.killed_running
+    );
+    assert!(
+        runs.any_resumed(),
+        "no run resumed from a checkpoint: {:?}",
+        runs.resumed_from
+    );
+    runs.assert_same(dir, &reference, "the cluster's output");
+}
+
 /// Merges and tick indicators keep checkpoint state too: two sources of the same ticks give
 /// 1m bars merged into 1m and 5m bars, and tick indicators run on the ticks.
 #[test]

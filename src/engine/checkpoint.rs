@@ -16,7 +16,7 @@
 //! the cut at the time the uninterrupted run would have, and produces the same output.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -58,7 +58,9 @@ impl SourceCut {
     }
 }
 
-/// What the parts of the dataflow report to the leader.
+/// What the parts of the dataflow report to the leader (in a cluster, through the
+/// checkpoint link: see `cluster.rs`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum Part {
     Source {
         feed: usize,
@@ -80,7 +82,25 @@ pub fn frontier_time(upto: u64) -> i64 {
 }
 
 /// No checkpoint announced yet.
-const NONE: i64 = i64::MIN;
+pub const NONE: i64 = i64::MIN;
+
+/// What one process of a cluster tells the others about its part in checkpoints.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProcessStatus {
+    /// Its workers whose dataflow is built.
+    pub built: usize,
+    /// Its stateful operator instances.
+    pub operators: usize,
+    /// Its partitions whose source has ended.
+    pub ended: usize,
+    /// Each sink's acknowledged time in this process, in pipeline order (`i64::MAX` for a
+    /// sink that does not run here).
+    pub sinks: Vec<i64>,
+    /// The time of the checkpoint it resumed from ([`NONE`]: none).
+    pub restored: i64,
+    /// The highest watermark fed into its partitions: ended partitions elsewhere follow it.
+    pub watermark: i64,
+}
 
 /// The checkpoint schedule shared by every worker of the process.
 pub struct Checkpoints {
@@ -99,6 +119,12 @@ pub struct Checkpoints {
     operators: AtomicUsize,
     /// Partitions whose source has ended (each counted under its clock).
     ended: AtomicUsize,
+    /// In a cluster: no partition moves its input while a leader's freeze holds (set and
+    /// cleared under every clock), and what the other processes said of themselves.
+    frozen: AtomicBool,
+    remote: Mutex<Vec<ProcessStatus>>,
+    /// Why checkpoints stopped: the run fails with it.
+    failure: Mutex<Option<String>>,
 }
 
 impl Checkpoints {
@@ -115,7 +141,91 @@ impl Checkpoints {
             built: AtomicUsize::new(0),
             operators: AtomicUsize::new(0),
             ended: AtomicUsize::new(0),
+            frozen: AtomicBool::new(false),
+            remote: Mutex::new(Vec::new()),
+            failure: Mutex::new(None),
         }
+    }
+
+    /// Why checkpoints stopped, if they did.
+    pub fn failure(&self) -> Option<String> {
+        self.failure.lock().ok()?.clone()
+    }
+
+    /// Whether a cluster's leader holds every partition where it is (read under a clock).
+    pub fn frozen(&self) -> bool {
+        self.frozen.load(Ordering::SeqCst)
+    }
+
+    /// Holds every partition of this process where it is, for the leader of a cluster to
+    /// choose a checkpoint time above all of them; gives their greatest input time and the
+    /// partitions ended here.
+    pub fn freeze(&self) -> (i64, usize) {
+        let held = self.hold_clocks();
+        self.frozen.store(true, Ordering::SeqCst);
+        let clock = held.iter().map(|t| **t).max().unwrap_or(0);
+        (clock, self.ended.load(Ordering::SeqCst))
+    }
+
+    /// Lets the partitions move again, with checkpoint `time` announced (none: every
+    /// partition of the cluster had ended).
+    pub fn release(&self, time: Option<i64>) {
+        let _held = self.hold_clocks();
+        if let Some(time) = time {
+            self.next.store(time, Ordering::SeqCst);
+        }
+        self.frozen.store(false, Ordering::SeqCst);
+    }
+
+    fn hold_clocks(&self) -> Vec<std::sync::MutexGuard<'_, i64>> {
+        (0..self.clocks.len()).map(|i| self.clock(i)).collect()
+    }
+
+    /// This process's part, for the other processes of a cluster.
+    pub fn local_status(&self, sinks: Vec<i64>, restored: i64, watermark: i64) -> ProcessStatus {
+        ProcessStatus {
+            watermark,
+            built: self.built.load(Ordering::SeqCst),
+            operators: self.operators.load(Ordering::SeqCst),
+            ended: self.ended.load(Ordering::SeqCst),
+            sinks,
+            restored,
+        }
+    }
+
+    /// What process `process` (of `processes`) said of itself last.
+    pub fn set_remote(&self, process: usize, processes: usize, status: ProcessStatus) {
+        if let Ok(mut remote) = self.remote.lock() {
+            remote.resize(processes, ProcessStatus::default());
+            if let Some(slot) = remote.get_mut(process) {
+                *slot = status;
+            }
+        }
+    }
+
+    /// The other processes' statuses (empty in a single process).
+    pub fn remote(&self) -> Vec<ProcessStatus> {
+        self.remote.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// The highest watermark the other processes fed in (`i64::MIN` in a single process).
+    pub fn remote_watermark(&self) -> i64 {
+        self.remote
+            .lock()
+            .map(|r| r.iter().map(|s| s.watermark).max().unwrap_or(i64::MIN))
+            .unwrap_or(i64::MIN)
+    }
+
+    /// `(built, operators, ended)` of the whole cluster, as far as this process knows.
+    fn totals(&self) -> (usize, usize, usize) {
+        let remote = self.remote.lock();
+        let others = remote.as_deref().map(|r| r.as_slice()).unwrap_or(&[]);
+        (
+            self.built.load(Ordering::SeqCst) + others.iter().map(|s| s.built).sum::<usize>(),
+            self.operators.load(Ordering::SeqCst)
+                + others.iter().map(|s| s.operators).sum::<usize>(),
+            self.ended.load(Ordering::SeqCst) + others.iter().map(|s| s.ended).sum::<usize>(),
+        )
     }
 
     /// The announced checkpoint time, if any.
@@ -132,6 +242,12 @@ impl Checkpoints {
         self.clocks[feed]
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The receiving end of [`Checkpoints::report`], once: the leader's collector's, or in
+    /// another process of a cluster, what forwards the parts to the leader.
+    pub fn take_inbox(&self) -> Option<mpsc::Receiver<Part>> {
+        self.inbox.lock().ok()?.take()
     }
 
     pub fn report(&self, part: Part) {
@@ -160,7 +276,7 @@ impl Checkpoints {
     /// Whether every partition has ended: no checkpoint is announced any more, and the
     /// inputs close (after cutting at the one announced, if it is still due).
     pub fn all_ended(&self) -> bool {
-        self.ended.load(Ordering::SeqCst) >= self.clocks.len()
+        self.totals().2 >= self.clocks.len()
     }
 
     /// [`Checkpoints::announce`], for the operators' tests.
@@ -172,7 +288,7 @@ impl Checkpoints {
     /// Announces a checkpoint above every partition's input time; none once every
     /// partition has ended.
     fn announce(&self) -> Option<i64> {
-        let held: Vec<_> = (0..self.clocks.len()).map(|i| self.clock(i)).collect();
+        let held = self.hold_clocks();
         if self.all_ended() {
             return None;
         }
@@ -279,13 +395,57 @@ impl Cutter {
     }
 }
 
+/// What the processes of a cluster taking checkpoints tell each other (the checkpoint
+/// link of `dataflow.rs` carries them). Choosing a checkpoint time above every partition
+/// of the cluster takes one round trip: the leader freezes every process's partitions,
+/// each answers with its greatest input time, and the leader announces the time above
+/// them all, which releases the partitions.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub enum Message {
+    /// To every process: what a process says of itself, whenever it changes.
+    Status {
+        process: usize,
+        status: ProcessStatus,
+    },
+    /// To every process: hold your partitions and answer with [`Message::Frozen`].
+    Freeze { round: u64 },
+    /// To the leader: a process's partitions are held; their greatest input time, and
+    /// how many have ended.
+    Frozen {
+        process: usize,
+        round: u64,
+        clock: i64,
+        ended: usize,
+    },
+    /// To every process: the checkpoint time chosen in `round` (none: every partition
+    /// had ended); partitions move again.
+    Announce { round: u64, time: Option<i64> },
+    /// To the leader: a part of the pending checkpoint.
+    Part(Part),
+}
+
+impl Message {
+    /// Whether it goes to the leader alone (else to every process).
+    pub fn to_leader(&self) -> bool {
+        matches!(self, Message::Frozen { .. } | Message::Part(_))
+    }
+}
+
 /// The leader's side: gathers the parts of the announced checkpoint and commits it.
 pub struct Collector {
     store: RecoveryStore,
     inbox: mpsc::Receiver<Part>,
-    workers: usize,
+    /// Workers of the whole cluster, and its processes.
+    peers: usize,
+    processes: usize,
     last: Instant,
     pending: Option<Pending>,
+    /// In a cluster: the freeze round asked for, and the processes' answers so far.
+    round: u64,
+    asked: Option<BTreeMap<usize, (i64, usize)>>,
+    /// The checkpoint this process resumed from ([`NONE`]: none); every process must have
+    /// resumed from the same.
+    restored: i64,
     /// Names of the sources and sinks (for the store's keys), and which sinks resume at
     /// an offset.
     source_names: Vec<String>,
@@ -300,30 +460,67 @@ struct Pending {
 }
 
 impl Collector {
+    /// `peers` and `processes`: the shape of the cluster (1 process: no freeze round).
     pub fn new(
         store: RecoveryStore,
         checkpoints: &Checkpoints,
-        workers: usize,
+        (peers, processes): (usize, usize),
+        restored: i64,
         source_names: Vec<String>,
         sinks: Vec<(String, bool)>,
     ) -> Option<Collector> {
-        let inbox = checkpoints.inbox.lock().ok()?.take()?;
+        let inbox = checkpoints.take_inbox()?;
         Some(Collector {
             store,
             inbox,
-            workers,
+            peers,
+            processes,
             last: Instant::now(),
             pending: None,
+            round: 0,
+            asked: None,
+            restored,
             source_names,
             sinks,
             committed: 0,
         })
     }
 
+    /// A process's answer to the freeze of `round`: once every process has answered, the
+    /// checkpoint time is chosen and announced (in `out`).
+    pub fn frozen(
+        &mut self,
+        (process, round, clock, ended): (usize, u64, i64, usize),
+        checkpoints: &Checkpoints,
+        out: &mut Vec<Message>,
+    ) {
+        let Some(answers) = self.asked.as_mut().filter(|_| round == self.round) else {
+            return;
+        };
+        answers.insert(process, (clock, ended));
+        if answers.len() < self.processes {
+            return;
+        }
+        let clock = answers.values().map(|a| a.0).max().unwrap_or(0);
+        let ended: usize = answers.values().map(|a| a.1).sum();
+        self.asked = None;
+        let time = (ended < checkpoints.feeds.len()).then(|| clock.max(0) + 1);
+        if let Some(time) = time {
+            self.pending = Some(Pending::new(time));
+        }
+        out.push(Message::Announce { round, time });
+    }
+
     /// Takes in what was reported; commits the pending checkpoint when complete, or
-    /// announces the next when it is time. Errors are logged: a missed checkpoint only
-    /// means a longer replay after a crash.
-    pub fn step(&mut self, checkpoints: &Checkpoints, acks: &[Acknowledger]) {
+    /// announces the next when it is time (in a cluster, starts a freeze round: `out`
+    /// takes the messages to send). Errors are logged: a missed checkpoint only means a
+    /// longer replay after a crash.
+    pub fn step(
+        &mut self,
+        checkpoints: &Checkpoints,
+        acks: &[Acknowledger],
+        out: &mut Vec<Message>,
+    ) {
         while let Ok(part) = self.inbox.try_recv() {
             match part {
                 Part::Source { feed, time, cut } => {
@@ -343,36 +540,75 @@ impl Collector {
                 }
             }
         }
+        if checkpoints.failure().is_some() {
+            return;
+        }
+        let remote = checkpoints.remote();
+        // A process that has not said anything yet is all defaults (nothing built).
+        if let Some(other) = remote
+            .iter()
+            .filter(|s| s.built > 0)
+            .map(|s| s.restored)
+            .find(|r| *r != self.restored)
+        {
+            let failure = format!(
+                "the processes of the cluster resumed from different checkpoints ({} and {}): give every process the same recovery store (`database:`, or a `path:` they all reach)",
+                time_text(self.restored),
+                time_text(other)
+            );
+            tracing::error!(%failure, "no more checkpoints");
+            if let Ok(mut slot) = checkpoints.failure.lock() {
+                *slot = Some(failure);
+            }
+            return;
+        }
+        let (built, operators, _) = checkpoints.totals();
         let Some(pending) = &self.pending else {
-            let ready = checkpoints.built.load(Ordering::SeqCst) >= self.workers;
+            let ready = built >= self.peers && self.asked.is_none();
             if ready && self.last.elapsed() >= checkpoints.interval {
                 // The interval runs from announcement to announcement: a checkpoint that
                 // takes longer to complete than it is followed at once by the next.
                 self.last = Instant::now();
+                if self.processes > 1 {
+                    self.round += 1;
+                    self.asked = Some(BTreeMap::new());
+                    out.push(Message::Freeze { round: self.round });
+                    return;
+                }
                 let Some(time) = checkpoints.announce() else {
                     return;
                 };
-                self.pending = Some(Pending {
-                    time,
-                    sources: BTreeMap::new(),
-                    operators: BTreeMap::new(),
-                });
+                self.pending = Some(Pending::new(time));
             }
             return;
         };
         let time = pending.time;
         let feeds = checkpoints.feeds.len();
         let sources_in = (0..feeds).all(|f| pending.sources.contains_key(&f));
-        let operators_in = pending.operators.len() >= checkpoints.operators.load(Ordering::SeqCst);
-        let sinks_in = self.sinks.iter().zip(acks).all(|((_, offset), ack)| {
-            ack.frontier() >= time && (!offset || ack.offset_at(time).is_some())
-        });
+        let operators_in = pending.operators.len() >= operators;
+        let sinks_in = self
+            .sinks
+            .iter()
+            .zip(acks)
+            .enumerate()
+            .all(|(i, ((_, offset), ack))| {
+                let elsewhere = remote
+                    .iter()
+                    .filter_map(|s| s.sinks.get(i))
+                    .all(|t| *t >= time);
+                ack.frontier() >= time && elsewhere && (!offset || ack.offset_at(time).is_some())
+            });
         if !(sources_in && operators_in && sinks_in) {
             return;
         }
         let Some(pending) = self.pending.take() else {
             return;
         };
+        self.commit(pending, checkpoints, acks);
+    }
+
+    fn commit(&mut self, pending: Pending, checkpoints: &Checkpoints, acks: &[Acknowledger]) {
+        let time = pending.time;
         let mut checkpoint = Checkpoint {
             time,
             committed_at: chrono::Utc::now().timestamp_millis(),
@@ -405,6 +641,24 @@ impl Collector {
             }
             Err(e) => tracing::warn!(error = %e, "a checkpoint could not be written"),
         }
+    }
+}
+
+impl Pending {
+    fn new(time: i64) -> Pending {
+        Pending {
+            time,
+            sources: BTreeMap::new(),
+            operators: BTreeMap::new(),
+        }
+    }
+}
+
+/// A checkpoint time for messages: "none" for [`NONE`].
+fn time_text(time: i64) -> String {
+    match time {
+        NONE => "none".into(),
+        t => marketflow_operators::time::format_timestamp(t).to_string(),
     }
 }
 

@@ -21,6 +21,7 @@ use super::bars::{bars, BarsStage};
 use super::checkpoint::{Checkpoints, Cutter, OperatorCheckpoint, Part};
 use super::flow::{Control, PartitionAck, Pumped, MIN_PIECE};
 use super::indicators::{indicators, IndicatorsStage};
+use super::link;
 use super::merge::merge_bars;
 use super::revise::{cascade, revised_indicators, CascadeStage};
 use super::tick_indicators::{tick_indicators, TickIndicatorsStage};
@@ -191,6 +192,18 @@ impl Feed {
         // against the budget, so that a stream of them ends the step too).
         let (mut moved, mut pumped) = (0, 0);
         while pumped < budget {
+            // Held from here while the input moves, so that no checkpoint is announced
+            // below it unseen; a cluster's leader may hold the partition where it is.
+            let clock = match (&self.cutter, &shared.checkpoints) {
+                (Some((feed, _)), Some(checkpoints)) => {
+                    let clock = checkpoints.clock(*feed);
+                    if checkpoints.frozen() {
+                        break;
+                    }
+                    Some(clock)
+                }
+                _ => None,
+            };
             let next = match self.rest.take() {
                 Some(rest) => Ok(rest),
                 None => self.rx.try_recv(),
@@ -213,9 +226,10 @@ impl Feed {
                     };
                     let sent_at = input.time() as i64;
                     self.pumped.sent(input.time(), event.record_count());
-                    let position = match (&mut self.cutter, &shared.checkpoints) {
-                        (Some((feed, cutter)), Some(checkpoints)) => {
-                            feed_cut(input, event, whole, cutter, checkpoints, *feed)
+                    let position = match (&mut self.cutter, &shared.checkpoints, clock) {
+                        (Some((feed, cutter)), Some(checkpoints), Some(clock)) => {
+                            let feed = (*feed, clock);
+                            feed_cut(input, event, whole, cutter, checkpoints, feed)
                         }
                         _ => input.feed_piece(event, whole),
                     };
@@ -227,6 +241,7 @@ impl Feed {
                 }
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
+                    drop(clock); // counting the end takes it again
                     match (&self.cutter, &shared.checkpoints) {
                         (Some((feed, _)), Some(checkpoints)) => {
                             checkpoints.feed_ended(*feed);
@@ -249,6 +264,9 @@ impl Feed {
                 match (&mut self.cutter, &shared.checkpoints) {
                     (Some((feed, cutter)), Some(checkpoints)) => {
                         let mut clock = checkpoints.clock(*feed);
+                        if checkpoints.frozen() {
+                            return moved;
+                        }
                         if let Some(w) = checkpoints.next().filter(|w| *w > cutter.done && to >= *w)
                         {
                             cut_at(input, w, cutter, checkpoints, *feed);
@@ -266,7 +284,7 @@ impl Feed {
 
 impl Feed {
     /// An ended partition of a pipeline taking checkpoints: follows the most advanced
-    /// partition of any source here, cutting at each checkpoint on the way; closes once
+    /// partition of any source (of any process), cutting at each checkpoint on the way; closes once
     /// every partition has ended, cutting first at the checkpoint still due.
     fn follow_ended(&mut self, shared: &Shared) {
         let (Some((feed, cutter)), Some(checkpoints), Some(input)) =
@@ -275,6 +293,9 @@ impl Feed {
             return;
         };
         let mut clock = checkpoints.clock(*feed);
+        if checkpoints.frozen() {
+            return;
+        }
         let due = checkpoints.next().filter(|w| *w > cutter.done);
         if checkpoints.all_ended() {
             if let Some(w) = due {
@@ -284,7 +305,11 @@ impl Feed {
             self.input = None;
             return;
         }
-        let to = shared.flow.max_watermark_any();
+        // In a cluster, the most advanced partition may be in another process.
+        let to = shared
+            .flow
+            .max_watermark_any()
+            .max(checkpoints.remote_watermark());
         if let Some(w) = due.filter(|w| to >= *w) {
             cut_at(input, w, cutter, checkpoints, *feed);
         }
@@ -304,10 +329,8 @@ fn feed_cut(
     whole: bool,
     cutter: &mut Cutter,
     checkpoints: &Checkpoints,
-    feed: usize,
+    (feed, mut clock): (usize, std::sync::MutexGuard<'_, i64>),
 ) -> Option<crate::connector::Position> {
-    // Held while the input moves, so that no checkpoint is announced below it unseen.
-    let mut clock = checkpoints.clock(feed);
     let due = checkpoints.next().filter(|w| *w > cutter.done);
     let position = match event {
         SourceEvent::Ticks {
@@ -409,6 +432,12 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> f64 {
     if local != 0 {
         control = None;
     }
+    let mut link = match (&shared.checkpoints, shared.placement.processes) {
+        (Some(_), 2..) => {
+            worker.dataflow::<u64, _, _>(|scope| link::build(scope, shared, local == 0))
+        }
+        _ => None,
+    };
 
     let mut feeds = Vec::new();
     for (source, partitions) in inputs.into_iter().enumerate() {
@@ -483,11 +512,19 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> f64 {
                 handle.flush(); // the time never advances: deliver now
             }
             if probe.done() && settled(shared, &mut final_ack) {
-                control = None; // the pipeline is drained: let the control dataflow end
+                // The pipeline is drained: let the control dataflow and the link end.
+                control = None;
+                link = None;
             }
         }
-        if let (Some(collector), Some(checkpoints)) = (&mut collector, &shared.checkpoints) {
-            collector.step(checkpoints, &shared.sink_acks);
+        if let Some(checkpoints) = &shared.checkpoints {
+            let mut out = Vec::new();
+            if let Some(collector) = &mut collector {
+                collector.step(checkpoints, &shared.sink_acks, &mut out);
+            }
+            if let Some(link) = &mut link {
+                link.step(shared, checkpoints, collector.as_mut(), out);
+            }
         }
         let acked = shared.flow.acked();
         feeds.iter_mut().for_each(|f| f.ack.acknowledged(acked));

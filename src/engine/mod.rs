@@ -7,6 +7,7 @@ mod checkpoint;
 mod dataflow;
 mod flow;
 pub mod indicators;
+mod link;
 mod merge;
 mod placement;
 mod revise;
@@ -185,6 +186,22 @@ impl Shared {
     fn control(&self) -> Control {
         self.flow.control(&self.sink_acks)
     }
+
+    /// Each sink's acknowledged time in this process, in pipeline order (`i64::MAX` for a
+    /// sink that runs in process 0 only, elsewhere).
+    fn sink_frontiers(&self) -> Vec<i64> {
+        let mut acks = self.sink_acks.iter();
+        self.pipeline
+            .sinks
+            .iter()
+            .map(
+                |sink| match sink.spec.parallel() || self.placement.process == 0 {
+                    true => acks.next().map_or(i64::MAX, Acknowledger::frontier),
+                    false => i64::MAX,
+                },
+            )
+            .collect()
+    }
 }
 
 /// How the run stops: a shutdown every task watches, and why.
@@ -266,7 +283,11 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunSummary, RunE
     });
     drop(dead_letters);
     tracing::info!(pipeline = %pipeline.name, workers = placement.threads, processes = placement.processes, "running");
+    let checkpoints = shared.checkpoints.clone();
     let (worker_busy, mut errors) = execute(&placement, options, shared);
+    if let Some(failure) = checkpoints.and_then(|c| c.failure()) {
+        errors.push(RunError::Recovery(failure));
+    }
     runtime.block_on(async {
         for task in source_tasks.into_iter().chain(sinks.tasks) {
             match task.await {
@@ -328,11 +349,6 @@ fn open_recovery(
         }
         return Ok(None);
     };
-    if placement.processes > 1 {
-        return Err(RunError::Recovery(
-            "checkpoints are taken by single-process runs only, so far".into(),
-        ));
-    }
     for source in &pipeline.sources {
         if source.spec.restart_from() == RestartFrom::Nowhere {
             return Err(RunError::Recovery(format!(
@@ -345,13 +361,30 @@ fn open_recovery(
     let identity = Identity {
         pipeline: pipeline.name.clone(),
         workers: placement.threads,
+        processes: placement.processes,
         operators: state_shapes(pipeline).map_err(RunError::Recovery)?,
     };
-    let mut store = RecoveryStore::open(config, &pipeline.name)
-        .map_err(|e| RunError::Recovery(e.to_string()))?;
-    let restored = store
-        .begin(&identity, resume)
-        .map_err(|e| RunError::Recovery(e.to_string()))?;
+    // Process 0 keeps the checkpoints; the other processes of a cluster only read the one
+    // they resume from, from the same store (see docs/recovery.md, "Clusters").
+    let recovery_error =
+        |e: crate::store::recovery::RecoveryError| RunError::Recovery(e.to_string());
+    let (store, restored) = match (placement.process, resume) {
+        (0, _) => {
+            let mut store = RecoveryStore::open(config, &pipeline.name).map_err(recovery_error)?;
+            let restored = store.begin(&identity, resume).map_err(recovery_error)?;
+            (Some(store), restored)
+        }
+        (_, true) => {
+            let store =
+                RecoveryStore::open_reader(config, &pipeline.name).map_err(recovery_error)?;
+            let restored = match store {
+                Some(store) => store.resume_point(&identity).map_err(recovery_error)?,
+                None => None,
+            };
+            (None, restored)
+        }
+        (_, false) => (None, None),
+    };
     match &restored {
         Some(c) => tracing::info!(
             time = %marketflow_operators::time::format_timestamp(c.time),
@@ -376,17 +409,20 @@ fn open_recovery(
         feeds,
         start,
     ));
-    let collector = Collector::new(
-        store,
-        &checkpoints,
-        placement.threads,
-        pipeline.sources.iter().map(|s| s.name.clone()).collect(),
-        pipeline
-            .sinks
-            .iter()
-            .map(|s| (s.name.clone(), s.spec.resumes_at_offset()))
-            .collect(),
-    );
+    let collector = store.and_then(|store| {
+        Collector::new(
+            store,
+            &checkpoints,
+            (placement.peers(), placement.processes),
+            restored.as_ref().map_or(checkpoint::NONE, |c| c.time),
+            pipeline.sources.iter().map(|s| s.name.clone()).collect(),
+            pipeline
+                .sinks
+                .iter()
+                .map(|s| (s.name.clone(), s.spec.resumes_at_offset()))
+                .collect(),
+        )
+    });
     Ok(Some(Recovery {
         checkpoints,
         collector,

@@ -120,7 +120,6 @@ struct Reader {
 impl Reader {
     fn run(self) {
         let mut assigned: Vec<String> = Vec::new();
-        let mut assignment = TopicPartitionList::new();
         let mut next_discovery = std::time::Instant::now();
         let mut batch = Vec::with_capacity(BATCH);
         let records = metrics().source_records.with_label_values(&[SOURCE]);
@@ -132,8 +131,11 @@ impl Reader {
                 && std::time::Instant::now() >= next_discovery
             {
                 next_discovery = std::time::Instant::now() + Duration::from_secs(2);
-                if self.discover(&mut assigned, &mut assignment) {
-                    if let Err(e) = self.consumer.assign(&assignment) {
+                // Only the new partitions: assigning all again would move those being read
+                // back to where they started (or, from their end, past unread messages).
+                let added = self.discover(&mut assigned);
+                if added.count() > 0 {
+                    if let Err(e) = self.consumer.incremental_assign(&added) {
                         tracing::warn!(error = %e, "assigning the live feed's partitions");
                     }
                 }
@@ -181,11 +183,11 @@ impl Reader {
         }
     }
 
-    /// Adds the partitions of topics that exist now to `assignment`, each from the first
-    /// message `lookback` before the start. Returns whether any was added.
-    fn discover(&self, assigned: &mut Vec<String>, assignment: &mut TopicPartitionList) -> bool {
+    /// The partitions of topics that exist now and are not read yet, each from the first
+    /// message `lookback` before the start; their topics join `assigned`.
+    fn discover(&self, assigned: &mut Vec<String>) -> TopicPartitionList {
         let since = self.from - self.feed.lookback.as_millis() as i64;
-        let mut added = false;
+        let mut added = TopicPartitionList::new();
         for topic in &self.feed.topics {
             if assigned.contains(topic) {
                 continue;
@@ -207,16 +209,12 @@ impl Reader {
             }
             for partition in partitions {
                 let start = self.start_offset(topic, partition, since);
-                if assignment
-                    .add_partition_offset(topic, partition, start)
-                    .is_err()
-                {
+                if added.add_partition_offset(topic, partition, start).is_err() {
                     continue;
                 }
             }
             tracing::info!(topic = %topic, since, "live feed: reading");
             assigned.push(topic.clone());
-            added = true;
         }
         added
     }

@@ -105,6 +105,8 @@ pub struct ServerState {
     /// The hub is fed apart from the store (`serve --live`): streams are primed from the
     /// store on their first subscription.
     pub prime_from_store: bool,
+    /// Held while a stream is primed (see `ws::prime`).
+    pub priming: Arc<tokio::sync::Mutex<()>>,
     /// The API keys callers must present (`server.auth`); `None`: everyone is served.
     pub keys: Option<auth::Keys>,
     pub limits: limits::Limits,
@@ -148,6 +150,7 @@ impl ServerState {
                 config.max_connections_per_client,
             )),
             prime_from_store: false,
+            priming: Arc::default(),
             keys: None,
             limits: limits::Limits::new(&config.rate_limit),
             tls: None,

@@ -626,6 +626,10 @@ async fn prime(state: &ServerState, key: &StreamKey) {
     }
     exact.sort();
     exact.dedup();
+    // One subscription primes at a time: two reading the store at once would merge the
+    // later read's records into a stream the first's subscriber already follows, marked
+    // seen, so that it would never get them.
+    let _one_at_a_time = state.priming.lock().await;
     let Ok(store) = state.store.get().await else {
         return;
     };

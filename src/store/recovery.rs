@@ -32,6 +32,10 @@ pub struct RecoveryConfig {
     pub checkpoint_interval: Duration,
 }
 
+fn one() -> usize {
+    1
+}
+
 fn ten_seconds() -> Duration {
     Duration(10_000)
 }
@@ -46,7 +50,12 @@ const KEPT: i64 = 1;
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Identity {
     pub pipeline: String,
+    /// Worker threads per process.
     pub workers: usize,
+    /// Processes of the cluster (1 when the store was written before clusters took
+    /// checkpoints).
+    #[serde(default = "one")]
+    pub processes: usize,
     /// Each stateful operator's name and what its state depends on (type, interval,
     /// calendar, indicators, state version).
     pub operators: BTreeMap<String, String>,
@@ -137,10 +146,65 @@ impl RecoveryStore {
     pub fn open(config: &RecoveryConfig, pipeline: &str) -> Result<RecoveryStore, RecoveryError> {
         match (&config.path, &config.database) {
             (Some(path), None) => RecoveryStore::open_sqlite(path),
-            (None, Some(url)) => RecoveryStore::open_postgres(url.expose(), pipeline),
+            (None, Some(url)) => RecoveryStore::open_postgres(url.expose(), pipeline, true),
             _ => Err(RecoveryError::Config(
                 "give `path` (a SQLite file) or `database` (a postgres:// URL)".into(),
             )),
+        }
+    }
+
+    /// Opens the store `config` names to read only, as the processes of a cluster other
+    /// than process 0 do (that one creates and writes it): no tables are made, no setting
+    /// changed. `None` when the store has not been made yet.
+    pub fn open_reader(
+        config: &RecoveryConfig,
+        pipeline: &str,
+    ) -> Result<Option<RecoveryStore>, RecoveryError> {
+        match (&config.path, &config.database) {
+            (Some(path), None) => {
+                if !path.exists() {
+                    return Ok(None);
+                }
+                let shown = path.display().to_string();
+                let sqlite = |error| RecoveryError::Sqlite {
+                    path: shown.clone(),
+                    error,
+                };
+                let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+                let conn = Connection::open_with_flags(path, flags).map_err(sqlite)?;
+                // Process 0 may be writing: wait for it rather than fail.
+                conn.busy_timeout(std::time::Duration::from_secs(30))
+                    .map_err(sqlite)?;
+                let made: bool = conn
+                    .query_row(
+                        "SELECT count(*) = 2 FROM sqlite_master WHERE name IN ('meta', 'checkpoints')",
+                        [],
+                        |r| r.get(0),
+                    )
+                    .map_err(sqlite)?;
+                Ok(made.then(|| RecoveryStore {
+                    backend: Backend::Sqlite(conn),
+                    path: shown,
+                }))
+            }
+            (None, Some(url)) => {
+                let store = RecoveryStore::open_postgres(url.expose(), pipeline, false)?;
+                let made = match &store.backend {
+                    Backend::Postgres {
+                        runtime, client, ..
+                    } => runtime
+                        .block_on(client.query_one(
+                            "SELECT to_regclass('marketflow_recovery_meta') IS NOT NULL",
+                            &[],
+                        ))
+                        .map(|row| row.get::<_, bool>(0))
+                        .map_err(|e| store.postgres(e))?,
+                    Backend::Sqlite(_) => true,
+                };
+                Ok(made.then_some(store))
+            }
+            _ => RecoveryStore::open(config, pipeline).map(Some),
         }
     }
 
@@ -167,7 +231,12 @@ impl RecoveryStore {
         })
     }
 
-    fn open_postgres(url: &str, pipeline: &str) -> Result<RecoveryStore, RecoveryError> {
+    /// `create`: make the tables if they are missing.
+    fn open_postgres(
+        url: &str,
+        pipeline: &str,
+        create: bool,
+    ) -> Result<RecoveryStore, RecoveryError> {
         let shown = without_password(url);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -176,7 +245,9 @@ impl RecoveryStore {
         let client = runtime
             .block_on(async {
                 let client = crate::store::postgres::connect(url).await?;
-                client.batch_execute(POSTGRES_TABLES).await?;
+                if create {
+                    client.batch_execute(POSTGRES_TABLES).await?;
+                }
                 Ok(client)
             })
             .map_err(|error| RecoveryError::Postgres {
@@ -236,26 +307,9 @@ impl RecoveryStore {
         identity: &Identity,
         resume: bool,
     ) -> Result<Option<Checkpoint>, RecoveryError> {
-        let format = self.meta("format_version")?;
-        let written = self.meta("identity")?;
         if resume {
-            if let Some(found) = format.filter(|f| f != FORMAT_VERSION) {
-                return Err(RecoveryError::Format {
-                    path: self.path.clone(),
-                    found,
-                });
-            }
-            if let Some(written) = written {
-                let before: Identity = serde_json::from_str(&written).map_err(|e| {
-                    RecoveryError::Changed(format!(
-                        "the store's pipeline description is unreadable ({e})"
-                    ))
-                })?;
-                check_same(&before, identity)?;
-                let latest = self.latest()?;
-                if latest.is_some() {
-                    return Ok(latest);
-                }
+            if let Some(latest) = self.resume_point(identity)? {
+                return Ok(Some(latest));
             }
         }
         let identity_json = serde_json::to_string(identity).unwrap_or_default();
@@ -296,6 +350,27 @@ impl RecoveryStore {
             }
         }
         Ok(None)
+    }
+
+    /// The checkpoint to resume from, read only (the other processes of a cluster read
+    /// what process 0 keeps): checks that this run matches the one that wrote it.
+    pub fn resume_point(&self, identity: &Identity) -> Result<Option<Checkpoint>, RecoveryError> {
+        if let Some(found) = self.meta("format_version")?.filter(|f| f != FORMAT_VERSION) {
+            return Err(RecoveryError::Format {
+                path: self.path.clone(),
+                found,
+            });
+        }
+        let Some(written) = self.meta("identity")? else {
+            return Ok(None);
+        };
+        let before: Identity = serde_json::from_str(&written).map_err(|e| {
+            RecoveryError::Changed(format!(
+                "the store's pipeline description is unreadable ({e})"
+            ))
+        })?;
+        check_same(&before, identity)?;
+        self.latest()
     }
 
     /// The newest committed checkpoint.
@@ -529,6 +604,12 @@ fn check_same(before: &Identity, now: &Identity) -> Result<(), RecoveryError> {
         return Err(RecoveryError::Changed(format!(
             "the checkpoints are of pipeline `{}`, not `{}`",
             before.pipeline, now.pipeline
+        )));
+    }
+    if before.processes != now.processes {
+        return Err(RecoveryError::Changed(format!(
+            "the checkpoints were taken by {} processes, this run has {}; run with --processes {}",
+            before.processes, now.processes, before.processes
         )));
     }
     if before.workers != now.workers {

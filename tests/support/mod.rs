@@ -260,16 +260,9 @@ pub fn wait_with_deadline(
 /// completion within a deadline. Every `{process}` in `extra` (more arguments of `run`)
 /// becomes the process's index.
 pub fn run_cluster(dir: &Path, processes: usize, workers: usize, extra: &[&str]) {
-    let ports: Vec<u16> = (0..processes)
-        .map(|_| {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port()
-        })
+    let hosts: String = (0..processes)
+        .map(|_| format!("127.0.0.1:{}\n", free_port()))
         .collect();
-    let hosts: String = ports.iter().map(|p| format!("127.0.0.1:{p}\n")).collect();
     write(dir, "hosts.txt", &hosts);
     let (n, w) = (processes.to_string(), workers.to_string());
     let children: Vec<_> = (0..processes)
@@ -288,6 +281,15 @@ pub fn run_cluster(dir: &Path, processes: usize, workers: usize, extra: &[&str])
         let status = wait_with_deadline(child, std::time::Duration::from_secs(120));
         assert!(status.success(), "a cluster process failed: {status}");
     }
+}
+
+/// A loopback port free a moment ago (the caller binds it soon after).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// The value of every series of `metric` in a Prometheus text file, by its labels

@@ -204,10 +204,10 @@ impl Cluster {
         let dir = std::env::temp_dir().join(format!(
             "marketflow-pg-{}-{}",
             std::process::id(),
-            free_port()
+            super::free_port()
         ));
         std::fs::create_dir_all(&dir).unwrap();
-        let port = free_port();
+        let port = super::free_port();
         let cluster = Cluster {
             dir,
             bin,
@@ -366,14 +366,6 @@ fn postgres_bin() -> PathBuf {
     found.pop().map(|(_, bin)| bin).expect(
         "PostgreSQL server binaries (Debian package postgresql; scripts/setup.sh installs it)",
     )
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Whether the local PostgreSQL has TimescaleDB; when it cannot, says why (a failure on CI

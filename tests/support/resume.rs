@@ -18,6 +18,8 @@ pub struct Resumes {
     pub widest: Option<u64>,
     /// Each run's log lines about checkpoints, for failure messages.
     pub history: Vec<String>,
+    /// Kills that fell while the run was going (not after it had ended).
+    pub killed_running: usize,
 }
 
 impl Resumes {
@@ -64,16 +66,116 @@ fn checkpoint_lines(run: usize, log: &str) -> String {
     format!("run {run}:\n  {}", lines.join("\n  "))
 }
 
-fn resumed_run(dir: &Path, log: &Path) -> std::process::Child {
-    marketflow()
-        .current_dir(dir)
-        .env("RUST_LOG", "marketflow=info")
-        .env("NO_COLOR", "1")
-        .args(["run", "pipeline.yaml", "--no-server", "--resume"])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .expect("marketflow starts")
+/// How the killed and resumed runs are started: one process, or a cluster on loopback.
+#[derive(Clone, Copy)]
+pub enum Launch {
+    Single,
+    /// `processes` processes of `workers` threads; the last is the one killed (the others
+    /// are then killed too, if they have not ended by themselves).
+    Cluster {
+        processes: usize,
+        workers: usize,
+    },
+}
+
+/// The running processes of one run: process 0 first, which logs the checkpoints.
+pub struct Running {
+    children: Vec<std::process::Child>,
+}
+
+impl Running {
+    /// SIGKILLs the last process, then the others: those that ended by themselves (their
+    /// peer gone) within `grace` are not killed. Gives how many had to be.
+    fn kill(mut self, grace: Duration) -> usize {
+        let mut children = std::mem::take(&mut self.children);
+        let Some(mut last) = children.pop() else {
+            return 0;
+        };
+        let _ = last.kill();
+        let _ = last.wait();
+        let until = std::time::Instant::now() + grace;
+        let mut killed = 0;
+        for child in &mut children {
+            while child.try_wait().ok().flatten().is_none() && std::time::Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if child.try_wait().ok().flatten().is_none() {
+                let _ = child.kill();
+                killed += 1;
+            }
+            let _ = child.wait();
+        }
+        killed
+    }
+
+    fn first(&mut self) -> &mut std::process::Child {
+        &mut self.children[0]
+    }
+
+    /// Waits for every process; gives their exit statuses.
+    fn wait(mut self, deadline: Duration) -> Vec<std::process::ExitStatus> {
+        std::mem::take(&mut self.children)
+            .into_iter()
+            .map(|child| super::wait_with_deadline(child, deadline))
+            .collect()
+    }
+}
+
+/// A test that fails while a run is going leaves no process behind.
+impl Drop for Running {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn resumed_run(dir: &Path, log: &Path, launch: Launch) -> Running {
+    let command = |extra: &[String], log: &Path| {
+        marketflow()
+            .current_dir(dir)
+            .env("RUST_LOG", "marketflow=info")
+            .env("NO_COLOR", "1")
+            .args(["run", "pipeline.yaml", "--no-server", "--resume"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .expect("marketflow starts")
+    };
+    let children = match launch {
+        Launch::Single => vec![command(&[], log)],
+        Launch::Cluster { processes, workers } => {
+            let hosts: String = (0..processes)
+                .map(|_| format!("127.0.0.1:{}\n", super::free_port()))
+                .collect();
+            super::write(dir, "hosts.txt", &hosts);
+            (0..processes)
+                .map(|i| {
+                    let extra: Vec<String> = [
+                        "--workers",
+                        &workers.to_string(),
+                        "--processes",
+                        &processes.to_string(),
+                        "--process",
+                        &i.to_string(),
+                        "--hostfile",
+                        "hosts.txt",
+                    ]
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect();
+                    let log = match i {
+                        0 => log.to_owned(),
+                        _ => log.with_extension(format!("p{i}.log")),
+                    };
+                    command(&extra, &log)
+                })
+                .collect()
+        }
+    };
+    Running { children }
 }
 
 /// Waits until the run logging to `log` has committed a checkpoint (or ended); gives the
@@ -88,7 +190,11 @@ fn first_commit(child: &mut std::process::Child, log: &Path) -> u64 {
         }
         assert!(
             started.elapsed() < Duration::from_secs(60),
-            "waited 60s for a run to commit a checkpoint; its log:\n{text}"
+            "waited 60s for a run to commit a checkpoint; its log:\n{text}{}",
+            match std::fs::read_to_string(log.with_extension("p1.log")) {
+                Ok(other) => format!("\nthe log of its process 1:\n{other}"),
+                Err(_) => String::new(),
+            }
         );
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -99,11 +205,23 @@ fn first_commit(child: &mut std::process::Child, log: &Path) -> u64 {
 /// every run resumed from the newest checkpoint the run before it logged, and that the
 /// final run succeeded.
 pub fn killed_and_resumed(dir: &Path, kills: usize, reference: Duration, seed: u64) -> Resumes {
+    killed_and_resumed_as(dir, kills, reference, seed, Launch::Single)
+}
+
+/// [`killed_and_resumed`], each run started as `launch` says.
+pub fn killed_and_resumed_as(
+    dir: &Path,
+    kills: usize,
+    reference: Duration,
+    seed: u64,
+    launch: Launch,
+) -> Resumes {
     let mut rng = Lcg(seed);
     let mut resumed_from = Vec::new();
     let mut previous_commits: Vec<u64> = Vec::new();
     let mut history: Vec<String> = Vec::new();
     let mut widest = None;
+    let mut killed_running = 0;
     let reference_ms = reference.as_millis().max(200) as u64;
     let newest = |commits: &[u64], resumed_from: &[Option<u64>]| {
         // At least the last checkpoint logged: a kill may fall between a commit and its log.
@@ -114,21 +232,22 @@ pub fn killed_and_resumed(dir: &Path, kills: usize, reference: Duration, seed: u
     };
     for kill in 1..=kills {
         let log = dir.join(format!("run{kill}.log"));
-        let mut child = resumed_run(dir, &log);
+        let mut run = resumed_run(dir, &log, launch);
         // Each run gets a random share of between a half and a whole of 1/kills of the
         // reference's time, so that the kills spread over the input. The share starts once
         // the run has committed a checkpoint of its own, so that every run moves the
         // recovery on whatever the machine's speed (a resumed run starts slower than the
         // reference: it reads its checkpoint and cuts its outputs back first).
         let share = (reference_ms / kills as u64).max(2);
-        let mut at = first_commit(&mut child, &log);
+        let mut at = first_commit(run.first(), &log);
         let wait = share / 2 + rng.below(share / 2);
         // A random moment of the run: the point of the test, not a synchronisation.
         at += wait;
         std::thread::sleep(Duration::from_millis(wait));
-        let running = child.try_wait().ok().flatten().is_none();
-        let _ = child.kill();
-        let _ = child.wait();
+        let running = run.first().try_wait().ok().flatten().is_none();
+        // The others of a cluster may end by themselves once their peer is gone.
+        let killed_too = run.kill(Duration::from_secs(10));
+        killed_running += usize::from(running);
         let text = std::fs::read_to_string(&log).unwrap();
         history.push(checkpoint_lines(kill, &text));
         let (resumed, commits) = checkpoints_in(&text);
@@ -136,8 +255,12 @@ pub fn killed_and_resumed(dir: &Path, kills: usize, reference: Duration, seed: u
         let spacing = commits.windows(2).map(|w| w[1] - w[0]).max();
         widest = widest.max(spacing);
         println!(
-            "kill {kill} at {at} ms{}: the run resumed from record {}, committed {} checkpoints (last at record {}); checkpoints were at most {} records apart",
+            "kill {kill} at {at} ms{}{}: the run resumed from record {}, committed {} checkpoints (last at record {}); checkpoints were at most {} records apart",
             if running { "" } else { " (the run had ended)" },
+            match killed_too {
+                0 => String::new(),
+                n => format!(" ({n} more process(es) killed: they had not ended by themselves)"),
+            },
             resumed.unwrap_or(0),
             commits.len(),
             last.unwrap_or(0),
@@ -154,10 +277,20 @@ pub fn killed_and_resumed(dir: &Path, kills: usize, reference: Duration, seed: u
         previous_commits = commits;
     }
     let log = dir.join("final.log");
-    let status = super::wait_with_deadline(resumed_run(dir, &log), Duration::from_secs(300));
+    let statuses = resumed_run(dir, &log, launch).wait(Duration::from_secs(300));
     let text = std::fs::read_to_string(&log).unwrap();
     history.push(checkpoint_lines(kills + 1, &text));
-    assert!(status.success(), "the final run failed:\n{text}");
+    for (process, status) in statuses.iter().enumerate() {
+        let log = match process {
+            0 => text.clone(),
+            _ => std::fs::read_to_string(log.with_extension(format!("p{process}.log")))
+                .unwrap_or_default(),
+        };
+        assert!(
+            status.success(),
+            "process {process} of the final run failed ({status}):\n{log}"
+        );
+    }
     let (final_resumed, _) = checkpoints_in(&text);
     let logged = newest(&previous_commits, &resumed_from);
     assert!(
@@ -169,7 +302,29 @@ pub fn killed_and_resumed(dir: &Path, kills: usize, reference: Duration, seed: u
         final_resumed,
         widest,
         history,
+        killed_running,
     }
+}
+
+/// `dir/pipeline.yaml` run once to its end as `launch` says, with `--resume` from a fresh
+/// store: how long it took and what it left in `dir/out`, which it then clears (the timing
+/// for the kills of a run slower to start than the reference, such as a cluster).
+pub fn uninterrupted(dir: &Path, launch: Launch) -> (Duration, Outcome) {
+    let started = std::time::Instant::now();
+    let log = dir.join("uninterrupted.log");
+    let statuses = resumed_run(dir, &log, launch).wait(Duration::from_secs(300));
+    let took = started.elapsed();
+    for (process, status) in statuses.iter().enumerate() {
+        assert!(
+            status.success(),
+            "process {process} of the uninterrupted run failed ({status}):\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+    let out = dir.join("out");
+    let outcome = outcome(&out);
+    std::fs::remove_dir_all(&out).unwrap();
+    (took, outcome)
 }
 
 /// The reference for a kill test: runs `yaml` (a pipeline without checkpoints) in `dir`
