@@ -157,27 +157,94 @@ pub fn check_format(
 /// Writes every record received until the channel closes, each dataflow time's records in
 /// canonical order once the watermark has passed it, flushing whenever the channel is
 /// momentarily empty (a live file can be followed) and acknowledging what was flushed.
-pub fn write_records<W: Write>(
+///
+/// This thread orders and encodes; a second one writes behind it ([`write_behind`]): the
+/// kernel's copy of the bytes into the page cache is a third of what the sink costs, and
+/// the sink is one thread for the whole pipeline.
+pub fn write_records<W: Write + Send>(
     mut ctx: SinkContext,
-    mut out: Output<W>,
+    out: Output<W>,
     format: Format,
 ) -> anyhow::Result<()> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(WRITES_AHEAD);
+    let ack = ctx.ack.clone();
+    std::thread::scope(|scope| {
+        let writer = std::thread::Builder::new()
+            .name("file-write".into())
+            .spawn_scoped(scope, move || write_behind(out, rx, ack))?;
+        let ordered = order_and_encode(&mut ctx, &tx, format);
+        drop(tx);
+        let written = writer
+            .join()
+            .map_err(|_| anyhow::anyhow!("the thread writing the file panicked"))?;
+        // The writer's error first: when it fails, the encoder only sees a closed channel.
+        written?;
+        ordered
+    })
+}
+
+/// Encoded batches the encoder may be ahead of the writer by.
+const WRITES_AHEAD: usize = 16;
+
+/// What the encoding thread hands the writing thread, in order.
+enum Handed {
+    Bytes(Vec<u8>),
+    /// Flush, then acknowledge this progress.
+    Flush(i64),
+    /// Flush and sync, then report the checkpoint at this time with the offset.
+    Checkpoint(i64),
+}
+
+/// The writing thread: writes what it is handed, acknowledging as it is told once what
+/// came before is flushed (or synced, at a checkpoint).
+fn write_behind<W: std::io::Write>(
+    mut out: Output<W>,
+    rx: std::sync::mpsc::Receiver<Handed>,
+    ack: crate::connector::Acknowledger,
+) -> anyhow::Result<()> {
+    for write in rx {
+        match write {
+            Handed::Bytes(bytes) => out.write_all(&bytes)?,
+            Handed::Flush(progress) => {
+                out.out.flush()?;
+                ack.acknowledge(progress);
+            }
+            Handed::Checkpoint(time) => {
+                out.out.flush()?;
+                (out.sync)(&mut out.out)?;
+                ack.checkpoint(time, out.offset);
+            }
+        }
+    }
+    out.out.flush()?;
+    Ok(())
+}
+
+/// The encoding thread: takes the sink's events until the channel closes, and hands the
+/// writer each time's records encoded in canonical order once the watermark has passed.
+fn order_and_encode(
+    ctx: &mut SinkContext,
+    out: &std::sync::mpsc::SyncSender<Handed>,
+    format: Format,
+) -> anyhow::Result<()> {
+    let closed = || anyhow::anyhow!("the thread writing the file stopped");
+    let send = |write: Handed| out.send(write).map_err(|_| closed());
     let batches = metrics()
         .sink_batches
         .with_label_values(&[ctx.name.as_str()]);
-    if format == Format::Csv && out.offset == 0 {
+    if format == Format::Csv && ctx.resume_offset.unwrap_or(0) == 0 {
         if let Some(kind) = ctx.kinds.first() {
-            out.write_all(format!("{}\n", csv_header(*kind)).as_bytes())?;
+            send(Handed::Bytes(
+                format!("{}\n", csv_header(*kind)).into_bytes(),
+            ))?;
         }
     }
     let mut pending: BTreeMap<i64, Vec<Record>> = BTreeMap::new();
     let mut written = i64::MIN;
-    let mut buf = Vec::with_capacity(1 << 16);
     let encoders = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
-    let mut write_until = |upto: i64,
-                           pending: &mut BTreeMap<i64, Vec<Record>>,
-                           out: &mut Output<W>|
-     -> std::io::Result<()> {
+    let writer = ctx.writer.clone();
+    let write_until = |upto: i64, pending: &mut BTreeMap<i64, Vec<Record>>| -> anyhow::Result<()> {
+        let mut buf = Vec::with_capacity(1 << 16);
         while let Some(entry) = pending.first_entry() {
             if *entry.key() >= upto {
                 break;
@@ -187,22 +254,23 @@ pub fn write_records<W: Write>(
             if records.len() >= PARALLEL_ENCODING && encoders > 1 {
                 for round in records.chunks(PARALLEL_ENCODING * encoders) {
                     for encoded in encode_in_parallel(round, format, encoders)? {
-                        out.write_all(&encoded)?;
+                        send(Handed::Bytes(encoded))?;
                     }
                 }
             } else {
                 for record in &records {
                     encode(&mut buf, record, format);
                     if buf.len() >= 1 << 16 {
-                        out.write_all(&buf)?;
-                        buf.clear();
+                        send(Handed::Bytes(std::mem::take(&mut buf)))?;
+                        buf.reserve(1 << 16);
                     }
                 }
-                out.write_all(&buf)?;
-                buf.clear();
             }
-            ctx.writer.wrote(records.len());
+            writer.wrote(records.len());
             batches.inc();
+        }
+        if !buf.is_empty() {
+            send(Handed::Bytes(buf))?;
         }
         Ok(())
     };
@@ -210,8 +278,7 @@ pub fn write_records<W: Write>(
         let event = match ctx.records.try_recv() {
             Ok(event) => event,
             Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {
-                out.out.flush()?;
-                ctx.ack.acknowledge(written);
+                send(Handed::Flush(written))?;
                 match ctx.records.blocking_recv() {
                     Some(event) => event,
                     None => break,
@@ -224,21 +291,17 @@ pub fn write_records<W: Write>(
                 pending.entry(time).or_default().extend(records);
             }
             SinkEvent::Progress(progress) => {
-                write_until(progress, &mut pending, &mut out)?;
+                write_until(progress, &mut pending)?;
                 written = written.max(progress);
             }
             SinkEvent::Checkpoint(time) => {
-                write_until(time, &mut pending, &mut out)?;
-                out.out.flush()?;
-                (out.sync)(&mut out.out)?;
-                ctx.ack.checkpoint(time, out.offset);
+                write_until(time, &mut pending)?;
+                send(Handed::Checkpoint(time))?;
             }
         }
     }
-    write_until(i64::MAX, &mut pending, &mut out)?;
-    out.out.flush()?;
-    ctx.ack.acknowledge(i64::MAX);
-    Ok(())
+    write_until(i64::MAX, &mut pending)?;
+    send(Handed::Flush(i64::MAX))
 }
 
 /// Records of one dataflow time from which encoding is shared among threads: the encoding

@@ -36,8 +36,7 @@ impl Sink for StdoutSinkConfig {
     fn build(&self, ctx: SinkContext) -> Task {
         let format = self.format.unwrap_or(Format::Jsonl);
         Task::Blocking(Box::new(move || {
-            write_records(ctx, Output::plain(std::io::stdout().lock()), format)
-                .map_err(TaskError::from)
+            write_records(ctx, Output::plain(std::io::stdout()), format).map_err(TaskError::from)
         }))
     }
 }
