@@ -118,18 +118,18 @@ fn a_two_process_cluster_killed_three_times_and_resumed_equals_an_uninterrupted_
         processes: 2,
         workers: 1,
     };
-    // Uninterrupted, the cluster gives the single process's output; how long it takes
-    // spreads the kills over its run.
-    let (cluster_time, whole) = resume::uninterrupted(dir.path(), cluster);
+    // Uninterrupted, the cluster gives the single process's output.
+    let (_, whole) = resume::uninterrupted(dir.path(), cluster);
     assert!(
         whole.lines == reference.lines && whole.db == reference.db,
         "the uninterrupted cluster's output differs from the single process's:\noutput: {}\ndatabase: {}",
         line_differences(&whole.lines, &reference.lines),
         line_differences(&whole.db, &reference.db)
     );
-    // Each resumed run starts again (the processes connect, read the checkpoint), so the
-    // kills are spread over half that time, to fall while the cluster runs.
-    let runs = resume::killed_and_resumed_as(dir.path(), 3, cluster_time / 2, 0xc1a5, cluster);
+    // Each run is killed once it has committed a checkpoint past a random record of its
+    // quarter of the input (the second, third, fourth), so every kill falls mid-run.
+    let kill_at = resume::KillAt::Records(TICKS);
+    let runs = resume::killed_and_resumed_as(dir.path(), 3, kill_at, 0xc1a5, cluster);
     assert!(
         runs.killed_running >= 3,
         "only {} of the 3 kills fell while the cluster ran",

@@ -205,14 +205,44 @@ fn first_commit(child: &mut std::process::Child, log: &Path) -> u64 {
 /// every run resumed from the newest checkpoint the run before it logged, and that the
 /// final run succeeded.
 pub fn killed_and_resumed(dir: &Path, kills: usize, reference: Duration, seed: u64) -> Resumes {
-    killed_and_resumed_as(dir, kills, reference, seed, Launch::Single)
+    killed_and_resumed_as(dir, kills, KillAt::Time(reference), seed, Launch::Single)
 }
 
-/// [`killed_and_resumed`], each run started as `launch` says.
+/// When each run is killed.
+#[derive(Clone, Copy)]
+pub enum KillAt {
+    /// At a random moment of a share of a run that takes about this long uninterrupted.
+    Time(Duration),
+    /// Once it has committed a checkpoint past a random record of its band of these (the
+    /// k-th of `kills` runs in the k-th of `kills + 1` equal bands): whatever the
+    /// machine's load, each kill falls while the run goes, and the kills spread over the
+    /// input.
+    Records(u64),
+}
+
+/// Waits until the run logging to `log` has committed a checkpoint at `records` or more
+/// (or ended); gives the ms it took. Fails after two minutes, with the log.
+fn commit_past(child: &mut std::process::Child, log: &Path, records: u64) -> u64 {
+    let started = std::time::Instant::now();
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let ended = child.try_wait().ok().flatten().is_some();
+        if ended || checkpoints_in(&text).1.iter().any(|r| *r >= records) {
+            return started.elapsed().as_millis() as u64;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "waited 120s for a run to commit a checkpoint at record {records}; its log:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// [`killed_and_resumed`], each run started as `launch` says and killed as `kill_at` says.
 pub fn killed_and_resumed_as(
     dir: &Path,
     kills: usize,
-    reference: Duration,
+    kill_at: KillAt,
     seed: u64,
     launch: Launch,
 ) -> Resumes {
@@ -222,7 +252,7 @@ pub fn killed_and_resumed_as(
     let mut history: Vec<String> = Vec::new();
     let mut widest = None;
     let mut killed_running = 0;
-    let reference_ms = reference.as_millis().max(200) as u64;
+
     let newest = |commits: &[u64], resumed_from: &[Option<u64>]| {
         // At least the last checkpoint logged: a kill may fall between a commit and its log.
         commits
@@ -238,12 +268,22 @@ pub fn killed_and_resumed_as(
         // the run has committed a checkpoint of its own, so that every run moves the
         // recovery on whatever the machine's speed (a resumed run starts slower than the
         // reference: it reads its checkpoint and cuts its outputs back first).
-        let share = (reference_ms / kills as u64).max(2);
-        let mut at = first_commit(run.first(), &log);
-        let wait = share / 2 + rng.below(share / 2);
-        // A random moment of the run: the point of the test, not a synchronisation.
-        at += wait;
-        std::thread::sleep(Duration::from_millis(wait));
+        let at = match kill_at {
+            KillAt::Time(reference) => {
+                let reference_ms = reference.as_millis().max(200) as u64;
+                let share = (reference_ms / kills as u64).max(2);
+                let at = first_commit(run.first(), &log);
+                let wait = share / 2 + rng.below(share / 2);
+                // A random moment of the run: the point of the test, not a synchronisation.
+                std::thread::sleep(Duration::from_millis(wait));
+                at + wait
+            }
+            KillAt::Records(total) => {
+                let band = (total / (kills as u64 + 1)).max(1);
+                let target = band * kill as u64 + rng.below(band / 2);
+                commit_past(run.first(), &log, target)
+            }
+        };
         let running = run.first().try_wait().ok().flatten().is_none();
         // The others of a cluster may end by themselves once their peer is gone.
         let killed_too = run.kill(Duration::from_secs(10));
